@@ -1,0 +1,12 @@
+//go:build tools
+
+// Package tools pins the commands that scripts/cluster/build.sh builds, so
+// that go.mod and go.sum record every module they need.
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "helm.sh/helm/v3/cmd/helm"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
