@@ -1,0 +1,55 @@
+/**
+ * The text form of ciphertexts and signatures (PRODUCT.md §4): `keyward:v<N>:<base64>`.
+ * Parsing is strict so that one ciphertext has exactly one spelling: N is a positive decimal
+ * without leading zeros (at most 9 digits, so it is always a safe integer), and the body is
+ * canonical standard base64 with padding. Anything else is `invalidCiphertext(field)`, the same
+ * error a failed decryption gives, so malformed and tampered input look alike.
+ */
+import { invalidCiphertext, KeywardError } from '../errors.ts';
+
+/** The largest version the format can carry (9 decimal digits). */
+export const MAX_FORMAT_VERSION = 999_999_999;
+
+// One regex checks the whole shape; canonical base64 (no stray trailing bits) is checked by
+// re-encoding, which Buffer.from alone would not do: it silently ignores bad characters.
+const SHAPE = /^keyward:v([1-9][0-9]{0,8}):((?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)$/;
+
+/** The parsed form of a `keyward:v<N>:` string. */
+export interface ParsedCiphertext {
+  version: number;
+  body: Buffer;
+}
+
+/** Formats `body` under key version `version` as `keyward:v<version>:<base64>`. */
+export function formatCiphertext(version: number, body: Uint8Array): string {
+  if (!Number.isInteger(version) || version < 1 || version > MAX_FORMAT_VERSION) {
+    throw new KeywardError('INTERNAL', 'key version out of range for the ciphertext format');
+  }
+  const b64 = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('base64');
+  return `keyward:v${version}:${b64}`;
+}
+
+/**
+ * Parses a `keyward:v<N>:<base64>` string. Throws `invalidCiphertext(field)` for anything that
+ * is not exactly that shape, including an empty body.
+ */
+export function parseCiphertext(text: string, field = 'ciphertext'): ParsedCiphertext {
+  if (typeof text !== 'string') throw invalidCiphertext(field);
+  const m = SHAPE.exec(text);
+  if (m === null) throw invalidCiphertext(field);
+  const b64 = m[2]!;
+  if (b64.length === 0) throw invalidCiphertext(field);
+  const body = Buffer.from(b64, 'base64');
+  if (body.toString('base64') !== b64) throw invalidCiphertext(field);
+  return { version: Number(m[1]), body };
+}
+
+/** Formats a signature; the same format as ciphertexts. */
+export function formatSignature(version: number, signature: Uint8Array): string {
+  return formatCiphertext(version, signature);
+}
+
+/** Parses a signature string; throws `invalidCiphertext(field)` (field `signature`) when malformed. */
+export function parseSignature(text: string, field = 'signature'): ParsedCiphertext {
+  return parseCiphertext(text, field);
+}

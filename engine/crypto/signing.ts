@@ -1,0 +1,162 @@
+/**
+ * Sign and verify (PRODUCT.md §4.1). RSA2048: RSASSA-PSS-SHA256 with the maximum salt length
+ * (verifies with `openssl -sigopt rsa_pss_saltlen:max`), or PKCS#1 v1.5 on request. ECDSA: P-256
+ * with SHA-256, DER by default, raw r‖s (JWS ES256) on request. `prehashed: true` means `data`
+ * is already the 32-byte SHA-256 digest of the message; the signature is then the same kind of
+ * signature the message would have got, checked against openssl in the tests.
+ */
+import { constants, sign, verify } from 'node:crypto';
+import { invalidArgument, KeywardError } from '../errors.ts';
+import type { KeyUsage } from '../keys/model.ts';
+import {
+  decodeDer,
+  decodeRaw,
+  encodeDer,
+  encodeRaw,
+  signEcdsaDigest,
+  verifyEcdsaDigest,
+} from './ecdsa-prehashed.ts';
+import type { PreparedKey, PreparedKeyPair } from './prepared-key.ts';
+import { signPkcs1Digest, signPssDigest, verifyPkcs1Digest, verifyPssDigest } from './rsa-prehashed.ts';
+
+/** The signature algorithms a key may use. */
+export type SignatureAlgorithm =
+  | 'RSASSA_PSS_SHA_256'
+  | 'RSASSA_PKCS1_V1_5_SHA_256'
+  | 'ECDSA_SHA_256'
+  | 'ECDSA_SHA_256_RAW';
+
+/** Every signature algorithm, for schemas. */
+export const SIGNATURE_ALGORITHMS: readonly SignatureAlgorithm[] = [
+  'RSASSA_PSS_SHA_256',
+  'RSASSA_PKCS1_V1_5_SHA_256',
+  'ECDSA_SHA_256',
+  'ECDSA_SHA_256_RAW',
+];
+
+/** How to sign or verify. */
+export interface SignatureOptions {
+  algorithm: SignatureAlgorithm;
+  /** True when `data` is a 32-byte SHA-256 digest rather than the message. */
+  prehashed: boolean;
+}
+
+/** The algorithm used when a request names none: PSS for RSA2048, DER ECDSA for ECDSA. */
+export function defaultSignatureAlgorithm(usage: KeyUsage): SignatureAlgorithm {
+  if (usage === 'RSA2048') return 'RSASSA_PSS_SHA_256';
+  if (usage === 'ECDSA') return 'ECDSA_SHA_256';
+  throw new KeywardError('KEY_STATE', `a ${usage} key cannot sign or verify`, { field: 'usage' });
+}
+
+function usageOf(algorithm: SignatureAlgorithm): KeyUsage | undefined {
+  switch (algorithm) {
+    case 'RSASSA_PSS_SHA_256':
+    case 'RSASSA_PKCS1_V1_5_SHA_256':
+      return 'RSA2048';
+    case 'ECDSA_SHA_256':
+    case 'ECDSA_SHA_256_RAW':
+      return 'ECDSA';
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Edge check: `algorithm` is a known algorithm for keys of `usage`. AES keys get KEY_STATE (they
+ * cannot sign); a mismatched or unknown algorithm gets INVALID_ARGUMENT.
+ */
+export function assertSignatureAlgorithm(
+  usage: KeyUsage,
+  algorithm: unknown,
+  field = 'algorithm',
+): asserts algorithm is SignatureAlgorithm {
+  defaultSignatureAlgorithm(usage); // throws KEY_STATE for AES256
+  if (typeof algorithm !== 'string' || usageOf(algorithm as SignatureAlgorithm) !== usage) {
+    throw invalidArgument(field, `${field} is not a ${usage} signature algorithm`);
+  }
+}
+
+// The hot functions re-check only the key/algorithm pairing: it costs one switch and stops a
+// programming error from, say, feeding an EC key to the RSA padding code.
+function pairOf(key: PreparedKey, algorithm: SignatureAlgorithm): PreparedKeyPair {
+  if (key.usage === 'AES256' || usageOf(algorithm) !== key.usage) {
+    throw new KeywardError('INTERNAL', 'signature algorithm does not match the key');
+  }
+  return key;
+}
+
+const PSS = constants.RSA_PKCS1_PSS_PADDING;
+
+/** Signs `data` (a message, or a SHA-256 digest when prehashed). Returns the raw signature bytes. */
+export function signBytes(key: PreparedKey, data: Uint8Array, options: SignatureOptions): Buffer {
+  const { privateKey } = pairOf(key, options.algorithm);
+  switch (options.algorithm) {
+    case 'RSASSA_PSS_SHA_256':
+      return options.prehashed
+        ? signPssDigest(privateKey, data)
+        : sign('sha256', data, {
+            key: privateKey,
+            padding: PSS,
+            saltLength: constants.RSA_PSS_SALTLEN_MAX_SIGN,
+          });
+    case 'RSASSA_PKCS1_V1_5_SHA_256':
+      return options.prehashed ? signPkcs1Digest(privateKey, data) : sign('sha256', data, privateKey);
+    case 'ECDSA_SHA_256':
+      if (options.prehashed) {
+        const { r, s } = signEcdsaDigest(privateKey, data);
+        return encodeDer(r, s);
+      }
+      return sign('sha256', data, privateKey);
+    case 'ECDSA_SHA_256_RAW':
+      if (options.prehashed) {
+        const { r, s } = signEcdsaDigest(privateKey, data);
+        return encodeRaw(r, s);
+      }
+      return sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' });
+  }
+}
+
+/**
+ * Verifies `signature` over `data`. Returns false, never throws, for a wrong, truncated or
+ * garbled signature (PSS accepts any salt length). Throws only for a key/algorithm mismatch.
+ */
+export function verifyBytes(
+  key: PreparedKey,
+  data: Uint8Array,
+  signature: Uint8Array,
+  options: SignatureOptions,
+): boolean {
+  const { publicKey } = pairOf(key, options.algorithm);
+  try {
+    switch (options.algorithm) {
+      case 'RSASSA_PSS_SHA_256':
+        return options.prehashed
+          ? verifyPssDigest(publicKey, data, signature)
+          : verify(
+              'sha256',
+              data,
+              { key: publicKey, padding: PSS, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
+              signature,
+            );
+      case 'RSASSA_PKCS1_V1_5_SHA_256':
+        return options.prehashed
+          ? verifyPkcs1Digest(publicKey, data, signature)
+          : verify('sha256', data, publicKey, signature);
+      case 'ECDSA_SHA_256': {
+        if (!options.prehashed) return verify('sha256', data, publicKey, signature);
+        const rs = decodeDer(signature);
+        return rs !== undefined && verifyEcdsaDigest(publicKey, data, rs.r, rs.s);
+      }
+      case 'ECDSA_SHA_256_RAW': {
+        if (!options.prehashed) {
+          return verify('sha256', data, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature);
+        }
+        const rs = decodeRaw(signature);
+        return rs !== undefined && verifyEcdsaDigest(publicKey, data, rs.r, rs.s);
+      }
+    }
+  } catch {
+    return false;
+  }
+  return false;
+}
