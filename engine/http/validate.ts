@@ -1,0 +1,153 @@
+/**
+ * A small JSON-schema validator for the subset the API's schemas use. It replaces fastify's Ajv
+ * so that every rejection is a KeywardError INVALID_ARGUMENT naming the field in the API's own
+ * words (`rotation.periodDays must be an integer from 1 to 730`), so batch items can be checked
+ * one by one with the same rules, and so nothing is ever silently removed or coerced.
+ */
+import { invalidArgument, type KeywardError } from '../errors.ts';
+
+/** The schema subset in use (OpenAPI 3.1 / JSON Schema 2020-12 compatible). */
+export interface Schema {
+  type?: 'object' | 'string' | 'boolean' | 'integer' | 'number' | 'array' | Array<string>;
+  properties?: Record<string, Schema>;
+  required?: string[];
+  additionalProperties?: boolean;
+  enum?: readonly unknown[];
+  minLength?: number;
+  maxLength?: number;
+  pattern?: string;
+  minimum?: number;
+  maximum?: number;
+  items?: Schema;
+  minItems?: number;
+  maxItems?: number;
+  description?: string;
+  format?: string;
+  contentEncoding?: string;
+  default?: unknown;
+  examples?: unknown[];
+  oneOf?: Schema[];
+  $ref?: string;
+  title?: string;
+  minProperties?: number;
+}
+
+const patterns = new Map<string, RegExp>();
+function compiled(pattern: string): RegExp {
+  let re = patterns.get(pattern);
+  if (re === undefined) {
+    re = new RegExp(pattern);
+    patterns.set(pattern, re);
+  }
+  return re;
+}
+
+function join(path: string, key: string): string {
+  return path === '' ? key : `${path}.${key}`;
+}
+
+function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  if (typeof value === 'number' && Number.isInteger(value)) return 'integer';
+  return typeof value;
+}
+
+function matchesType(type: string, value: unknown): boolean {
+  switch (type) {
+    case 'object':
+      return typeof value === 'object' && value !== null && !Array.isArray(value);
+    case 'array':
+      return Array.isArray(value);
+    case 'integer':
+      return typeof value === 'number' && Number.isInteger(value);
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value);
+    case 'null':
+      return value === null;
+    default:
+      return typeof value === type;
+  }
+}
+
+/**
+ * Checks `value` against `schema`; returns the first problem as a KeywardError (field = the
+ * dotted path, `requests[2].plaintext` for arrays), or undefined when it is valid.
+ */
+export function check(schema: Schema, value: unknown, path = ''): KeywardError | undefined {
+  const field = path === '' ? 'body' : path;
+  if (schema.type !== undefined) {
+    const types = Array.isArray(schema.type) ? schema.type : [schema.type];
+    if (!types.some((t) => matchesType(t, value))) {
+      const expected = types.join(' or ');
+      return invalidArgument(
+        field,
+        `${field} must be ${/^[aeiou]/.test(expected) ? 'an' : 'a'} ${expected}, not ${typeName(value)}`,
+      );
+    }
+  }
+  if (schema.enum !== undefined && !schema.enum.includes(value)) {
+    return invalidArgument(field, `${field} must be one of ${schema.enum.map(String).join(', ')}`);
+  }
+  if (typeof value === 'string') {
+    if (schema.minLength !== undefined && value.length < schema.minLength) {
+      return invalidArgument(field, `${field} must have at least ${schema.minLength} characters`);
+    }
+    // JSON Schema counts code points, not UTF-16 units (an emoji is one character of a memo).
+    if (
+      schema.maxLength !== undefined &&
+      value.length > schema.maxLength &&
+      [...value].length > schema.maxLength
+    ) {
+      return invalidArgument(field, `${field} must have at most ${schema.maxLength} characters`);
+    }
+    if (schema.pattern !== undefined && !compiled(schema.pattern).test(value)) {
+      return invalidArgument(field, `${field} must match ${schema.pattern}`);
+    }
+  }
+  if (typeof value === 'number') {
+    if (
+      (schema.minimum !== undefined && value < schema.minimum) ||
+      (schema.maximum !== undefined && value > schema.maximum)
+    ) {
+      return invalidArgument(field, `${field} must be from ${schema.minimum} to ${schema.maximum}`);
+    }
+  }
+  if (Array.isArray(value)) {
+    if (schema.minItems !== undefined && value.length < schema.minItems) {
+      return invalidArgument(field, `${field} must have at least ${schema.minItems} items`);
+    }
+    if (schema.maxItems !== undefined && value.length > schema.maxItems) {
+      return invalidArgument(field, `${field} must have at most ${schema.maxItems} items`);
+    }
+    if (schema.items !== undefined) {
+      for (let i = 0; i < value.length; i++) {
+        const err = check(schema.items, value[i], `${field}[${i}]`);
+        if (err) return err;
+      }
+    }
+  }
+  if (matchesType('object', value)) {
+    const object = value as Record<string, unknown>;
+    const properties = schema.properties ?? {};
+    for (const key of schema.required ?? []) {
+      if (object[key] === undefined)
+        return invalidArgument(join(path, key), `${join(path, key)} is required`);
+    }
+    for (const key of Object.keys(object)) {
+      const sub = properties[key];
+      if (sub === undefined) {
+        if (schema.additionalProperties === false) {
+          return invalidArgument(join(path, key), `unknown field ${join(path, key)}`);
+        }
+        continue;
+      }
+      const err = check(sub, object[key], join(path, key));
+      if (err) return err;
+    }
+    if (schema.minProperties !== undefined && Object.keys(object).length < schema.minProperties) {
+      return invalidArgument(field, `${field} must have at least ${schema.minProperties} field(s)`);
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,181 @@
+/**
+ * The contract between the HTTP layer and whatever holds the keys. The standalone `KeyService`
+ * implements all of it; the Kubernetes cluster mode plugs in an informer-backed backend that
+ * has no `admin` part (keys are managed through `Key` resources there), so the admin routes
+ * answer 405 METHOD_NOT_ALLOWED.
+ */
+
+import type { JsonWebKey } from 'node:crypto';
+import type { KeywardError } from '../errors.ts';
+import type { KeyBoundary, KeyOperation, KeyState, KeyUsage, RotationPolicy } from '../keys/model.ts';
+
+/** A key as the API shows it (PRODUCT.md §6). Times are ISO-8601 strings; never material. */
+export interface KeyView {
+  name: string;
+  namespace: string;
+  usage: KeyUsage;
+  convergent: boolean;
+  boundary: KeyBoundary;
+  region: string | null;
+  rotation: RotationPolicy;
+  memo: string;
+  state: KeyState;
+  currentVersion: number;
+  versions: Array<{ version: number; createdTime: string }>;
+  createdTime: string;
+  nextRotationTime: string | null;
+  deletionScheduledTime: string | null;
+  fingerprint: string;
+  lastUsedTime: string | null;
+  operationCounts: Partial<Record<KeyOperation, number>>;
+}
+
+/** A create request as it arrives (unvalidated fields beyond JSON types; the backend validates). */
+export interface CreateKeyInput {
+  name: string;
+  usage: string;
+  convergent?: boolean;
+  boundary?: string;
+  region?: string;
+  rotation?: { enabled?: boolean; periodDays?: number };
+  memo?: string;
+}
+
+/** The mutable part of a key: memo and rotation. */
+export interface KeyPatch {
+  memo?: string;
+  rotation?: { enabled?: boolean; periodDays?: number };
+}
+
+/** The lifecycle actions of PRODUCT.md §3 (`delete-now` is `DELETE .../keys/{name}`). */
+export type KeyAction =
+  | 'enable'
+  | 'disable'
+  | 'rotate'
+  | 'request-deletion'
+  | 'cancel-deletion'
+  | 'delete-now';
+export const KEY_ACTIONS: readonly KeyAction[] = [
+  'enable',
+  'disable',
+  'rotate',
+  'request-deletion',
+  'cancel-deletion',
+  'delete-now',
+];
+
+/** The result of an action: the key after it (absent once destroyed) and any warnings. */
+export interface ActionResult {
+  key?: KeyView;
+  /** e.g. a deletion requested for a key used in the last 7 days. */
+  warnings?: string[];
+}
+
+/** Key management: absent in the Kubernetes cluster mode. */
+export interface KeyAdmin {
+  create(namespace: string, input: CreateKeyInput): Promise<KeyView>;
+  update(namespace: string, name: string, patch: KeyPatch): Promise<KeyView>;
+  action(namespace: string, name: string, action: KeyAction): Promise<ActionResult>;
+}
+
+/** Decoded inputs of the cryptographic operations (the HTTP layer decodes base64). */
+export interface EncryptInput {
+  plaintext: Buffer;
+  aad?: Buffer;
+  context?: Buffer;
+}
+export interface DecryptInput {
+  ciphertext: string;
+  aad?: Buffer;
+  context?: Buffer;
+}
+export interface SignInput {
+  data: Buffer;
+  prehashed?: boolean;
+  algorithm?: string;
+}
+export interface VerifyInput extends SignInput {
+  signature: string;
+}
+export interface DataKeyInput {
+  bits?: number;
+  context?: Buffer;
+  aad?: Buffer;
+  includePlaintext?: boolean;
+}
+
+/** The operations that have a batch route. */
+export type BatchOperation = 'encrypt' | 'decrypt' | 're-encrypt' | 'sign' | 'verify';
+export const BATCH_OPERATIONS: readonly BatchOperation[] = [
+  'encrypt',
+  'decrypt',
+  're-encrypt',
+  'sign',
+  'verify',
+];
+
+/** Input type for each batch operation. */
+export interface BatchInputs {
+  encrypt: EncryptInput;
+  decrypt: DecryptInput;
+  're-encrypt': DecryptInput;
+  sign: SignInput;
+  verify: VerifyInput;
+}
+
+/** Outputs. Buffers are base64-encoded by the HTTP layer. */
+export interface CiphertextOutput {
+  ciphertext: string;
+  keyVersion: number;
+}
+export interface SignatureOutput {
+  signature: string;
+  keyVersion: number;
+}
+export interface BatchOutputs {
+  encrypt: CiphertextOutput;
+  decrypt: { plaintext: Buffer };
+  're-encrypt': CiphertextOutput;
+  sign: SignatureOutput;
+  verify: { valid: boolean };
+}
+
+/** One batch item's outcome: its output or its own error (one bad item never fails the others). */
+export type BatchResult<T> = { ok: true; value: T } | { ok: false; error: KeywardError };
+
+/** Reads and cryptography: what every backend offers. */
+export interface KeyBackend {
+  /** Key management; undefined when keys are managed elsewhere (admin routes answer 405). */
+  readonly admin: KeyAdmin | undefined;
+  list(namespace: string): Promise<KeyView[]>;
+  get(namespace: string, name: string): Promise<KeyView>;
+  encrypt(namespace: string, name: string, input: EncryptInput): Promise<CiphertextOutput>;
+  decrypt(namespace: string, name: string, input: DecryptInput): Promise<{ plaintext: Buffer }>;
+  reEncrypt(namespace: string, name: string, input: DecryptInput): Promise<CiphertextOutput>;
+  sign(namespace: string, name: string, input: SignInput): Promise<SignatureOutput>;
+  verify(namespace: string, name: string, input: VerifyInput): Promise<{ valid: boolean }>;
+  dataKey(
+    namespace: string,
+    name: string,
+    input: DataKeyInput,
+  ): Promise<{ ciphertext: string; plaintext?: Buffer; keyVersion: number }>;
+  publicKey(
+    namespace: string,
+    name: string,
+    version?: number,
+  ): Promise<{ keyVersion: number; pem: string; jwk: JsonWebKey }>;
+  /**
+   * Runs one operation over many items with the key resolved once. The key-level checks
+   * (exists, Enabled, region) fail the whole call; item-level errors land in their slot.
+   */
+  batch<O extends BatchOperation>(
+    namespace: string,
+    name: string,
+    op: O,
+    items: BatchInputs[O][],
+  ): Promise<BatchResult<BatchOutputs[O]>[]>;
+  /** True once the backend can serve (store open, engine started, caches synced). */
+  ready(): boolean;
+  /** Items waiting in the engine's queue, for /metrics. */
+  queueDepth(): number;
+}
