@@ -1,11 +1,37 @@
 import { defineConfig } from 'vitest/config';
 
+// Suites that talk to the test control plane (scripts/cluster). They share one apiserver, so
+// they run one file at a time, each in namespaces of its own.
+const clusterSuites = ['test/cluster/**/*.test.ts', 'test/operator/**/*.test.ts', 'test/chart/**/*.test.ts'];
+
 // Every test has a timeout, so no caller can hang the suite.
 export default defineConfig({
   test: {
-    include: ['engine/**/*.test.ts', 'operator/**/*.test.ts', 'test/**/*.test.ts'],
-    testTimeout: 30_000,
-    hookTimeout: 120_000,
     pool: 'forks',
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: ['engine/**/*.test.ts', 'operator/**/*.unit.test.ts', 'test/**/*.test.ts'],
+          exclude: ['**/node_modules/**', ...clusterSuites],
+          testTimeout: 30_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'cluster',
+          include: clusterSuites,
+          // Builds the binaries when missing (a cold build takes a while) and starts the
+          // cluster; runs only when a selected file belongs to this project.
+          globalSetup: ['test/cluster/global-setup.ts'],
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 300_000,
+        },
+      },
+    ],
   },
 });
