@@ -1,0 +1,147 @@
+/**
+ * `npm run bench`: every case against its baseline in the same run, interleaved rounds, medians
+ * and ratios (PRODUCT.md §9). Writes bench/results/latest.json.
+ *
+ * Usage: npm run bench [-- --rounds N --duration MS --only name1,name2]
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import type { BenchCase, BenchSample } from './case.ts';
+import { closeEngineCases, engineCases } from './engine-cases.ts';
+
+interface CaseResult {
+  name: string;
+  opsPerSec: number;
+  baseline: number;
+  ratio: number;
+  baselineLabel: string;
+  rounds: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  baselineP50Ms?: number;
+  baselineP99Ms?: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function medianOf(samples: BenchSample[], key: 'p50Ms' | 'p99Ms'): number | undefined {
+  const values = samples.map((s) => s[key]).filter((v): v is number => v !== undefined);
+  return values.length > 0 ? median(values) : undefined;
+}
+
+/** Loads optional case modules (HTTP, operator) when they exist. */
+async function optionalCases(moduleName: string, exportName: string): Promise<BenchCase[]> {
+  try {
+    const mod = (await import(moduleName)) as Record<string, () => BenchCase[] | Promise<BenchCase[]>>;
+    const factory = mod[exportName];
+    return factory ? await factory() : [];
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') return [];
+    throw error;
+  }
+}
+
+async function runCase(c: BenchCase, rounds: number, durationMs: number): Promise<CaseResult> {
+  await c.setup?.();
+  const engine: BenchSample[] = [];
+  const baseline: BenchSample[] = [];
+  const ratios: number[] = [];
+  try {
+    for (let r = 0; r < rounds; r++) {
+      // Alternate which side goes first so slow drift of a shared machine hits both alike.
+      let e: BenchSample;
+      let b: BenchSample;
+      if (r % 2 === 0) {
+        e = await c.engine(durationMs);
+        b = await c.baseline(durationMs);
+      } else {
+        b = await c.baseline(durationMs);
+        e = await c.engine(durationMs);
+      }
+      engine.push(e);
+      baseline.push(b);
+      ratios.push(e.opsPerSec / b.opsPerSec);
+      process.stderr.write(
+        `  ${c.name} round ${r + 1}/${rounds}: ${e.opsPerSec.toFixed(0)} vs ${b.opsPerSec.toFixed(0)} ops/s\n`,
+      );
+    }
+  } finally {
+    await c.teardown?.();
+  }
+  const result: CaseResult = {
+    name: c.name,
+    opsPerSec: Math.round(median(engine.map((s) => s.opsPerSec))),
+    baseline: Math.round(median(baseline.map((s) => s.opsPerSec))),
+    ratio: Number(median(ratios).toFixed(3)),
+    baselineLabel: c.baselineLabel,
+    rounds,
+  };
+  const extras = {
+    p50Ms: medianOf(engine, 'p50Ms'),
+    p99Ms: medianOf(engine, 'p99Ms'),
+    baselineP50Ms: medianOf(baseline, 'p50Ms'),
+    baselineP99Ms: medianOf(baseline, 'p99Ms'),
+  };
+  for (const [k, v] of Object.entries(extras))
+    if (v !== undefined) (result as unknown as Record<string, number>)[k] = v;
+  return result;
+}
+
+function printTable(results: CaseResult[]): void {
+  const rows = results.map((r) => [
+    r.name,
+    r.opsPerSec.toLocaleString('en-US'),
+    r.baseline.toLocaleString('en-US'),
+    `${r.ratio.toFixed(2)}×`,
+    r.p50Ms === undefined ? '' : `${r.p50Ms.toFixed(2)}/${r.p99Ms?.toFixed(2)} ms`,
+    r.baselineLabel,
+  ]);
+  const head = ['case', 'engine ops/s', 'baseline ops/s', 'ratio', 'p50/p99', 'baseline'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  console.log(line(head));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const row of rows) console.log(line(row));
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string', default: '3' },
+      duration: { type: 'string', default: '1500' },
+      only: { type: 'string' },
+    },
+  });
+  const rounds = Math.max(3, Number(values.rounds));
+  const durationMs = Number(values.duration);
+  const only = values.only?.split(',');
+  const cases = [
+    ...engineCases(),
+    ...(await optionalCases('./http-cases.ts', 'httpCases')),
+    ...(await optionalCases('./operator-cases.ts', 'operatorCases')),
+  ].filter((c) => only === undefined || only.includes(c.name));
+
+  const results: CaseResult[] = [];
+  try {
+    for (const c of cases) {
+      process.stderr.write(`${c.name}\n`);
+      results.push(await runCase(c, rounds, durationMs));
+    }
+  } finally {
+    await closeEngineCases();
+  }
+  printTable(results);
+  await mkdir(new URL('./results/', import.meta.url), { recursive: true });
+  const out = new URL('./results/latest.json', import.meta.url);
+  await writeFile(
+    out,
+    `${JSON.stringify({ date: new Date().toISOString(), node: process.version, cases: results }, null, 2)}\n`,
+  );
+  console.log(`\nwrote ${out.pathname}`);
+}
+
+await main();

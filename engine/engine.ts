@@ -1,0 +1,241 @@
+/**
+ * CryptoEngine: the operations of PRODUCT.md §4.1 on a KeyRing, run in the worker pool. Single
+ * calls are coalesced into batches by the pool; `batch` runs a caller's batch with one result or
+ * error per item, in order. The engine knows nothing of lifecycle states, stores or HTTP: the
+ * service checks the key is Enabled before it calls in.
+ */
+import type { JsonWebKey } from 'node:crypto';
+import { type PreparedKey, prepareKey } from './crypto/prepared-key.ts';
+import { exportPublicKey } from './crypto/public-key.ts';
+import { invalidArgument, KeywardError } from './errors.ts';
+import {
+  assertUsage,
+  type CiphertextOutput,
+  type DataKeyInput,
+  type DataKeyOutput,
+  type DecryptInput,
+  type EncryptInput,
+  type KeyRing,
+  type PlaintextOutput,
+  type Plan,
+  planDataKey,
+  planDecrypt,
+  planEncrypt,
+  planSign,
+  planVerify,
+  type SignatureOutput,
+  type SignInput,
+  taskKey,
+  type VerifyInput,
+  type VerifyOutput,
+} from './operation-plans.ts';
+import { CryptoPool, type CryptoPoolOptions } from './pool/crypto-pool.ts';
+
+export type * from './operation-plans.ts';
+export type { CryptoPoolOptions } from './pool/crypto-pool.ts';
+
+/** The operations a batch request may carry (PRODUCT.md §6). */
+export type BatchOperation = 'encrypt' | 'decrypt' | 're-encrypt' | 'sign' | 'verify';
+
+/** Inputs of each batch operation. */
+export interface BatchInputs {
+  encrypt: EncryptInput;
+  decrypt: DecryptInput;
+  're-encrypt': DecryptInput;
+  sign: SignInput;
+  verify: VerifyInput;
+}
+/** Outputs of each batch operation. */
+export interface BatchOutputs {
+  encrypt: CiphertextOutput;
+  decrypt: PlaintextOutput;
+  're-encrypt': CiphertextOutput;
+  sign: SignatureOutput;
+  verify: VerifyOutput;
+}
+
+/** One item's result in a batch: its output, or its own error. */
+export type BatchItemResult<T> = { ok: true; value: T } | { ok: false; error: KeywardError };
+
+/** A public key in both export forms. */
+export interface PublicKeyOutput {
+  keyVersion: number;
+  pem: string;
+  jwk: JsonWebKey;
+}
+
+function asKeywardError(error: unknown): KeywardError {
+  return error instanceof KeywardError ? error : new KeywardError('INTERNAL', 'the operation failed');
+}
+
+/** See the module comment. */
+export class CryptoEngine {
+  readonly pool: CryptoPool;
+  // Public keys are exported on the main thread (cheap, and cached): no worker round trip.
+  readonly #publicKeys = new Map<string, PublicKeyOutput>();
+
+  constructor(options: CryptoPoolOptions = {}) {
+    this.pool = new CryptoPool(options);
+  }
+
+  /** Encrypts under the key's current version. */
+  encrypt(ring: KeyRing, input: EncryptInput): Promise<CiphertextOutput> {
+    return this.#single(planEncrypt(ring, input));
+  }
+
+  /** Decrypts a `keyward:v<N>:` ciphertext under the version it names. */
+  decrypt(ring: KeyRing, input: DecryptInput): Promise<PlaintextOutput> {
+    return this.#single(planDecrypt(ring, input));
+  }
+
+  /** Moves a ciphertext to the current version; the plaintext never leaves the engine. */
+  async reEncrypt(ring: KeyRing, input: DecryptInput): Promise<CiphertextOutput> {
+    assertUsage(ring, 're-encrypt');
+    const { plaintext } = await this.decrypt(ring, input);
+    try {
+      return await this.encrypt(ring, { ...input, plaintext });
+    } finally {
+      plaintext.fill(0);
+    }
+  }
+
+  /** Signs a message (or a SHA-256 digest with `prehashed`) under the current version. */
+  sign(ring: KeyRing, input: SignInput): Promise<SignatureOutput> {
+    return this.#single(planSign(ring, input));
+  }
+
+  /** Verifies a signature under the version it names: `{valid}`, never an error for a bad signature. */
+  verify(ring: KeyRing, input: VerifyInput): Promise<VerifyOutput> {
+    const plan = planVerify(ring, input);
+    return 'op' in plan ? this.#single(plan) : Promise.resolve(plan);
+  }
+
+  /** Generates a data key sealed under the current version (envelope encryption). */
+  dataKey(ring: KeyRing, input: DataKeyInput = {}): Promise<DataKeyOutput> {
+    return this.#single(planDataKey(ring, input));
+  }
+
+  /** The public key of a version (default: current) as PEM (SPKI) and JWK. */
+  publicKey(ring: KeyRing, version = ring.currentVersion): PublicKeyOutput {
+    assertUsage(ring, 'get-public-key');
+    if (!Number.isInteger(version) || version < 1)
+      throw invalidArgument('version', 'version must be a positive integer');
+    const key = taskKey(ring, version);
+    if (key === undefined)
+      throw new KeywardError('KEY_NOT_FOUND', `the key has no version ${version}`, { field: 'version' });
+    const cached = this.#publicKeys.get(key.id);
+    if (cached !== undefined) return cached;
+    const prepared: PreparedKey = prepareKey(ring.usage, key.material);
+    const out: PublicKeyOutput = { keyVersion: version, ...exportPublicKey(prepared) };
+    if (this.#publicKeys.size >= 1024) this.#publicKeys.delete(this.#publicKeys.keys().next().value!);
+    this.#publicKeys.set(key.id, out);
+    return out;
+  }
+
+  /**
+   * Runs a batch (PRODUCT.md §6): each item gets its own result or error, in order; one bad item
+   * never fails the others. Items are grouped by key version into worker tasks. The batch is
+   * admitted whole or refused whole with OVERLOADED.
+   */
+  async batch<Op extends BatchOperation>(
+    operation: Op,
+    ring: KeyRing,
+    items: readonly BatchInputs[Op][],
+  ): Promise<BatchItemResult<BatchOutputs[Op]>[]> {
+    if (operation === 're-encrypt') {
+      return (await this.#batchReEncrypt(ring, items as readonly DecryptInput[])) as BatchItemResult<
+        BatchOutputs[Op]
+      >[];
+    }
+    const plan = (input: BatchInputs[Op]): Plan<BatchOutputs[Op]> | BatchOutputs[Op] => {
+      switch (operation) {
+        case 'encrypt':
+          return planEncrypt(ring, input as EncryptInput) as Plan<BatchOutputs[Op]>;
+        case 'decrypt':
+          return planDecrypt(ring, input as DecryptInput) as Plan<BatchOutputs[Op]>;
+        case 'sign':
+          return planSign(ring, input as SignInput) as Plan<BatchOutputs[Op]>;
+        default:
+          return planVerify(ring, input as VerifyInput) as Plan<BatchOutputs[Op]> | BatchOutputs[Op];
+      }
+    };
+    return this.#runPlans(
+      items.map((item) => item),
+      plan,
+    );
+  }
+
+  /** Stops taking work, finishes what is queued, and stops the workers. */
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  async #single<T>(plan: Plan<T>): Promise<T> {
+    return plan.finish(await this.pool.submit(plan.op, plan.key, plan.params, plan.batchKey, plan.fields));
+  }
+
+  async #batchReEncrypt(
+    ring: KeyRing,
+    items: readonly DecryptInput[],
+  ): Promise<BatchItemResult<CiphertextOutput>[]> {
+    assertUsage(ring, 're-encrypt');
+    const opened = await this.#runPlans(items, (input) => planDecrypt(ring, input));
+    const sealed = await this.#runPlans(opened, (result, i) => {
+      if (!result.ok) throw result.error;
+      return planEncrypt(ring, { ...items[i]!, plaintext: result.value.plaintext });
+    });
+    for (const result of opened) if (result.ok) result.value.plaintext.fill(0);
+    return sealed;
+  }
+
+  /** Plans every item (collecting per-item errors), runs each group as one batch, keeps order. */
+  async #runPlans<In, Out>(
+    inputs: readonly In[],
+    plan: (input: In, index: number) => Plan<Out> | Out,
+  ): Promise<BatchItemResult<Out>[]> {
+    const results: BatchItemResult<Out>[] = new Array(inputs.length);
+    const groups = new Map<string, { plans: Plan<Out>[]; indexes: number[] }>();
+    inputs.forEach((input, index) => {
+      try {
+        const planned = plan(input, index);
+        if (planned === null || typeof planned !== 'object' || !('batchKey' in planned)) {
+          results[index] = { ok: true, value: planned as Out };
+          return;
+        }
+        let group = groups.get(planned.batchKey);
+        if (group === undefined) {
+          group = { plans: [], indexes: [] };
+          groups.set(planned.batchKey, group);
+        }
+        group.plans.push(planned);
+        group.indexes.push(index);
+      } catch (error) {
+        results[index] = { ok: false, error: asKeywardError(error) };
+      }
+    });
+    // Admission is per group; if one group is refused, its items carry the OVERLOADED error.
+    await Promise.all(
+      [...groups.values()].map(async ({ plans, indexes }) => {
+        const first = plans[0]!;
+        try {
+          const outcomes = await this.pool.runBatch(
+            first.op,
+            first.key,
+            first.params,
+            plans.map((p) => p.fields),
+          );
+          outcomes.forEach((outcome, j) => {
+            try {
+              results[indexes[j]!] = { ok: true, value: plans[j]!.finish(outcome) };
+            } catch (error) {
+              results[indexes[j]!] = { ok: false, error: asKeywardError(error) };
+            }
+          });
+        } catch (error) {
+          for (const index of indexes) results[index] = { ok: false, error: asKeywardError(error) };
+        }
+      }),
+    );
+    return results;
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * The engine's worker pool (PRODUCT.md §5). Concurrent single operations on the same key version
+ * and operation are coalesced into one batch, sent as one task with its payload packed in one
+ * transferred ArrayBuffer. The number of items waiting or running is bounded: past the bound a
+ * caller gets OVERLOADED at once instead of a queue that grows without limit.
+ */
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { KeywardError } from '../errors.ts';
+import { PackedBatch, packBatch } from './packing.ts';
+import { type BatchTask, FIELDS_PER_OP, type TaskKey, type TaskParams, type WorkerOp } from './protocol.ts';
+
+/** An item's outcome: its output bytes, or a status code (ITEM_INVALID, ITEM_FAILED). */
+export type ItemOutcome = Buffer | number;
+
+/** Fields of one item, in the order FIELDS_PER_OP gives. */
+export type ItemFields = readonly (Uint8Array | undefined)[];
+
+export interface CryptoPoolOptions {
+  /** Worker threads; default: the machine's available parallelism. */
+  threads?: number;
+  /** Largest batch sent as one task. */
+  maxBatch?: number;
+  /** Items waiting or running before new work is refused with OVERLOADED. */
+  maxPendingItems?: number;
+}
+
+interface Pending {
+  op: WorkerOp;
+  key: TaskKey;
+  params: TaskParams;
+  items: ItemFields[];
+  resolvers: Array<(outcome: ItemOutcome) => void>;
+  rejecters: Array<(error: KeywardError) => void>;
+}
+
+const WORKER_URL = new URL('./worker.ts', import.meta.url).href;
+
+/** Runs batches of crypto on worker threads; see the module comment. */
+export class CryptoPool {
+  readonly maxBatch: number;
+  readonly maxPendingItems: number;
+  readonly #piscina: Piscina<BatchTask, ArrayBuffer>;
+  readonly #coalescing = new Map<string, Pending>();
+  readonly #inFlight = new Set<Promise<unknown>>();
+  #pendingItems = 0;
+  #flushScheduled = false;
+  #closing = false;
+
+  constructor(options: CryptoPoolOptions = {}) {
+    const threads = options.threads ?? availableParallelism();
+    this.maxBatch = options.maxBatch ?? 512;
+    this.maxPendingItems = options.maxPendingItems ?? 65_536;
+    this.#piscina = new Piscina({
+      filename: WORKER_URL,
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      // Our own item bound is the backpressure; Piscina's task queue stays small because tasks
+      // are batches.
+      maxQueue: Number.POSITIVE_INFINITY,
+    });
+    // Piscina emits 'error' for a worker that dies with no task in flight; the worker is
+    // replaced either way, and an unhandled 'error' event would kill the process.
+    this.#piscina.on('error', () => {});
+  }
+
+  /** Items waiting to be batched or running in a worker. */
+  get pendingItems(): number {
+    return this.#pendingItems;
+  }
+
+  /** Worker threads, for tests that kill one mid-batch. */
+  get threads(): readonly import('node:worker_threads').Worker[] {
+    return this.#piscina.threads;
+  }
+
+  /**
+   * Queues one item to be coalesced with concurrent items of the same key version, operation and
+   * parameters. `batchKey` must identify exactly those (the caller knows its parameters best).
+   */
+  submit(
+    op: WorkerOp,
+    key: TaskKey,
+    params: TaskParams,
+    batchKey: string,
+    fields: ItemFields,
+  ): Promise<ItemOutcome> {
+    this.#admit(1);
+    let pending = this.#coalescing.get(batchKey);
+    if (pending === undefined) {
+      pending = { op, key, params, items: [], resolvers: [], rejecters: [] };
+      this.#coalescing.set(batchKey, pending);
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<ItemOutcome>();
+    pending.items.push(fields);
+    pending.resolvers.push(resolve);
+    pending.rejecters.push(reject);
+    if (pending.items.length >= this.maxBatch) {
+      this.#coalescing.delete(batchKey);
+      this.#dispatch(pending);
+    } else if (!this.#flushScheduled) {
+      // One macrotask turn gathers every caller that became ready in this turn: under load that
+      // is a full batch, when idle it costs well under a millisecond.
+      this.#flushScheduled = true;
+      setImmediate(this.#flush);
+    }
+    return promise;
+  }
+
+  /**
+   * Runs a caller's whole batch (split into tasks of at most maxBatch), in order. The batch is
+   * admitted whole or refused whole with OVERLOADED.
+   */
+  async runBatch(
+    op: WorkerOp,
+    key: TaskKey,
+    params: TaskParams,
+    items: readonly ItemFields[],
+  ): Promise<ItemOutcome[]> {
+    this.#admit(items.length);
+    const chunks: Promise<ItemOutcome[]>[] = [];
+    for (let start = 0; start < items.length; start += this.maxBatch) {
+      const chunk = items.slice(start, start + this.maxBatch);
+      chunks.push(this.#runTask(op, key, params, chunk));
+    }
+    return (await Promise.all(chunks)).flat();
+  }
+
+  /** Stops taking work, runs everything already queued, then stops the workers. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    this.#flush();
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+    await this.#piscina.close();
+  }
+
+  #admit(count: number): void {
+    if (this.#closing) {
+      throw new KeywardError('OVERLOADED', 'the engine is shutting down', {
+        status: 503,
+        retryAfterSeconds: 1,
+      });
+    }
+    if (this.#pendingItems + count > this.maxPendingItems) {
+      throw new KeywardError('OVERLOADED', 'the engine is overloaded; retry later', { retryAfterSeconds: 1 });
+    }
+    this.#pendingItems += count;
+  }
+
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    for (const pending of this.#coalescing.values()) this.#dispatch(pending);
+    this.#coalescing.clear();
+  };
+
+  #dispatch(pending: Pending): void {
+    const { resolvers, rejecters } = pending;
+    this.#runTask(pending.op, pending.key, pending.params, pending.items).then(
+      (outcomes) => {
+        for (let i = 0; i < outcomes.length; i++) resolvers[i]!(outcomes[i]!);
+      },
+      (error: KeywardError) => {
+        for (const reject of rejecters) reject(error);
+      },
+    );
+  }
+
+  /** Sends one batch; items leave the pending count when it settles. */
+  #runTask(
+    op: WorkerOp,
+    key: TaskKey,
+    params: TaskParams,
+    items: readonly ItemFields[],
+  ): Promise<ItemOutcome[]> {
+    const fields = FIELDS_PER_OP[op];
+    const payload = packBatch(items.length, fields, (i, f) => items[i]![f]);
+    const task = this.#piscina
+      .run({ op, key, params, payload }, { transferList: [payload] })
+      .then(unpackOutcomes, (cause: unknown) => {
+        throw workerFailure(cause);
+      })
+      .finally(() => {
+        this.#pendingItems -= items.length;
+        this.#inFlight.delete(task);
+      });
+    this.#inFlight.add(task);
+    return task;
+  }
+}
+
+function unpackOutcomes(result: ArrayBuffer): ItemOutcome[] {
+  const packed = new PackedBatch(result);
+  const count = packed.count - 1;
+  const status = packed.field(count, 0);
+  const outcomes: ItemOutcome[] = new Array(count);
+  for (let i = 0; i < count; i++) outcomes[i] = status[i] === 0 ? packed.field(i, 0) : status[i]!;
+  return outcomes;
+}
+
+// A worker that died mid-batch (crash, OOM, terminate) fails its callers with a retryable error;
+// Piscina starts a replacement. Anything else thrown by a whole task is a defect, not worth a
+// retry. The cause is not passed on either way: it may name internals.
+function workerFailure(cause: unknown): KeywardError {
+  const message = cause instanceof Error ? cause.message : '';
+  if (/worker exited|terminat/i.test(message)) {
+    return new KeywardError('UNAVAILABLE', 'a crypto worker failed during the operation; retry', {
+      retryable: true,
+      retryAfterSeconds: 1,
+    });
+  }
+  return new KeywardError('INTERNAL', 'the crypto worker could not run the batch');
+}
