@@ -1,0 +1,344 @@
+/**
+ * The pure reconcile decision for one Key: given the Key object, its stored material (if any),
+ * `now` and the options, it says what to change. It reuses the §3 lifecycle module unchanged for
+ * every state move and for the schedule; it never reads a clock and does no I/O. The I/O edge
+ * (`reconciler.ts`) carries the plan out: it generates and wraps the material of the versions
+ * listed in `newVersions`, writes the Secret, then the status (`status.ts`).
+ *
+ * The Secret is the source of truth for the lifecycle (state, schedule, versions, the handled
+ * rotate value); the Key's status is only a projection of it. Deciding from the Secret keeps
+ * every step idempotent: a plan carried out twice changes nothing the second time.
+ */
+import {
+  applyKeyUpdate,
+  applyNewVersion,
+  createKeyRecord,
+  evaluate,
+  type LifecycleAction,
+  type LifecycleEffect,
+  type LifecycleOptions,
+  transition,
+} from '../engine/keys/lifecycle.ts';
+import type { KeyRecord, KeySpec } from '../engine/keys/model.ts';
+import type { StoredKey } from './material-secret.ts';
+import {
+  CANCEL_DELETION_ANNOTATION,
+  DELETE_NOW_ANNOTATION,
+  FINALIZER,
+  type KeyResource,
+  kubeTimeMs,
+  ROTATE_ANNOTATION,
+  toKubeTime,
+} from './types.ts';
+
+/** An Event to record on the Key. Messages never hold anything secret. */
+export interface PlannedEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+/** Why a Key has no usable material of its own. */
+export interface MaterialConflict {
+  reason: 'MaterialConflict';
+  message: string;
+}
+
+/** What to do for one Key. */
+export interface ReconcilePlan {
+  /** Add the finalizer before anything else. */
+  addFinalizer: boolean;
+  /** Remove the finalizer last, once the material is erased or released. */
+  removeFinalizer: boolean;
+  /** Delete the Key object: its spec-requested deletion fell due (the deletion path erases). */
+  deleteObject: boolean;
+  /**
+   * The material after the plan: `undefined` leaves the Secret alone, `'erase'` deletes it,
+   * otherwise it is written (created when `create`). Versions listed in `newVersions` have
+   * `wrapped: ''` and must be filled in by the caller.
+   */
+  stored: StoredKey | 'erase' | undefined;
+  /** True when no Secret exists yet. */
+  create: boolean;
+  /** Versions whose material the caller must generate and wrap. */
+  newVersions: number[];
+  /** Events to record, in order. */
+  events: PlannedEvent[];
+  /** Set when the Key cannot have material (a different usage owns the name). */
+  conflict: MaterialConflict | undefined;
+  /** When the Key must be looked at again (epoch ms), if ever. */
+  requeueAt: number | undefined;
+  /** False when the Key is released or gone: its status must not be written. */
+  writeStatus: boolean;
+}
+
+/** Inputs of `planReconcile`. */
+export interface PlanInput {
+  key: KeyResource;
+  /** The decoded material Secret, if it exists. */
+  stored: StoredKey | undefined;
+  now: number;
+  lifecycle: LifecycleOptions;
+}
+
+/** The KeySpec of a Key (the apiserver applied the defaults; these fallbacks mirror them). */
+export function specOf(key: KeyResource): KeySpec {
+  const s = key.spec;
+  const spec: KeySpec = {
+    usage: s.usage,
+    convergent: s.convergent ?? false,
+    boundary: s.boundary ?? 'Global',
+    rotation: { enabled: s.rotation?.enabled ?? true, periodDays: s.rotation?.periodDays ?? 90 },
+    memo: s.memo ?? '',
+  };
+  if (s.region !== undefined) spec.region = s.region;
+  return spec;
+}
+
+/** Decides what to do for `input.key`. */
+export function planReconcile(input: PlanInput): ReconcilePlan {
+  const { key, stored, now } = input;
+  const m = key.metadata;
+  const plan: ReconcilePlan = {
+    addFinalizer: false,
+    removeFinalizer: false,
+    deleteObject: false,
+    stored: undefined,
+    create: false,
+    newVersions: [],
+    events: [],
+    conflict: undefined,
+    requeueAt: undefined,
+    writeStatus: true,
+  };
+  const hasFinalizer = m.finalizers?.includes(FINALIZER) ?? false;
+  const owned = stored !== undefined && stored.ownerUid !== undefined && stored.ownerUid === m.uid;
+  const deletionTime = kubeTimeMs(m.deletionTimestamp);
+  if (deletionTime !== undefined) return planDeletion(input, plan, hasFinalizer, owned, deletionTime);
+
+  plan.addFinalizer = !hasFinalizer;
+  const spec = specOf(key);
+  let current: StoredKey;
+  if (stored === undefined) {
+    current = {
+      record: createKeyRecord(
+        {
+          namespace: m.namespace,
+          name: m.name,
+          spec,
+          firstVersion: { version: 1, createdTime: now, wrapped: '' },
+        },
+        now,
+      ),
+      ownerUid: m.uid ?? '',
+    };
+    // A rotate value present at creation is not a new value: record it without rotating.
+    const rotate = m.annotations?.[ROTATE_ANNOTATION];
+    if (rotate) current.rotateHandled = rotate;
+    plan.create = true;
+    plan.newVersions.push(1);
+    plan.events.push({
+      type: 'Normal',
+      reason: 'Created',
+      message: `created ${spec.usage} material, version 1`,
+    });
+  } else if (!owned) {
+    const r = stored.record;
+    if (r.usage !== spec.usage || r.convergent !== spec.convergent) {
+      plan.conflict = {
+        reason: 'MaterialConflict',
+        message:
+          `material kept for a ${describe(r.usage, r.convergent)} key of this name cannot be adopted by a ` +
+          `${describe(spec.usage, spec.convergent)} Key; delete this Key or re-apply it with the original usage`,
+      };
+      if (key.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== 'MaterialConflict') {
+        plan.events.push({ type: 'Warning', reason: 'MaterialConflict', message: plan.conflict.message });
+      }
+      return plan;
+    }
+    current = { ...stored, ownerUid: m.uid ?? '' };
+    plan.events.push({
+      type: 'Normal',
+      reason: 'Adopted',
+      message: `took back the existing material (state ${r.state}, version ${r.currentVersion})`,
+    });
+  } else {
+    current = { ...stored };
+  }
+  let changed = plan.create || !owned;
+
+  // Spec fields that may change: memo and rotation (through the lifecycle's own PATCH rule).
+  const r0 = current.record;
+  if (
+    r0.memo !== spec.memo ||
+    r0.rotation.enabled !== spec.rotation.enabled ||
+    r0.rotation.periodDays !== spec.rotation.periodDays
+  ) {
+    current = { ...current, record: applyKeyUpdate(r0, { memo: spec.memo, rotation: spec.rotation }, now) };
+    changed = true;
+  }
+
+  // The desired state, level-triggered.
+  const desired = key.spec.state ?? 'Enabled';
+  const steps: LifecycleAction[] = [];
+  const state = current.record.state;
+  if (desired === 'PendingDeletion' && state !== 'PendingDeletion') steps.push('request-deletion');
+  if (desired !== 'PendingDeletion' && state === 'PendingDeletion') steps.push('cancel-deletion');
+  if (desired === 'Enabled' && (state === 'Disabled' || state === 'PendingDeletion')) steps.push('enable');
+  if (desired === 'Disabled' && state === 'Enabled') steps.push('disable');
+  for (const action of steps) {
+    const result = transition(current.record, action, now, input.lifecycle);
+    if (!result.ok) continue;
+    current = { ...current, record: result.record };
+    changed = true;
+    plan.events.push(stateEvent(action, result.record));
+  }
+
+  // Manual rotation: each new annotation value rotates once.
+  const rotate = m.annotations?.[ROTATE_ANNOTATION];
+  if (rotate && rotate !== current.rotateHandled) {
+    const result = transition(current.record, 'rotate', now, input.lifecycle);
+    if (result.ok) {
+      current = addVersions(current, result.effects, now, plan);
+      current.rotateHandled = rotate;
+      changed = true;
+      plan.events.push({
+        type: 'Normal',
+        reason: 'Rotated',
+        message: `manual rotation (${ROTATE_ANNOTATION}=${rotate}): version ${current.record.currentVersion} is current`,
+      });
+    }
+  }
+
+  // What the schedule says is due now.
+  const evaluation = evaluate(current.record, now, input.lifecycle);
+  const destroyDue = evaluation.due.some((e) => e.type === 'destroy');
+  const scheduled = evaluation.due.filter((e) => e.type === 'add-version');
+  if (scheduled.length > 0) {
+    current = addVersions(current, scheduled, now, plan);
+    changed = true;
+    plan.events.push({
+      type: 'Normal',
+      reason: 'Rotated',
+      message: `scheduled rotation: version ${current.record.currentVersion} is current`,
+    });
+  }
+  const deleteNow = m.annotations?.[DELETE_NOW_ANNOTATION] === 'true';
+  if (current.record.state === 'PendingDeletion' && (destroyDue || deleteNow)) {
+    // The Key goes away: delete the object; the deletion path erases the material and releases it.
+    plan.deleteObject = true;
+  }
+  plan.requeueAt = plan.deleteObject ? undefined : evaluation.nextWakeTime;
+  if (changed) plan.stored = current;
+  return plan;
+}
+
+/** The deletion path: the Key has a deletionTimestamp. */
+function planDeletion(
+  input: PlanInput,
+  plan: ReconcilePlan,
+  hasFinalizer: boolean,
+  owned: boolean,
+  deletionTime: number,
+): ReconcilePlan {
+  const { key, stored, now } = input;
+  const annotations = key.metadata.annotations ?? {};
+  if (!hasFinalizer) {
+    plan.writeStatus = false;
+    return plan;
+  }
+  if (stored === undefined || !owned) {
+    // Nothing of ours to erase (never created, already erased, or another Key's material).
+    plan.removeFinalizer = true;
+    plan.writeStatus = false;
+    return plan;
+  }
+  let current: StoredKey = { ...stored };
+  if (annotations[CANCEL_DELETION_ANNOTATION] === 'true') {
+    const action: LifecycleAction =
+      current.record.state === 'PendingDeletion' ? 'cancel-deletion' : 'disable';
+    const result = transition(current.record, action, now, input.lifecycle);
+    if (result.ok) current = { ...current, record: result.record };
+    const { ownerUid: _released, ...rest } = current;
+    plan.stored = rest;
+    plan.removeFinalizer = true;
+    plan.writeStatus = false;
+    plan.events.push({
+      type: 'Normal',
+      reason: 'DeletionCancelled',
+      message: 'deletion cancelled: the material is kept as Disabled and the Key is released',
+    });
+    return plan;
+  }
+  if (current.record.state !== 'PendingDeletion') {
+    // kubectl delete requests deletion at deletionTimestamp: scheduled = deletionTimestamp + delay.
+    const result = transition(current.record, 'request-deletion', deletionTime, input.lifecycle);
+    if (result.ok) {
+      current = { ...current, record: result.record };
+      plan.stored = current;
+      plan.events.push(stateEvent('request-deletion', result.record));
+    }
+  }
+  const deleteNow = annotations[DELETE_NOW_ANNOTATION] === 'true';
+  const destroy = deleteNow
+    ? transition(current.record, 'delete-now', now, input.lifecycle).ok
+    : evaluate(current.record, now, input.lifecycle).due.some((e) => e.type === 'destroy');
+  if (destroy) {
+    plan.stored = 'erase';
+    plan.removeFinalizer = true;
+    plan.writeStatus = false;
+    plan.events.push({
+      type: 'Normal',
+      reason: 'Destroyed',
+      message: deleteNow
+        ? `material erased at once (${DELETE_NOW_ANNOTATION})`
+        : 'material erased: the deletion delay has passed',
+    });
+    return plan;
+  }
+  plan.requeueAt = current.record.deletionScheduledTime;
+  return plan;
+}
+
+/** Carries out `add-version` effects on the record, with material left for the caller. */
+function addVersions(
+  current: StoredKey,
+  effects: readonly LifecycleEffect[],
+  now: number,
+  plan: ReconcilePlan,
+): StoredKey {
+  let record: KeyRecord = current.record;
+  for (const effect of effects) {
+    if (effect.type !== 'add-version') continue;
+    record = applyNewVersion(record, effect, { version: effect.version, createdTime: now, wrapped: '' });
+    plan.newVersions.push(effect.version);
+  }
+  return { ...current, record };
+}
+
+function stateEvent(action: LifecycleAction, record: KeyRecord): PlannedEvent {
+  switch (action) {
+    case 'enable':
+      return { type: 'Normal', reason: 'Enabled', message: 'the key is enabled' };
+    case 'disable':
+      return { type: 'Normal', reason: 'Disabled', message: 'the key is disabled' };
+    case 'request-deletion':
+      return {
+        type: 'Normal',
+        reason: 'DeletionRequested',
+        message: `deletion requested: the material will be erased at ${toKubeTime(record.deletionScheduledTime ?? 0)}`,
+      };
+    case 'cancel-deletion':
+      return {
+        type: 'Normal',
+        reason: 'DeletionCancelled',
+        message: 'deletion cancelled: the key is disabled',
+      };
+    default:
+      return { type: 'Normal', reason: 'StateChanged', message: `the key is ${record.state}` };
+  }
+}
+
+function describe(usage: string, convergent: boolean): string {
+  return convergent ? `${usage} convergent` : usage;
+}

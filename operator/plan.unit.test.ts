@@ -1,0 +1,292 @@
+import { describe, expect, it } from 'vitest';
+import { DAY_MS, type LifecycleOptions } from '../engine/keys/lifecycle.ts';
+import { decodeMaterialSecret, encodeMaterialSecret, type StoredKey } from './material-secret.ts';
+import { type PlanInput, planReconcile } from './plan.ts';
+import { buildStatus } from './status.ts';
+import { FINALIZER, type KeyResource } from './types.ts';
+
+const NOW = Date.parse('2026-11-29T10:00:00Z');
+const LC: LifecycleOptions = { deletionDelayMs: 20_000 };
+
+function keyObj(
+  over: Partial<KeyResource['metadata']> = {},
+  spec: Partial<KeyResource['spec']> = {},
+): KeyResource {
+  return {
+    metadata: {
+      name: 'orders',
+      namespace: 'team-a',
+      uid: 'uid-1',
+      generation: 1,
+      finalizers: [FINALIZER],
+      ...over,
+    },
+    spec: {
+      usage: 'AES256',
+      convergent: false,
+      boundary: 'Global',
+      rotation: { enabled: true, periodDays: 90 },
+      memo: '',
+      state: 'Enabled',
+      ...spec,
+    },
+  };
+}
+
+/** Runs a plan and fills in material as the edge would, returning the next stored key. */
+function apply(input: PlanInput): { plan: ReturnType<typeof planReconcile>; stored: StoredKey | undefined } {
+  const plan = planReconcile(input);
+  if (plan.stored === 'erase') return { plan, stored: undefined };
+  if (plan.stored === undefined) return { plan, stored: input.stored };
+  const record = {
+    ...plan.stored.record,
+    versions: plan.stored.record.versions.map((v) =>
+      plan.newVersions.includes(v.version) ? { ...v, wrapped: `w${v.version}` } : v,
+    ),
+  };
+  return { plan, stored: { ...plan.stored, record } };
+}
+
+function created(spec: Partial<KeyResource['spec']> = {}): StoredKey {
+  const s = apply({ key: keyObj({}, spec), stored: undefined, now: NOW, lifecycle: LC }).stored;
+  if (s === undefined) throw new Error('not created');
+  return s;
+}
+
+describe('planReconcile: creation', () => {
+  it('adds the finalizer and creates version 1, Enabled, owned by the Key, requeued at the rotation', () => {
+    const { plan, stored } = apply({
+      key: keyObj({ finalizers: [] }),
+      stored: undefined,
+      now: NOW,
+      lifecycle: LC,
+    });
+    expect(plan.addFinalizer).toBe(true);
+    expect(plan.create).toBe(true);
+    expect(plan.newVersions).toEqual([1]);
+    expect(stored?.ownerUid).toBe('uid-1');
+    expect(stored?.record).toMatchObject({
+      state: 'Enabled',
+      currentVersion: 1,
+      createdTime: NOW,
+      rotationAnchorTime: NOW,
+    });
+    expect(plan.requeueAt).toBe(NOW + 90 * DAY_MS);
+    expect(plan.events.map((e) => e.reason)).toEqual(['Created']);
+  });
+
+  it('is idempotent: a second pass over the stored key changes nothing', () => {
+    const stored = created();
+    const plan = planReconcile({ key: keyObj(), stored, now: NOW + 1000, lifecycle: LC });
+    expect(plan).toMatchObject({
+      addFinalizer: false,
+      stored: undefined,
+      newVersions: [],
+      events: [],
+      deleteObject: false,
+    });
+  });
+
+  it('records a rotate annotation present at creation without rotating', () => {
+    const { stored, plan } = apply({
+      key: keyObj({ annotations: { 'keyward.io/rotate': 'r1' } }),
+      stored: undefined,
+      now: NOW,
+      lifecycle: LC,
+    });
+    expect(plan.newVersions).toEqual([1]);
+    expect(stored?.rotateHandled).toBe('r1');
+  });
+});
+
+describe('planReconcile: desired state', () => {
+  it('disables, then enables', () => {
+    const a = apply({ key: keyObj({}, { state: 'Disabled' }), stored: created(), now: NOW, lifecycle: LC });
+    expect(a.stored?.record.state).toBe('Disabled');
+    expect(a.plan.events.map((e) => e.reason)).toEqual(['Disabled']);
+    expect(a.plan.requeueAt).toBeUndefined();
+    const b = apply({ key: keyObj({}, { state: 'Enabled' }), stored: a.stored, now: NOW, lifecycle: LC });
+    expect(b.stored?.record.state).toBe('Enabled');
+  });
+
+  it('PendingDeletion schedules deletion at now + delay; setting Disabled cancels to Disabled', () => {
+    const a = apply({
+      key: keyObj({}, { state: 'PendingDeletion' }),
+      stored: created(),
+      now: NOW,
+      lifecycle: LC,
+    });
+    expect(a.stored?.record).toMatchObject({ state: 'PendingDeletion', deletionScheduledTime: NOW + 20_000 });
+    expect(a.plan.requeueAt).toBe(NOW + 20_000);
+    const b = apply({
+      key: keyObj({}, { state: 'Disabled' }),
+      stored: a.stored,
+      now: NOW + 5000,
+      lifecycle: LC,
+    });
+    expect(b.stored?.record.state).toBe('Disabled');
+    expect(b.stored?.record.deletionScheduledTime).toBeUndefined();
+    expect(b.plan.events.map((e) => e.reason)).toEqual(['DeletionCancelled']);
+  });
+
+  it('spec PendingDeletion past its time deletes the object (the deletion path erases)', () => {
+    const a = apply({
+      key: keyObj({}, { state: 'PendingDeletion' }),
+      stored: created(),
+      now: NOW,
+      lifecycle: LC,
+    });
+    const plan = planReconcile({
+      key: keyObj({}, { state: 'PendingDeletion' }),
+      stored: a.stored,
+      now: NOW + 20_000,
+      lifecycle: LC,
+    });
+    expect(plan.deleteObject).toBe(true);
+    expect(plan.stored).toBeUndefined();
+  });
+});
+
+describe('planReconcile: rotation', () => {
+  it('rotates once per new annotation value and keeps old versions', () => {
+    let stored = created();
+    const key = keyObj({ annotations: { 'keyward.io/rotate': 'one' } });
+    const a = apply({ key, stored, now: NOW + 10, lifecycle: LC });
+    expect(a.plan.newVersions).toEqual([2]);
+    stored = a.stored!;
+    expect(stored.record.versions.map((v) => v.wrapped)).toEqual(['w1', 'w2']);
+    expect(stored.rotateHandled).toBe('one');
+    expect(stored.record.rotationAnchorTime).toBe(NOW); // manual rotation keeps the schedule
+    expect(planReconcile({ key, stored, now: NOW + 20, lifecycle: LC }).newVersions).toEqual([]);
+    const b = apply({
+      key: keyObj({ annotations: { 'keyward.io/rotate': 'two' } }),
+      stored,
+      now: NOW + 30,
+      lifecycle: LC,
+    });
+    expect(b.stored?.record.currentVersion).toBe(3);
+  });
+
+  it('rotates on schedule once, even after a long downtime, and requeues at the next period', () => {
+    const stored = created({ rotation: { enabled: true, periodDays: 1 } });
+    const late = NOW + 3 * DAY_MS + 5;
+    const a = apply({
+      key: keyObj({}, { rotation: { enabled: true, periodDays: 1 } }),
+      stored,
+      now: late,
+      lifecycle: LC,
+    });
+    expect(a.plan.newVersions).toEqual([2]);
+    expect(a.stored?.record.rotationAnchorTime).toBe(NOW + 3 * DAY_MS);
+    expect(a.plan.requeueAt).toBe(NOW + 4 * DAY_MS);
+  });
+});
+
+describe('planReconcile: deletion', () => {
+  const deleting = (annotations: Record<string, string> = {}) =>
+    keyObj({ deletionTimestamp: '2026-11-29T10:00:00Z', annotations });
+
+  it('kubectl delete schedules at deletionTimestamp + delay and holds the finalizer', () => {
+    const a = apply({ key: deleting(), stored: created(), now: NOW + 3000, lifecycle: LC });
+    expect(a.stored?.record.deletionScheduledTime).toBe(NOW + 20_000);
+    expect(a.plan.removeFinalizer).toBe(false);
+    expect(a.plan.requeueAt).toBe(NOW + 20_000);
+    // after a restart, the same schedule is recomputed from the stored time
+    const b = planReconcile({ key: deleting(), stored: a.stored, now: NOW + 19_999, lifecycle: LC });
+    expect(b).toMatchObject({ stored: undefined, removeFinalizer: false, requeueAt: NOW + 20_000 });
+    const c = planReconcile({ key: deleting(), stored: a.stored, now: NOW + 20_000, lifecycle: LC });
+    expect(c).toMatchObject({ stored: 'erase', removeFinalizer: true, writeStatus: false });
+  });
+
+  it('delete-now erases at once', () => {
+    const plan = planReconcile({
+      key: deleting({ 'keyward.io/delete-now': 'true' }),
+      stored: created(),
+      now: NOW,
+      lifecycle: LC,
+    });
+    expect(plan).toMatchObject({ stored: 'erase', removeFinalizer: true });
+    expect(plan.events.map((e) => e.reason)).toEqual(['DeletionRequested', 'Destroyed']);
+  });
+
+  it('cancel-deletion keeps the material Disabled, releases it and the object', () => {
+    const pending = apply({ key: deleting(), stored: created(), now: NOW, lifecycle: LC }).stored;
+    const plan = planReconcile({
+      key: deleting({ 'keyward.io/cancel-deletion': 'true' }),
+      stored: pending,
+      now: NOW + 1,
+      lifecycle: LC,
+    });
+    expect(plan.removeFinalizer).toBe(true);
+    expect(plan.stored).not.toBe('erase');
+    const kept = plan.stored as StoredKey;
+    expect(kept.ownerUid).toBeUndefined();
+    expect(kept.record.state).toBe('Disabled');
+  });
+
+  it('a Key re-applied with the same usage adopts released material; another usage does not', () => {
+    const pending = apply({ key: deleting(), stored: created(), now: NOW, lifecycle: LC }).stored;
+    const released = planReconcile({
+      key: deleting({ 'keyward.io/cancel-deletion': 'true' }),
+      stored: pending,
+      now: NOW,
+      lifecycle: LC,
+    }).stored as StoredKey;
+    const other = planReconcile({
+      key: keyObj({ uid: 'uid-2' }, { usage: 'ECDSA' }),
+      stored: released,
+      now: NOW,
+      lifecycle: LC,
+    });
+    expect(other.stored).toBeUndefined();
+    expect(other.conflict?.reason).toBe('MaterialConflict');
+    expect(other.events.map((e) => e.type)).toEqual(['Warning']);
+    const status = buildStatus(keyObj({ uid: 'uid-2' }, { usage: 'ECDSA' }), undefined, other.conflict, NOW);
+    expect(status.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'MaterialConflict',
+    });
+    const same = apply({
+      key: keyObj({ uid: 'uid-3' }, { state: 'Disabled' }),
+      stored: released,
+      now: NOW,
+      lifecycle: LC,
+    });
+    expect(same.plan.create).toBe(false);
+    expect(same.stored?.ownerUid).toBe('uid-3');
+    expect(same.stored?.record.versions).toEqual(released.record.versions);
+    expect(same.plan.events.map((e) => e.reason)).toEqual(['Adopted']);
+  });
+
+  it('a deleted Key without stored material just loses its finalizer', () => {
+    expect(planReconcile({ key: deleting(), stored: undefined, now: NOW, lifecycle: LC })).toMatchObject({
+      removeFinalizer: true,
+      stored: undefined,
+    });
+  });
+});
+
+describe('buildStatus and the Secret format', () => {
+  it('projects the record without material and round-trips through the Secret', () => {
+    const stored = { ...created(), fingerprint: 'fp1' };
+    const secret = encodeMaterialSecret('keyward-system', stored);
+    expect(secret.metadata.name).toBe('kkey.team-a.orders');
+    expect(secret.data?.v1).toBe('w1');
+    expect(decodeMaterialSecret(secret)).toEqual(stored);
+    const status = buildStatus(keyObj(), stored, undefined, NOW);
+    expect(status).toMatchObject({
+      state: 'Enabled',
+      currentVersion: 1,
+      versions: [{ version: 1, createdTime: '2026-11-29T10:00:00Z' }],
+      nextRotationTime: '2027-02-27T10:00:00Z',
+      fingerprint: 'fp1',
+      observedGeneration: 1,
+    });
+    expect(JSON.stringify(status)).not.toContain('w1');
+    expect(status.conditions?.map((c) => [c.type, c.status])).toEqual([
+      ['Ready', 'True'],
+      ['Enabled', 'True'],
+      ['PendingDeletion', 'False'],
+    ]);
+  });
+});

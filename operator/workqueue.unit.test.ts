@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import { runWorkers, WorkQueue } from './workqueue.ts';
+
+function clock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
+  let t = start;
+  return { now: () => t, advance: (ms) => (t += ms) };
+}
+
+describe('WorkQueue', () => {
+  it('de-duplicates queued keys and hands them out oldest first', () => {
+    const c = clock();
+    const q = new WorkQueue({ now: c.now });
+    q.add('a');
+    c.advance(1);
+    q.add('b');
+    q.add('a');
+    expect(q.length).toBe(2);
+    expect(q.take()).toBe('a');
+    expect(q.take()).toBe('b');
+    expect(q.take()).toBeUndefined();
+  });
+
+  it('keeps the earliest due time and holds delayed keys until then', () => {
+    const c = clock();
+    const q = new WorkQueue({ now: c.now });
+    q.addAt('k', c.now() + 5000);
+    q.addAt('k', c.now() + 1000);
+    q.addAt('k', c.now() + 9000);
+    expect(q.take()).toBeUndefined();
+    expect(q.nextDueIn()).toBe(1000);
+    c.advance(1000);
+    expect(q.take()).toBe('k');
+    expect(q.length).toBe(0);
+  });
+
+  it('never hands one key to two workers; an add while processing requeues on done', () => {
+    const c = clock();
+    const q = new WorkQueue({ now: c.now });
+    q.add('k');
+    expect(q.take()).toBe('k');
+    q.add('k');
+    q.add('k');
+    expect(q.take()).toBeUndefined();
+    expect(q.length).toBe(0);
+    q.done('k');
+    expect(q.length).toBe(1);
+    expect(q.take()).toBe('k');
+    q.done('k');
+    expect(q.length).toBe(0);
+  });
+
+  it('backs off exponentially per key up to the cap, and forget resets it', () => {
+    const c = clock();
+    const q = new WorkQueue({
+      now: c.now,
+      baseDelayMs: 100,
+      maxDelayMs: 1000,
+      ratePerSecond: 1000,
+      burst: 1000,
+    });
+    const delays: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      q.addRateLimited('k');
+      delays.push(q.nextDueIn() ?? -1);
+      c.advance(q.nextDueIn() ?? 0);
+      expect(q.take()).toBe('k');
+      q.done('k');
+    }
+    expect(delays).toEqual([100, 200, 400, 800, 1000, 1000]);
+    expect(q.failureCount('k')).toBe(6);
+    q.forget('k');
+    q.addRateLimited('k');
+    expect(q.nextDueIn()).toBe(100);
+  });
+
+  it('bounds retries overall with a token bucket', () => {
+    const c = clock();
+    const q = new WorkQueue({ now: c.now, baseDelayMs: 1, ratePerSecond: 10, burst: 2 });
+    q.addRateLimited('a');
+    q.addRateLimited('b');
+    q.addRateLimited('c');
+    q.addRateLimited('d');
+    c.advance(1);
+    expect([q.take(), q.take(), q.take()]).toEqual(['a', 'b', undefined]);
+    c.advance(99);
+    expect(q.take()).toBe('c');
+    c.advance(100);
+    expect(q.take()).toBe('d');
+  });
+});
+
+describe('runWorkers', () => {
+  it('processes keys, retries failures and honours requeueAt, with real timers', async () => {
+    const q = new WorkQueue({ now: Date.now, baseDelayMs: 5 });
+    const seen: string[] = [];
+    let failed = false;
+    const ctl = new AbortController();
+    const running = runWorkers(
+      q,
+      2,
+      async (key) => {
+        seen.push(key);
+        if (key === 'fail' && !failed) {
+          failed = true;
+          throw new Error('boom');
+        }
+        if (key === 'later' && seen.filter((k) => k === 'later').length === 1)
+          return { requeueAt: Date.now() + 20 };
+        return undefined;
+      },
+      ctl.signal,
+    );
+    q.add('a');
+    q.add('fail');
+    q.add('later');
+    await new Promise((r) => setTimeout(r, 150));
+    ctl.abort();
+    await running;
+    expect(seen.filter((k) => k === 'a')).toHaveLength(1);
+    expect(seen.filter((k) => k === 'fail')).toHaveLength(2);
+    expect(seen.filter((k) => k === 'later')).toHaveLength(2);
+  });
+});
