@@ -1,0 +1,133 @@
+/**
+ * Starts the standalone engine: master key, file store, crypto engine, KeyService, admin token,
+ * TLS and the HTTP server, then writes `<data-dir>/server.json` so CLI clients on this machine
+ * find the server (URL and certificate to trust) without configuration.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { CryptoEngine } from '../engine.ts';
+import { KeywardError } from '../errors.ts';
+import { KeyService } from '../service/key-service.ts';
+import { writeFileAtomic } from '../store/atomic-write.ts';
+import { FileKeyStore } from '../store/file-key-store.ts';
+import { loadOrCreateMasterKey } from '../store/master-key.ts';
+import { loadOrCreateAdminToken } from './admin-token.ts';
+import { TokenAuthenticator } from './auth.ts';
+import { buildServer } from './server.ts';
+import { isLoopback, loadCertFiles, loadOrCreateAutoCert, type TlsMaterial, type TlsMode } from './tls.ts';
+
+/** The default port of `keyward serve`. */
+export const DEFAULT_PORT = 7443;
+
+/** The file a running server describes itself in, inside the data dir. */
+export const SERVER_INFO_FILE = 'server.json';
+
+/** What `server.json` holds. No secrets: the token stays in its own 0600 file. */
+export interface ServerInfo {
+  url: string;
+  pid: number;
+  /** The certificate to trust, when it is self-signed (`--tls auto`) or given. */
+  caFile?: string;
+  fingerprint256?: string;
+  startedAt: string;
+}
+
+/** Options of `startStandalone`. */
+export interface StandaloneOptions {
+  dataDir: string;
+  host: string;
+  port: number;
+  tls: TlsMode;
+  region?: string;
+  deletionDelayMs?: number;
+  logger: Logger;
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Worker threads of the crypto pool. */
+  threads?: number;
+}
+
+/** A running standalone engine. */
+export interface Standalone {
+  url: string;
+  app: FastifyInstance;
+  service: KeyService;
+  tls: TlsMaterial | undefined;
+  token: { token: string; source: 'env' | 'file'; created: boolean };
+  /** Stops accepting, drains, flushes usage, stops the workers, removes server.json. */
+  close(): Promise<void>;
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** See the module comment. */
+export async function startStandalone(opts: StandaloneOptions): Promise<Standalone> {
+  const env = opts.env ?? process.env;
+  if (opts.tls.mode === 'off' && !isLoopback(opts.host)) {
+    throw new KeywardError(
+      'INVALID_ARGUMENT',
+      `--tls off is allowed only on a loopback address (127.0.0.1, ::1, localhost), not ${opts.host}`,
+      { field: 'tls' },
+    );
+  }
+  const master = await loadOrCreateMasterKey(opts.dataDir, env);
+  const store = await FileKeyStore.open(opts.dataDir);
+  const engine = new CryptoEngine(opts.threads === undefined ? {} : { threads: opts.threads });
+  let service: KeyService;
+  try {
+    service = await KeyService.start({
+      store,
+      master,
+      engine,
+      logger: opts.logger,
+      ...(opts.region === undefined ? {} : { region: opts.region }),
+      ...(opts.deletionDelayMs === undefined ? {} : { deletionDelayMs: opts.deletionDelayMs }),
+    });
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+  const token = await loadOrCreateAdminToken(opts.dataDir, env);
+  let tls: TlsMaterial | undefined;
+  if (opts.tls.mode === 'auto') tls = await loadOrCreateAutoCert(opts.dataDir, opts.host);
+  else if (opts.tls.mode === 'files') tls = await loadCertFiles(opts.tls.cert, opts.tls.key);
+
+  const { app } = buildServer({
+    backend: service,
+    auth: new TokenAuthenticator(token.token),
+    logger: opts.logger,
+    ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+  });
+  try {
+    await app.listen({ host: opts.host, port: opts.port });
+  } catch (err) {
+    await service.close();
+    throw err;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : opts.port;
+  const connectHost = opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host === '::' ? '::1' : opts.host;
+  const url = `${tls ? 'https' : 'http'}://${urlHost(connectHost)}:${port}`;
+  const info: ServerInfo = {
+    url,
+    pid: process.pid,
+    ...(tls ? { caFile: tls.certPath, fingerprint256: tls.fingerprint256 } : {}),
+    startedAt: new Date().toISOString(),
+  };
+  const infoPath = join(opts.dataDir, SERVER_INFO_FILE);
+  await writeFileAtomic(infoPath, `${JSON.stringify(info, null, 2)}\n`, 0o644);
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await app.close();
+      await service.close();
+      await rm(infoPath, { force: true });
+    })();
+    return closing;
+  };
+  return { url, app, service, tls, token, close };
+}

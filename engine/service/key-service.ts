@@ -1,0 +1,466 @@
+/**
+ * KeyService: the standalone backend. It combines the durable FileKeyStore, the pure lifecycle
+ * (§3), the CryptoEngine, the master key wrapping (§4.3), usage history and the rotation and
+ * deletion scheduler. It is the only writer of its store, so it keeps every record in memory too
+ * and serves reads and the crypto hot path from there; writes go to the store first and to
+ * memory only once durable.
+ */
+import type { KeyObject } from 'node:crypto';
+import type { Logger } from 'pino';
+import { fingerprint } from '../crypto/fingerprint.ts';
+import { generateMaterialAsync } from '../crypto/material.ts';
+import type { SignatureAlgorithm } from '../crypto/signing.ts';
+import { wrapMaterial } from '../crypto/wrap.ts';
+import type { CryptoEngine } from '../engine.ts';
+import { KeywardError } from '../errors.ts';
+import {
+  applyKeyUpdate,
+  applyNewVersion,
+  checkUsable,
+  createKeyRecord,
+  DEFAULT_DELETION_DELAY_MS,
+  evaluate,
+  type LifecycleEffect,
+  recentlyUsed,
+  transitionOrThrow,
+} from '../keys/lifecycle.ts';
+import type { KeyOperation, KeyRecord } from '../keys/model.ts';
+import { checkRegion, parseKeySpec, parseKeyUpdate, validateKeyName } from '../keys/spec.ts';
+import type { FileKeyStore } from '../store/file-key-store.ts';
+import { KeyedQueue } from '../store/keyed-queue.ts';
+import { validateNamespace } from '../store/namespace.ts';
+import type {
+  ActionResult,
+  BatchInputs,
+  BatchOperation,
+  BatchOutputs,
+  BatchResult,
+  CiphertextOutput,
+  CreateKeyInput,
+  DataKeyInput,
+  DecryptInput,
+  EncryptInput,
+  KeyAction,
+  KeyAdmin,
+  KeyBackend,
+  KeyPatch,
+  KeyView,
+  SignatureOutput,
+  SignInput,
+  VerifyInput,
+} from './backend.ts';
+import { MaterialCache } from './rings.ts';
+import { Scheduler } from './scheduler.ts';
+import { UsageRecorder, withUsage } from './usage.ts';
+import { toKeyView } from './view.ts';
+
+/** Options of `KeyService.start`. */
+export interface KeyServiceOptions {
+  store: FileKeyStore;
+  master: KeyObject;
+  engine: CryptoEngine;
+  logger: Logger;
+  /** The region this engine serves (`--region`); Isolated keys of other regions are refused. */
+  region?: string;
+  /** Deletion delay; 72 h unless a test shortens it. */
+  deletionDelayMs?: number;
+  /** How often usage history is written to the store. */
+  usageFlushMs?: number;
+  /** The clock; tests may pass their own. */
+  now?: () => number;
+}
+
+interface Entry {
+  record: KeyRecord;
+  cache: MaterialCache;
+  fingerprint?: { version: number; value: string };
+}
+
+const RECENT_USE_DAYS = 7;
+
+const indexKey = (namespace: string, name: string): string => `${namespace}/${name.toLowerCase()}`;
+
+function notFound(name: string): KeywardError {
+  return new KeywardError('KEY_NOT_FOUND', `key ${name} not found`, { field: 'name' });
+}
+
+/** See the module comment. Create with `KeyService.start`. */
+export class KeyService implements KeyBackend, KeyAdmin {
+  readonly admin: KeyAdmin = this;
+  readonly #store: FileKeyStore;
+  readonly #master: KeyObject;
+  readonly #engine: CryptoEngine;
+  readonly #log: Logger;
+  readonly #region: string | undefined;
+  readonly #deletionDelayMs: number;
+  readonly #now: () => number;
+  readonly #entries = new Map<string, Entry>();
+  readonly #locks = new KeyedQueue();
+  readonly #usage = new UsageRecorder();
+  readonly #scheduler: Scheduler;
+  readonly #flushTimer: NodeJS.Timeout;
+  #ready = false;
+  #closed = false;
+
+  private constructor(opts: KeyServiceOptions) {
+    this.#store = opts.store;
+    this.#master = opts.master;
+    this.#engine = opts.engine;
+    this.#log = opts.logger;
+    this.#region = opts.region;
+    this.#deletionDelayMs = opts.deletionDelayMs ?? DEFAULT_DELETION_DELAY_MS;
+    this.#now = opts.now ?? Date.now;
+    this.#scheduler = new Scheduler({
+      nextWake: () => this.#nextWake(),
+      runDue: (now) => this.#runDue(now),
+      now: this.#now,
+      onError: (err) => this.#log.error({ err }, 'scheduled lifecycle work failed; retrying'),
+    });
+    this.#flushTimer = setInterval(() => void this.flushUsage(), opts.usageFlushMs ?? 5_000);
+    this.#flushTimer.unref();
+  }
+
+  /**
+   * Loads every key, carries out what fell due while the process was down (destroys keys past
+   * their deletion time, rotates overdue keys once), then arms the scheduler.
+   */
+  static async start(opts: KeyServiceOptions): Promise<KeyService> {
+    const service = new KeyService(opts);
+    for (const record of await opts.store.list()) {
+      service.#entries.set(indexKey(record.namespace, record.name), {
+        record,
+        cache: new MaterialCache(opts.master, record),
+      });
+    }
+    try {
+      await service.#runDue(service.#now());
+    } catch (err) {
+      service.#log.error({ err }, 'lifecycle work due at start failed; will retry');
+    }
+    service.#scheduler.reschedule();
+    service.#ready = true;
+    return service;
+  }
+
+  ready(): boolean {
+    return this.#ready && !this.#closed;
+  }
+
+  queueDepth(): number {
+    return this.#engine.pool.pendingItems;
+  }
+
+  // ---- reads -----------------------------------------------------------------------------------
+
+  async list(namespace: string): Promise<KeyView[]> {
+    validateNamespace(namespace);
+    const entries = [...this.#entries.values()]
+      .filter((e) => e.record.namespace === namespace)
+      .sort((a, b) => a.record.name.toLowerCase().localeCompare(b.record.name.toLowerCase()));
+    return Promise.all(entries.map((e) => this.#view(e)));
+  }
+
+  async get(namespace: string, name: string): Promise<KeyView> {
+    return this.#view(this.#entry(namespace, name));
+  }
+
+  // ---- admin -----------------------------------------------------------------------------------
+
+  async create(namespace: string, input: CreateKeyInput): Promise<KeyView> {
+    validateNamespace(namespace);
+    const body = input as unknown as Record<string, unknown>;
+    const name = validateKeyName(body.name);
+    const spec = parseKeySpec(body, { ignoreFields: ['name'] });
+    if (spec.boundary === 'Isolated' && spec.region !== this.#region) {
+      // An engine creating a key it would then refuse to serve helps no one.
+      throw new KeywardError(
+        'INVALID_ARGUMENT',
+        this.#region === undefined
+          ? 'this engine serves no region (start it with --region); it cannot hold an Isolated key'
+          : `an Isolated key on this engine must have region ${this.#region}`,
+        { field: 'region' },
+      );
+    }
+    const id = indexKey(namespace, name);
+    const existing = this.#entries.get(id);
+    if (existing) {
+      throw new KeywardError('ALREADY_EXISTS', `a key named ${existing.record.name} already exists`, {
+        field: 'name',
+      });
+    }
+    return this.#locks.run(id, async () => {
+      const now = this.#now();
+      const material = await generateMaterialAsync(spec.usage);
+      try {
+        const wrapped = wrapMaterial(
+          this.#master,
+          { store: namespace, name, usage: spec.usage, version: 1 },
+          material,
+        );
+        const record = createKeyRecord(
+          {
+            namespace,
+            name,
+            spec,
+            firstVersion: { version: 1, createdTime: now, wrapped: wrapped.toString('base64') },
+          },
+          now,
+        );
+        const value = await fingerprint(spec.usage, material);
+        await this.#store.create(record);
+        const entry: Entry = {
+          record,
+          cache: new MaterialCache(this.#master, record),
+          fingerprint: { version: 1, value },
+        };
+        this.#entries.set(id, entry);
+        this.#log.info({ key: id, usage: spec.usage }, 'key created');
+        this.#scheduler.reschedule();
+        return this.#view(entry);
+      } finally {
+        material.fill(0);
+      }
+    });
+  }
+
+  async update(namespace: string, name: string, patch: KeyPatch): Promise<KeyView> {
+    const entry = this.#entry(namespace, name);
+    const update = parseKeyUpdate(patch, entry.record);
+    return this.#locked(entry, async (e) => {
+      await this.#save(e, applyKeyUpdate(e.record, update, this.#now()));
+      this.#scheduler.reschedule();
+      return this.#view(e);
+    });
+  }
+
+  async action(namespace: string, name: string, action: KeyAction): Promise<ActionResult> {
+    const entry = this.#entry(namespace, name);
+    return this.#locked(entry, async (e) => {
+      const now = this.#now();
+      const warnings: string[] = [];
+      if (action === 'request-deletion') {
+        const current = withUsage(e.record, this.#usage.peek(indexKey(namespace, name)));
+        if (recentlyUsed(current, now)) {
+          warnings.push(
+            `key was used in the last ${RECENT_USE_DAYS} days (last use ${new Date(current.lastUsedTime!).toISOString()}); ` +
+              'callers may still depend on it. Cancel the deletion before it is scheduled if so.',
+          );
+        }
+      }
+      const result = transitionOrThrow(e.record, action, now, { deletionDelayMs: this.#deletionDelayMs });
+      for (const effect of result.effects) {
+        if (effect.type === 'destroy') {
+          await this.#destroy(e);
+          this.#scheduler.reschedule();
+          return { warnings };
+        }
+        await this.#addVersion(e, effect);
+      }
+      if (result.effects.length === 0 && result.changed) await this.#save(e, result.record);
+      this.#log.info({ key: indexKey(namespace, name), action, state: e.record.state }, 'key action');
+      this.#scheduler.reschedule();
+      return warnings.length > 0 ? { key: await this.#view(e), warnings } : { key: await this.#view(e) };
+    });
+  }
+
+  // ---- crypto ----------------------------------------------------------------------------------
+
+  async encrypt(namespace: string, name: string, input: EncryptInput): Promise<CiphertextOutput> {
+    return this.#engine.encrypt(this.#usable(namespace, name, 'encrypt'), input);
+  }
+
+  async decrypt(namespace: string, name: string, input: DecryptInput): Promise<{ plaintext: Buffer }> {
+    return this.#engine.decrypt(this.#usable(namespace, name, 'decrypt'), input);
+  }
+
+  async reEncrypt(namespace: string, name: string, input: DecryptInput): Promise<CiphertextOutput> {
+    return this.#engine.reEncrypt(this.#usable(namespace, name, 're-encrypt'), input);
+  }
+
+  async sign(namespace: string, name: string, input: SignInput): Promise<SignatureOutput> {
+    return this.#engine.sign(this.#usable(namespace, name, 'sign'), sig(input));
+  }
+
+  async verify(namespace: string, name: string, input: VerifyInput): Promise<{ valid: boolean }> {
+    return this.#engine.verify(this.#usable(namespace, name, 'verify'), sig(input));
+  }
+
+  async dataKey(
+    namespace: string,
+    name: string,
+    input: DataKeyInput,
+  ): Promise<{ ciphertext: string; plaintext?: Buffer; keyVersion: number }> {
+    return this.#engine.dataKey(this.#usable(namespace, name, 'generate-data-key'), input);
+  }
+
+  async publicKey(
+    namespace: string,
+    name: string,
+    version?: number,
+  ): Promise<{ keyVersion: number; pem: string; jwk: import('node:crypto').JsonWebKey }> {
+    return this.#engine.publicKey(this.#usable(namespace, name, 'get-public-key'), version);
+  }
+
+  async batch<O extends BatchOperation>(
+    namespace: string,
+    name: string,
+    op: O,
+    items: BatchInputs[O][],
+  ): Promise<BatchResult<BatchOutputs[O]>[]> {
+    const ring = this.#usable(namespace, name, op, items.length);
+    const inputs = op === 'sign' || op === 'verify' ? items.map((i) => sig(i as SignInput)) : items;
+    return this.#engine.batch(op, ring, inputs as never) as Promise<BatchResult<BatchOutputs[O]>[]>;
+  }
+
+  // ---- lifecycle plumbing ------------------------------------------------------------------------
+
+  /** Writes pending usage history to the store, one write per touched key. */
+  async flushUsage(): Promise<void> {
+    const pending = this.#usage.takeAll();
+    await Promise.all(
+      [...pending].map(async ([id, usage]) => {
+        const entry = this.#entries.get(id);
+        if (entry === undefined) return;
+        try {
+          await this.#locked(entry, (e) => this.#save(e, withUsage(e.record, usage)));
+        } catch (err) {
+          if (this.#entries.get(id) === entry) this.#usage.restore(id, usage);
+          this.#log.warn({ err, key: id }, 'usage history not saved yet; will retry');
+        }
+      }),
+    );
+  }
+
+  /** Stops the scheduler, writes pending usage, and closes the engine. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#scheduler.stop();
+    clearInterval(this.#flushTimer);
+    await this.flushUsage();
+    await this.#engine.close();
+    for (const e of this.#entries.values()) e.cache.destroy();
+  }
+
+  #entry(namespace: string, name: string): Entry {
+    const entry = this.#entries.get(indexKey(namespace, name));
+    if (entry === undefined) throw notFound(name);
+    return entry;
+  }
+
+  /** The ring of a key that may be used here, recording the use. The crypto hot path. */
+  #usable(namespace: string, name: string, op: KeyOperation, count = 1): ReturnType<MaterialCache['ring']> {
+    const id = indexKey(namespace, name);
+    const entry = this.#entries.get(id);
+    if (entry === undefined) throw notFound(name);
+    checkUsable(entry.record);
+    checkRegion(entry.record, this.#region);
+    this.#usage.record(id, op, count, this.#now());
+    return entry.cache.ring();
+  }
+
+  /** Runs `task` under the key's lock, on the entry as it is then; KEY_NOT_FOUND if it is gone. */
+  #locked<T>(entry: Entry, task: (e: Entry) => Promise<T>): Promise<T> {
+    const id = indexKey(entry.record.namespace, entry.record.name);
+    return this.#locks.run(id, async () => {
+      const current = this.#entries.get(id);
+      if (current !== entry) throw notFound(entry.record.name);
+      return task(current);
+    });
+  }
+
+  /** Persists `record` and, once durable, makes it the entry's record. */
+  async #save(entry: Entry, record: KeyRecord): Promise<void> {
+    await this.#store.put(record);
+    entry.record = record;
+    entry.cache.update(record);
+  }
+
+  async #addVersion(entry: Entry, effect: Extract<LifecycleEffect, { type: 'add-version' }>): Promise<void> {
+    const r = entry.record;
+    const material = await generateMaterialAsync(r.usage);
+    try {
+      const wrapped = wrapMaterial(
+        this.#master,
+        { store: r.namespace, name: r.name, usage: r.usage, version: effect.version },
+        material,
+      );
+      const next = applyNewVersion(r, effect, {
+        version: effect.version,
+        createdTime: this.#now(),
+        wrapped: wrapped.toString('base64'),
+      });
+      const value = await fingerprint(r.usage, material);
+      await this.#save(entry, next);
+      entry.fingerprint = { version: effect.version, value };
+      this.#log.info(
+        { key: indexKey(r.namespace, r.name), version: effect.version, reason: effect.reason },
+        'key rotated',
+      );
+    } finally {
+      material.fill(0);
+    }
+  }
+
+  async #destroy(entry: Entry): Promise<void> {
+    const id = indexKey(entry.record.namespace, entry.record.name);
+    await this.#store.remove(entry.record.namespace, entry.record.name);
+    this.#entries.delete(id);
+    this.#usage.drop(id);
+    entry.cache.destroy();
+    this.#log.info({ key: id }, 'key destroyed');
+  }
+
+  #nextWake(): number | undefined {
+    const now = this.#now();
+    let earliest: number | undefined;
+    for (const e of this.#entries.values()) {
+      const wake = evaluate(e.record, now).nextWakeTime;
+      if (wake !== undefined && (earliest === undefined || wake < earliest)) earliest = wake;
+    }
+    return earliest;
+  }
+
+  /** Carries out every destruction and scheduled rotation due at `now`. */
+  async #runDue(now: number): Promise<void> {
+    let failures = 0;
+    for (const entry of [...this.#entries.values()]) {
+      if (evaluate(entry.record, now).due.length === 0) continue;
+      try {
+        await this.#locked(entry, async (e) => {
+          for (const effect of evaluate(e.record, now).due) {
+            if (effect.type === 'destroy') await this.#destroy(e);
+            else await this.#addVersion(e, effect);
+          }
+        });
+      } catch (err) {
+        failures++;
+        this.#log.error(
+          { err, key: indexKey(entry.record.namespace, entry.record.name) },
+          'lifecycle work failed',
+        );
+      }
+    }
+    if (failures > 0) throw new KeywardError('INTERNAL', `${failures} scheduled lifecycle action(s) failed`);
+  }
+
+  /** The view, with usage not yet flushed merged in and the fingerprint of the current version. */
+  async #view(entry: Entry): Promise<KeyView> {
+    const record = entry.record;
+    const id = indexKey(record.namespace, record.name);
+    let fp = entry.fingerprint;
+    if (fp === undefined || fp.version !== record.currentVersion) {
+      const material = entry.cache.material(record.currentVersion);
+      if (material === undefined)
+        throw new KeywardError('INTERNAL', 'the current key version is unavailable');
+      fp = { version: record.currentVersion, value: await fingerprint(record.usage, material) };
+      entry.fingerprint = fp;
+    }
+    return toKeyView(withUsage(record, this.#usage.peek(id)), fp.value);
+  }
+}
+
+/** Narrows the algorithm name (the HTTP schema already limits it to the known ones). */
+function sig<T extends SignInput>(input: T): T & { algorithm?: SignatureAlgorithm } {
+  return input as T & { algorithm?: SignatureAlgorithm };
+}
