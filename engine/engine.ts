@@ -78,13 +78,16 @@ export class CryptoEngine {
     this.pool = new CryptoPool(options);
   }
 
+  // The operations are async so that a bad argument rejects like any other failure: callers
+  // never need a try around a call that returns a promise.
+
   /** Encrypts under the key's current version. */
-  encrypt(ring: KeyRing, input: EncryptInput): Promise<CiphertextOutput> {
+  async encrypt(ring: KeyRing, input: EncryptInput): Promise<CiphertextOutput> {
     return this.#single(planEncrypt(ring, input));
   }
 
   /** Decrypts a `keyward:v<N>:` ciphertext under the version it names. */
-  decrypt(ring: KeyRing, input: DecryptInput): Promise<PlaintextOutput> {
+  async decrypt(ring: KeyRing, input: DecryptInput): Promise<PlaintextOutput> {
     return this.#single(planDecrypt(ring, input));
   }
 
@@ -100,18 +103,18 @@ export class CryptoEngine {
   }
 
   /** Signs a message (or a SHA-256 digest with `prehashed`) under the current version. */
-  sign(ring: KeyRing, input: SignInput): Promise<SignatureOutput> {
+  async sign(ring: KeyRing, input: SignInput): Promise<SignatureOutput> {
     return this.#single(planSign(ring, input));
   }
 
   /** Verifies a signature under the version it names: `{valid}`, never an error for a bad signature. */
-  verify(ring: KeyRing, input: VerifyInput): Promise<VerifyOutput> {
+  async verify(ring: KeyRing, input: VerifyInput): Promise<VerifyOutput> {
     const plan = planVerify(ring, input);
-    return 'op' in plan ? this.#single(plan) : Promise.resolve(plan);
+    return 'op' in plan ? this.#single(plan) : plan;
   }
 
   /** Generates a data key sealed under the current version (envelope encryption). */
-  dataKey(ring: KeyRing, input: DataKeyInput = {}): Promise<DataKeyOutput> {
+  async dataKey(ring: KeyRing, input: DataKeyInput = {}): Promise<DataKeyOutput> {
     return this.#single(planDataKey(ring, input));
   }
 
@@ -213,7 +216,10 @@ export class CryptoEngine {
         results[index] = { ok: false, error: asKeywardError(error) };
       }
     });
-    // Admission is per group; if one group is refused, its items carry the OVERLOADED error.
+    // The request is admitted whole or refused whole: OVERLOADED rejects the call itself.
+    let planned = 0;
+    for (const group of groups.values()) planned += group.plans.length;
+    if (planned > 0) this.pool.reserve(planned);
     await Promise.all(
       [...groups.values()].map(async ({ plans, indexes }) => {
         const first = plans[0]!;
@@ -223,6 +229,7 @@ export class CryptoEngine {
             first.key,
             first.params,
             plans.map((p) => p.fields),
+            { reserved: true },
           );
           outcomes.forEach((outcome, j) => {
             try {

@@ -109,20 +109,26 @@ export class CryptoPool {
   }
 
   /**
-   * Runs a caller's whole batch (split into tasks of at most maxBatch), in order. The batch is
-   * admitted whole or refused whole with OVERLOADED.
+   * Reserves room for `count` items, or throws OVERLOADED (429; 503 while shutting down). A
+   * caller that reserves passes `reserved: true` to runBatch, so a request split into several
+   * tasks is admitted whole or refused whole.
    */
+  reserve(count: number): void {
+    this.#admit(count);
+  }
+
+  /** Runs a caller's batch (split into tasks of at most maxBatch), outcomes in order. */
   async runBatch(
     op: WorkerOp,
     key: TaskKey,
     params: TaskParams,
     items: readonly ItemFields[],
+    options: { reserved?: boolean } = {},
   ): Promise<ItemOutcome[]> {
-    this.#admit(items.length);
+    if (options.reserved !== true) this.#admit(items.length);
     const chunks: Promise<ItemOutcome[]>[] = [];
     for (let start = 0; start < items.length; start += this.maxBatch) {
-      const chunk = items.slice(start, start + this.maxBatch);
-      chunks.push(this.#runTask(op, key, params, chunk));
+      chunks.push(this.#runTask(op, key, params, items.slice(start, start + this.maxBatch)));
     }
     return (await Promise.all(chunks)).flat();
   }

@@ -1,0 +1,206 @@
+/**
+ * The worker pool under load and failure (issue 2): real worker threads, real node:crypto.
+ * Every result is checked independently with node:crypto on this thread.
+ */
+import {
+  createDecipheriv,
+  createPrivateKey,
+  createPublicKey,
+  verify as nodeVerify,
+  randomBytes,
+} from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { formatCiphertext } from '../../engine/crypto/format.ts';
+import { generateMaterial } from '../../engine/crypto/material.ts';
+import { CryptoEngine } from '../../engine/engine.ts';
+import { KeywardError } from '../../engine/errors.ts';
+import { createKeyRing } from '../../engine/key-ring.ts';
+
+const aesMaterial = generateMaterial('AES256');
+const ecMaterial = generateMaterial('ECDSA');
+const rsaMaterial = generateMaterial('RSA2048');
+const aes = createKeyRing('pool/aes', 'AES256', false, [aesMaterial]);
+const convergent = createKeyRing('pool/conv', 'AES256', true, [generateMaterial('AES256')]);
+const ec = createKeyRing('pool/ec', 'ECDSA', false, [ecMaterial]);
+const rsa = createKeyRing('pool/rsa', 'RSA2048', false, [rsaMaterial]);
+const ecPublic = createPublicKey(createPrivateKey({ key: ecMaterial, format: 'der', type: 'pkcs8' }));
+const rsaPublic = createPublicKey(createPrivateKey({ key: rsaMaterial, format: 'der', type: 'pkcs8' }));
+
+function openInline(ciphertext: string, key: Buffer): Buffer {
+  const body = Buffer.from(ciphertext.split(':')[2]!, 'base64');
+  const decipher = createDecipheriv('aes-256-gcm', key, body.subarray(0, 12));
+  decipher.setAuthTag(body.subarray(-16));
+  return Buffer.concat([decipher.update(body.subarray(12, -16)), decipher.final()]);
+}
+
+const engines: CryptoEngine[] = [];
+function newEngine(options?: ConstructorParameters<typeof CryptoEngine>[0]): CryptoEngine {
+  const engine = new CryptoEngine(options);
+  engines.push(engine);
+  return engine;
+}
+afterAll(async () => {
+  await Promise.all(engines.map((e) => e.close().catch(() => {})));
+});
+
+describe('CryptoPool', () => {
+  it('returns correct results for 10,000 concurrent mixed operations', async () => {
+    const engine = newEngine({ threads: 2 });
+    const presealed = await engine.batch(
+      'encrypt',
+      aes,
+      Array.from({ length: 200 }, (_, i) => ({ plaintext: Buffer.from(`pre ${i}`) })),
+    );
+    const checks: Promise<void>[] = [];
+    for (let i = 0; i < 10_000; i++) {
+      const plaintext = Buffer.from(`item ${i} ${randomBytes(8).toString('hex')}`);
+      switch (i % 5) {
+        case 0:
+          checks.push(
+            engine.encrypt(aes, { plaintext }).then((r) => {
+              expect(openInline(r.ciphertext, aesMaterial)).toEqual(plaintext);
+            }),
+          );
+          break;
+        case 1: {
+          const pre = presealed[i % 200]!;
+          if (!pre.ok) throw pre.error;
+          checks.push(
+            engine.decrypt(aes, { ciphertext: pre.value.ciphertext }).then((r) => {
+              expect(r.plaintext.toString()).toBe(`pre ${i % 200}`);
+            }),
+          );
+          break;
+        }
+        case 2:
+          checks.push(
+            engine.sign(ec, { data: plaintext }).then((r) => {
+              const der = Buffer.from(r.signature.split(':')[2]!, 'base64');
+              expect(nodeVerify('sha256', plaintext, ecPublic, der)).toBe(true);
+            }),
+          );
+          break;
+        case 3: {
+          const context = Buffer.from(`ctx-${i % 7}`);
+          checks.push(
+            engine
+              .encrypt(convergent, { plaintext, context })
+              .then((r) => engine.decrypt(convergent, { ciphertext: r.ciphertext, context }))
+              .then((r) => {
+                expect(r.plaintext).toEqual(plaintext);
+              }),
+          );
+          break;
+        }
+        default:
+          checks.push(
+            engine.dataKey(aes, { bits: 128 }).then((r) => {
+              expect(openInline(r.ciphertext, aesMaterial)).toEqual(r.plaintext);
+              expect(r.plaintext).toHaveLength(16);
+            }),
+          );
+      }
+    }
+    const results = await Promise.allSettled(checks);
+    const failures = results.filter((r) => r.status === 'rejected');
+    expect(failures).toEqual([]);
+    expect(engine.pool.pendingItems).toBe(0);
+  }, 120_000);
+
+  it('coalesces concurrent single calls into shared batches', async () => {
+    const engine = newEngine({ threads: 1 });
+    const ops = Array.from({ length: 300 }, () => engine.encrypt(aes, { plaintext: Buffer.from('x') }));
+    // All 300 were queued in one turn, so at most one task per 512 items was needed; the pool
+    // counts them as pending until their batch settles.
+    expect(engine.pool.pendingItems).toBe(300);
+    await Promise.all(ops);
+    expect(engine.pool.pendingItems).toBe(0);
+  });
+
+  it('fails only the callers of a worker killed mid-batch, with a retryable error, and recovers', async () => {
+    const engine = newEngine({ threads: 2 });
+    // Two separate batches of slow RSA signatures land on the two workers.
+    const items = Array.from({ length: 400 }, (_, i) => ({ data: Buffer.from(`m${i}`) }));
+    const rsa2 = createKeyRing('pool/rsa2', 'RSA2048', false, [generateMaterial('RSA2048')]);
+    const first = engine.batch('sign', rsa, items);
+    const second = engine.batch('sign', rsa2, items);
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    const victim = engine.pool.threads[0]!;
+    await victim.terminate();
+    const outcomes = [await first, await second];
+    const failedBatches = outcomes.filter((batch) => batch.some((r) => !r.ok));
+    expect(failedBatches).toHaveLength(1);
+    for (const r of failedBatches[0]!) {
+      expect(r.ok).toBe(false);
+      if (!r.ok) {
+        expect(r.error.code).toBe('UNAVAILABLE');
+        expect(r.error.retryable).toBe(true);
+      }
+    }
+    const survivor = outcomes.find((batch) => batch.every((r) => r.ok))!;
+    expect(survivor).toHaveLength(400);
+    // The pool replaced the worker: new work succeeds on every thread.
+    const after = await engine.batch(
+      'sign',
+      rsa,
+      items.slice(0, 20).map((item) => item),
+    );
+    for (const r of after) {
+      expect(r.ok).toBe(true);
+      if (r.ok) {
+        const sig = Buffer.from(r.value.signature.split(':')[2]!, 'base64');
+        expect(sig).toHaveLength(256);
+      }
+    }
+    expect(engine.pool.pendingItems).toBe(0);
+  }, 60_000);
+
+  it('answers OVERLOADED with Retry-After when the queue is full, and never queues past the bound', async () => {
+    const engine = newEngine({ threads: 1, maxPendingItems: 100 });
+    const calls = Array.from({ length: 150 }, (_, i) =>
+      engine.encrypt(aes, { plaintext: Buffer.from(`p${i}`) }).then(
+        () => 'ok',
+        (error: KeywardError) => error,
+      ),
+    );
+    expect(engine.pool.pendingItems).toBeLessThanOrEqual(100);
+    const results = await Promise.all(calls);
+    expect(results.filter((r) => r === 'ok')).toHaveLength(100);
+    const refused = results.filter((r): r is KeywardError => r instanceof KeywardError);
+    expect(refused).toHaveLength(50);
+    for (const error of refused) {
+      expect(error.code).toBe('OVERLOADED');
+      expect(error.status).toBe(429);
+      expect(error.retryAfterSeconds).toBeGreaterThan(0);
+    }
+    // A batch larger than the room left is refused whole.
+    await expect(
+      engine.batch(
+        'encrypt',
+        aes,
+        Array.from({ length: 101 }, () => ({ plaintext: Buffer.from('x') })),
+      ),
+    ).rejects.toMatchObject({ code: 'OVERLOADED' });
+  });
+
+  it('drains queued work on close, then refuses new work', async () => {
+    const engine = new CryptoEngine({ threads: 1 });
+    const pending = Array.from({ length: 50 }, () => engine.sign(rsa, { data: Buffer.from('drain') }));
+    await engine.close();
+    const results = await Promise.all(pending);
+    for (const r of results) expect(r.keyVersion).toBe(1);
+    await expect(engine.encrypt(aes, { plaintext: Buffer.from('late') })).rejects.toMatchObject({
+      code: 'OVERLOADED',
+      status: 503,
+    });
+  }, 60_000);
+
+  it('signs with RSA-PSS that node:crypto verifies with the maximum salt length', async () => {
+    const engine = newEngine({ threads: 1 });
+    const data = Buffer.from('pss');
+    const { signature } = await engine.sign(rsa, { data });
+    const raw = Buffer.from(signature.split(':')[2]!, 'base64');
+    expect(nodeVerify('sha256', data, { key: rsaPublic, padding: 6, saltLength: 222 }, raw)).toBe(true);
+    expect(formatCiphertext(1, raw)).toBe(signature);
+  });
+});
