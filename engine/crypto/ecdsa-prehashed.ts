@@ -6,17 +6,16 @@
  *   arithmetic s = k⁻¹(z + r·d) mod n runs on BigInt, blinded by a fresh random b
  *   (s = (b·k)⁻¹ · (b·z + (b·r)·d)) so the non-constant-time BigInt steps see only values masked
  *   by b;
- * - verifying: plain public-key ECDSA verification in BigInt Jacobian arithmetic. It touches
- *   only public values (digest, signature, public key), so timing does not matter. It costs a few
- *   milliseconds, far more than OpenSSL's verify; prehashed verification is the rare path.
+ * - verifying: plain public-key ECDSA verification, R' = u1·G + u2·Q. OpenSSL computes u1·G;
+ *   u2·Q is a BigInt sum over a per-key cached table of 2^i·Q. It touches only public values
+ *   (digest, signature, public key), so timing does not matter. About 1–2 ms, more than OpenSSL's
+ *   own verify; prehashed verification is the rare path.
  * Signatures are ordinary ECDSA signatures of the message the digest came from (see the tests).
  */
 import { createECDH, type KeyObject, randomBytes } from 'node:crypto';
 
 const P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn;
 const N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
-const GX = 0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296n;
-const GY = 0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5n;
 
 /** Jacobian point [X, Y, Z]; Z = 0 is the point at infinity. */
 type Jac = readonly [bigint, bigint, bigint];
@@ -112,18 +111,45 @@ function add(p: Jac, q: Jac): Jac {
   return [x3, y3, mod(z1 * z2 * h, P)];
 }
 
-/** u1·G + u2·Q by Shamir's trick. Public inputs only. */
-function mulAdd(u1: bigint, u2: bigint, q: Jac): Jac {
-  const g: Jac = [GX, GY, 1n];
-  const gq = add(g, q);
+/** Affine [x, y] of a Jacobian point (not infinity). Public values only. */
+function toAffine(p: Jac): Jac {
+  const zi = inv(p[2], P);
+  const zi2 = mod(zi * zi, P);
+  return [mod(p[0] * zi2, P), mod(p[1] * zi2 * zi, P), 1n];
+}
+
+const tableCache = new WeakMap<KeyObject, Jac[]>();
+
+/** 2^i·Q for i = 0..255, affine, computed once per public key: u·Q then needs no doublings. */
+function powersOf(publicKey: KeyObject): Jac[] {
+  let table = tableCache.get(publicKey);
+  if (table === undefined) {
+    table = [];
+    let q = publicPoint(publicKey);
+    for (let i = 0; i < 256; i++) {
+      table.push(q);
+      q = toAffine(dbl(q));
+    }
+    tableCache.set(publicKey, table);
+  }
+  return table;
+}
+
+/**
+ * u1·G + u2·Q. OpenSSL computes u1·G (u1 is public here, derived from the digest and the
+ * signature); u2·Q sums the cached powers of Q. Public inputs only.
+ */
+function mulAdd(u1: bigint, u2: bigint, publicKey: KeyObject): Jac {
   let acc = INF;
-  for (let i = 255; i >= 0; i--) {
-    acc = dbl(acc);
-    const b1 = (u1 >> BigInt(i)) & 1n;
-    const b2 = (u2 >> BigInt(i)) & 1n;
-    if (b1 === 1n && b2 === 1n) acc = add(acc, gq);
-    else if (b1 === 1n) acc = add(acc, g);
-    else if (b2 === 1n) acc = add(acc, q);
+  if (u1 !== 0n) {
+    const ecdh = createECDH('prime256v1');
+    ecdh.setPrivateKey(to32(u1));
+    const g = ecdh.getPublicKey();
+    acc = [toBigInt(g.subarray(1, 33)), toBigInt(g.subarray(33, 65)), 1n];
+  }
+  const table = powersOf(publicKey);
+  for (let i = 0; i < 256; i++) {
+    if ((u2 >> BigInt(i)) & 1n) acc = add(acc, table[i]!);
   }
   return acc;
 }
@@ -151,7 +177,7 @@ export function verifyEcdsaDigest(publicKey: KeyObject, digest: Uint8Array, r: b
   if (r <= 0n || r >= N || s <= 0n || s >= N) return false;
   const z = toBigInt(digest) % N;
   const w = inv(s, N);
-  const pt = mulAdd((z * w) % N, (r * w) % N, publicPoint(publicKey));
+  const pt = mulAdd((z * w) % N, (r * w) % N, publicKey);
   if (pt[2] === 0n) return false;
   const zz = mod(pt[2] * pt[2], P);
   // x(R) ≡ r (mod n) without an inversion: X ≡ x·Z² (mod p), trying x = r and, if below p, r + n.

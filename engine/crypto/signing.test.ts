@@ -249,6 +249,41 @@ describe('ECDSA P-256 SHA-256', () => {
     }
   });
 
+  it('prehashed verify handles the all-zero digest (u1 = 0) from openssl', () => {
+    const zero = tmp.write('zero-digest', Buffer.alloc(32));
+    const osig = openssl([
+      'pkeyutl',
+      '-sign',
+      '-inkey',
+      ecPriv,
+      '-keyform',
+      'DER',
+      '-in',
+      zero,
+      '-pkeyopt',
+      'digest:sha256',
+    ]);
+    expect(verifyBytes(ec, Buffer.alloc(32), osig, opts('ECDSA_SHA_256', true))).toBe(true);
+    expect(verifyBytes(ec, digest, osig, opts('ECDSA_SHA_256', true))).toBe(false);
+    const mine = signBytes(ec, Buffer.alloc(32), opts('ECDSA_SHA_256', true));
+    const sigPath = tmp.write('zero-sig', mine);
+    expect(
+      opensslOk([
+        'pkeyutl',
+        '-verify',
+        '-pubin',
+        '-inkey',
+        ecPub,
+        '-in',
+        zero,
+        '-sigfile',
+        sigPath,
+        '-pkeyopt',
+        'digest:sha256',
+      ]),
+    ).toBe(true);
+  });
+
   it('encodes DER exactly as OpenSSL does (round trip of openssl signatures)', () => {
     for (let i = 0; i < 20; i++) {
       const osig = sign(
