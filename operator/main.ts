@@ -1,0 +1,237 @@
+/**
+ * The Keyward operator: `runOperator(options)` wires the supervised Key informer, the work queue,
+ * the reconciler, leader election and the health/metrics server. Every replica keeps a warm
+ * informer cache and a queue; only the Lease holder runs workers and writes anything.
+ */
+
+import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import { hostname } from 'node:os';
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  EventsV1Api,
+  KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  makeInformer,
+} from '@kubernetes/client-node';
+import { DEFAULT_DELETION_DELAY_MS } from '../engine/keys/lifecycle.ts';
+import { EventRecorder } from './events.ts';
+import { SupervisedInformer } from './informer-supervisor.ts';
+import { describeError } from './kube.ts';
+import { LeaderElector } from './leader.ts';
+import { createLogger, type Logger } from './log.ts';
+import { ensureMasterKey, MASTER_KEY_SECRET, MaterialStore } from './material-store.ts';
+import { OperatorMetrics, startHealthServer } from './metrics.ts';
+import { KeyReconciler, queueKey } from './reconciler.ts';
+import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from './types.ts';
+import { runWorkers, WorkQueue } from './workqueue.ts';
+
+/** Options of `runOperator`. Only `namespace` matters in production; the rest have defaults. */
+export interface OperatorOptions {
+  /** A ready KubeConfig; else `kubeconfigPath`; else the default (in-cluster or ~/.kube/config). */
+  kubeConfig?: KubeConfig;
+  kubeconfigPath?: string;
+  /** The operator's namespace: material Secrets, the master key and the Lease live here. */
+  namespace?: string;
+  /** Reconcile Keys of this namespace only; default all namespaces. */
+  watchNamespace?: string;
+  /** Deletion delay (§3), 72 h by default. Shorter values are for tests and dev clusters. */
+  deletionDelayMs?: number;
+  /** Port of /metrics, /livez, /readyz; 0 picks a free port; undefined disables the server. */
+  metricsPort?: number;
+  /** The Lease name. */
+  leaseName?: string;
+  /** This replica's identity in the Lease. */
+  identity?: string;
+  /** Lease duration; a standby takes over within it after the leader dies. */
+  leaseDurationMs?: number;
+  /** Name of the master-key Secret. */
+  masterKeySecret?: string;
+  /** Concurrent reconciles. */
+  workers?: number;
+  /** Informer stall watchdog period. */
+  stallMs?: number;
+  /** Period of the full resync (every cached Key is queued again). */
+  resyncMs?: number;
+  log?: Logger;
+}
+
+/** A running operator. */
+export interface RunningOperator {
+  /** The identity used in the Lease. */
+  identity: string;
+  /** The port of the health/metrics server, if started. */
+  metricsPort: number | undefined;
+  /** True while this replica leads. */
+  isLeader(): boolean;
+  /** Reconciles completed (success or error) by this replica. */
+  reconcileCount(): number;
+  /** The supervised Key informer (tests inspect restarts). */
+  informer: SupervisedInformer<KubernetesObject>;
+  /** Stops workers, releases the Lease, stops the informer and the server. */
+  stop(): Promise<void>;
+}
+
+/** Starts the operator; resolves once the Key informer has listed. */
+export async function runOperator(options: OperatorOptions = {}): Promise<RunningOperator> {
+  const log = options.log ?? createLogger();
+  const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath);
+  const namespace = options.namespace ?? 'keyward-system';
+  const identity = options.identity ?? `${hostname()}_${randomUUID().slice(0, 8)}`;
+  const lifecycle = { deletionDelayMs: options.deletionDelayMs ?? DEFAULT_DELETION_DELAY_MS };
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const core = kc.makeApiClient(CoreV1Api);
+  const queue = new WorkQueue({ now: Date.now });
+  let elector: LeaderElector | undefined;
+  let reconciles = 0;
+
+  const watchNs = options.watchNamespace;
+  const path = watchNs
+    ? `/apis/${KEY_GROUP}/${KEY_VERSION}/namespaces/${watchNs}/${KEY_PLURAL}`
+    : `/apis/${KEY_GROUP}/${KEY_VERSION}/${KEY_PLURAL}`;
+  const listKeys = async (): Promise<KubernetesListObject<KubernetesObject>> => {
+    const base = { group: KEY_GROUP, version: KEY_VERSION, plural: KEY_PLURAL };
+    const list = watchNs
+      ? await custom.listNamespacedCustomObject({ ...base, namespace: watchNs })
+      : await custom.listClusterCustomObject(base);
+    return list as KubernetesListObject<KubernetesObject>;
+  };
+  let metrics: OperatorMetrics | undefined;
+  const informer = new SupervisedInformer<KubernetesObject>({
+    name: 'keys',
+    create: (list) => makeInformer<KubernetesObject>(kc, path, list),
+    list: listKeys,
+    onEvent: (_type, obj) => queue.add(queueKey(obj.metadata?.namespace ?? '', obj.metadata?.name ?? '')),
+    onRestart: (reason) =>
+      metrics?.informerRestarts.inc({ informer: 'keys', reason: reason.split(':')[0] ?? reason }),
+    stallMs: options.stallMs,
+    log,
+  });
+  const cachedKeys = (): KeyResource[] => informer.list() as unknown as KeyResource[];
+  metrics = new OperatorMetrics({
+    queueDepth: () => queue.length,
+    keysByState: () => {
+      const counts: Record<string, number> = {};
+      for (const k of cachedKeys()) {
+        const s = k.status?.state ?? 'Unknown';
+        counts[s] = (counts[s] ?? 0) + 1;
+      }
+      return counts;
+    },
+    isLeader: () => elector?.isLeader() ?? false,
+  });
+  const m = metrics;
+
+  let health: { server: Server; port: number } | undefined;
+  if (options.metricsPort !== undefined) {
+    health = await startHealthServer(m, () => informer.hasSynced(), options.metricsPort);
+  }
+  await informer.start();
+
+  // Leading: ensure the master key, then run workers until leadership ends.
+  let workers: AbortController | undefined;
+  let running: Promise<void> | undefined;
+  const startLeading = (): void => {
+    const ctl = new AbortController();
+    workers = ctl;
+    running = (async () => {
+      let master: Awaited<ReturnType<typeof ensureMasterKey>> | undefined;
+      while (!ctl.signal.aborted && master === undefined) {
+        try {
+          master = await ensureMasterKey(core, namespace, options.masterKeySecret ?? MASTER_KEY_SECRET);
+        } catch (err) {
+          log.error({ err: describeError(err) }, 'cannot get the master key; retrying');
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
+      if (master === undefined) return;
+      const reconciler = new KeyReconciler({
+        custom,
+        material: new MaterialStore(core, namespace, master),
+        events: new EventRecorder(kc.makeApiClient(EventsV1Api), identity),
+        getKey: (ns, name) => informer.get(name, ns) as KeyResource | undefined,
+        lifecycle,
+        now: Date.now,
+        log,
+      });
+      for (const k of cachedKeys()) queue.add(queueKey(k.metadata.namespace, k.metadata.name));
+      const resync = setInterval(() => {
+        for (const k of cachedKeys()) queue.add(queueKey(k.metadata.namespace, k.metadata.name));
+      }, options.resyncMs ?? 600_000);
+      resync.unref();
+      try {
+        await runWorkers(
+          queue,
+          options.workers ?? 16,
+          async (ref) => {
+            const end = m.duration.startTimer();
+            try {
+              const result = await reconciler.reconcile(ref);
+              m.reconciles.inc({ result: 'success' });
+              return result;
+            } catch (err) {
+              m.reconciles.inc({ result: 'error' });
+              m.errors.inc();
+              throw err;
+            } finally {
+              reconciles++;
+              end();
+            }
+          },
+          ctl.signal,
+          (ref, err) => log.warn({ key: ref, err: describeError(err) }, 'reconcile failed; retrying'),
+        );
+      } finally {
+        clearInterval(resync);
+      }
+    })();
+  };
+  const stopLeading = (): void => {
+    workers?.abort();
+    workers = undefined;
+  };
+
+  const electionCtl = new AbortController();
+  elector = new LeaderElector({
+    api: kc.makeApiClient(CoordinationV1Api),
+    namespace,
+    name: options.leaseName ?? 'keyward-operator',
+    identity,
+    leaseDurationMs: options.leaseDurationMs,
+    log,
+    onStartedLeading: startLeading,
+    onStoppedLeading: stopLeading,
+  });
+  const electing = elector.run(electionCtl.signal);
+  log.info(
+    { identity, namespace, watchNamespace: watchNs ?? '(all)', deletionDelayMs: lifecycle.deletionDelayMs },
+    'operator started',
+  );
+
+  const el = elector;
+  return {
+    identity,
+    metricsPort: health?.port,
+    isLeader: () => el.isLeader(),
+    reconcileCount: () => reconciles,
+    informer,
+    async stop() {
+      stopLeading();
+      await running?.catch(() => undefined);
+      electionCtl.abort();
+      await electing;
+      await informer.stop();
+      if (health) await new Promise<void>((r) => health.server.close(() => r()));
+    },
+  };
+}
+
+function loadKubeConfig(path: string | undefined): KubeConfig {
+  const kc = new KubeConfig();
+  if (path) kc.loadFromFile(path);
+  else kc.loadFromDefault();
+  return kc;
+}

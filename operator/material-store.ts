@@ -1,0 +1,169 @@
+/**
+ * Secret I/O for key material and the master key, in the operator's namespace. Only the leader
+ * calls the writing methods. Writes are conditional on resourceVersion, so a stale read (or a
+ * stale leader) gets a 409 and the reconcile is retried instead of overwriting newer material.
+ */
+import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
+import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
+import { fingerprint } from '../engine/crypto/fingerprint.ts';
+import { generateMaterialAsync } from '../engine/crypto/material.ts';
+import { wrapMaterial } from '../engine/crypto/wrap.ts';
+import { isConflict, isNotFound } from './kube.ts';
+import {
+  decodeMaterialSecret,
+  encodeMaterialSecret,
+  MANAGED_BY,
+  materialSecretName,
+  type StoredKey,
+} from './material-secret.ts';
+
+/** Default name of the master-key Secret. */
+export const MASTER_KEY_SECRET = 'keyward-master-key';
+/** `data` entry holding the 32-byte master key. */
+export const MASTER_KEY_ENTRY = 'master.key';
+
+/**
+ * Returns the master key from Secret `name`, creating it with 32 random bytes when absent. An
+ * existing Secret is never overwritten; when two operators race to create it, the loser (409)
+ * reads the winner's.
+ */
+export async function ensureMasterKey(
+  core: CoreV1Api,
+  namespace: string,
+  name = MASTER_KEY_SECRET,
+): Promise<KeyObject> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      return masterKeyFrom(await core.readNamespacedSecret({ name, namespace }));
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    const raw = randomBytes(32);
+    try {
+      await core.createNamespacedSecret({
+        namespace,
+        body: {
+          metadata: {
+            name,
+            labels: { 'app.kubernetes.io/managed-by': MANAGED_BY, 'keyward.io/master-key': 'true' },
+          },
+          type: 'keyward.io/master-key',
+          data: { [MASTER_KEY_ENTRY]: raw.toString('base64') },
+        },
+      });
+      return createSecretKey(raw);
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    } finally {
+      raw.fill(0);
+    }
+  }
+  throw new Error('could not read or create the master-key Secret');
+}
+
+function masterKeyFrom(secret: V1Secret): KeyObject {
+  const value = secret.data?.[MASTER_KEY_ENTRY];
+  const raw = value === undefined ? undefined : Buffer.from(value, 'base64');
+  if (raw === undefined || raw.length !== 32) {
+    throw new Error(`the master-key Secret must hold 32 bytes in data["${MASTER_KEY_ENTRY}"]`);
+  }
+  const key = createSecretKey(raw);
+  raw.fill(0);
+  return key;
+}
+
+/** A material Secret as read: the decoded key and the resourceVersion to write against. */
+export interface LoadedMaterial {
+  stored: StoredKey;
+  resourceVersion: string | undefined;
+}
+
+/** Reads, writes and erases material Secrets. */
+export class MaterialStore {
+  private readonly core: CoreV1Api;
+  private readonly namespace: string;
+  private readonly master: KeyObject;
+
+  constructor(core: CoreV1Api, operatorNamespace: string, master: KeyObject) {
+    this.core = core;
+    this.namespace = operatorNamespace;
+    this.master = master;
+  }
+
+  /** The material of Key `namespace/name`, or undefined. Throws on a Secret it cannot decode. */
+  async load(namespace: string, name: string): Promise<LoadedMaterial | undefined> {
+    try {
+      const secret = await this.core.readNamespacedSecret({
+        name: materialSecretName(namespace, name),
+        namespace: this.namespace,
+      });
+      return {
+        stored: decodeMaterialSecret({ data: secret.data ?? {} }),
+        resourceVersion: secret.metadata?.resourceVersion,
+      };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Generates, wraps and fingerprints the material of `newVersions` (which have `wrapped: ''`),
+   * returning the completed key. Plaintext material lives only in this function.
+   */
+  async fillVersions(stored: StoredKey, newVersions: readonly number[]): Promise<StoredKey> {
+    if (newVersions.length === 0) return stored;
+    const r = stored.record;
+    let fp = stored.fingerprint;
+    const versions = [];
+    for (const v of r.versions) {
+      if (!newVersions.includes(v.version)) {
+        versions.push(v);
+        continue;
+      }
+      const material = await generateMaterialAsync(r.usage);
+      try {
+        const wrapped = wrapMaterial(
+          this.master,
+          { store: r.namespace, name: r.name, usage: r.usage, version: v.version },
+          material,
+        );
+        if (v.version === r.currentVersion) fp = await fingerprint(r.usage, material);
+        versions.push({ ...v, wrapped: wrapped.toString('base64') });
+      } finally {
+        material.fill(0);
+      }
+    }
+    const next: StoredKey = { ...stored, record: { ...r, versions } };
+    if (fp !== undefined) next.fingerprint = fp;
+    return next;
+  }
+
+  /** Creates the Secret (409 if it exists) or replaces it at `resourceVersion` (409 if stale). */
+  async save(stored: StoredKey, resourceVersion: string | undefined): Promise<void> {
+    const body = encodeMaterialSecret(this.namespace, stored) as V1Secret;
+    if (resourceVersion === undefined) {
+      await this.core.createNamespacedSecret({ namespace: this.namespace, body });
+      return;
+    }
+    body.metadata = { ...body.metadata, resourceVersion };
+    await this.core.replaceNamespacedSecret({
+      name: body.metadata.name ?? '',
+      namespace: this.namespace,
+      body,
+    });
+  }
+
+  /** Deletes the Secret of Key `namespace/name` (the material is erased); absent is fine. */
+  async erase(namespace: string, name: string, resourceVersion: string | undefined): Promise<void> {
+    try {
+      await this.core.deleteNamespacedSecret({
+        name: materialSecretName(namespace, name),
+        namespace: this.namespace,
+        body: resourceVersion === undefined ? {} : { preconditions: { resourceVersion } },
+      });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The I/O edge of Key reconciliation: read the Key (informer cache) and its material Secret,
+ * ask the pure `planReconcile`, then carry the plan out in a crash-safe order:
+ *
+ * 1. finalizer first, so no material exists for a Key that could vanish unguarded;
+ * 2. the material Secret (created, replaced at its resourceVersion, or deleted);
+ * 3. the status (only when it changed), then Events;
+ * 4. finalizer removal last, after the material is erased or released.
+ *
+ * A crash between steps leaves a state the next pass plans from correctly, because the plan is
+ * computed from the Secret, the source of truth. Conflicts (409) throw: the work queue retries.
+ */
+import type { CustomObjectsApi } from '@kubernetes/client-node';
+import type { LifecycleOptions } from '../engine/keys/lifecycle.ts';
+import type { EventRecorder } from './events.ts';
+import { describeError, isNotFound, MERGE_PATCH } from './kube.ts';
+import type { Logger } from './log.ts';
+import type { StoredKey } from './material-secret.ts';
+import type { MaterialStore } from './material-store.ts';
+import { planReconcile } from './plan.ts';
+import { buildStatus, sameStatus } from './status.ts';
+import {
+  FINALIZER,
+  KEY_GROUP,
+  KEY_PLURAL,
+  KEY_VERSION,
+  type KeyResource,
+  type KeyResourceStatus,
+} from './types.ts';
+import type { WorkResult } from './workqueue.ts';
+
+/** What the reconciler needs. */
+export interface ReconcilerDeps {
+  custom: CustomObjectsApi;
+  material: MaterialStore;
+  events: EventRecorder;
+  /** The cached Key `namespace/name`, or undefined when it is gone. */
+  getKey: (namespace: string, name: string) => KeyResource | undefined;
+  lifecycle: LifecycleOptions;
+  now: () => number;
+  log: Logger;
+}
+
+/** The queue key of a Key. */
+export function queueKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+/** Reconciles Keys; `reconcile` is the work-queue handler. */
+export class KeyReconciler {
+  private readonly d: ReconcilerDeps;
+
+  constructor(deps: ReconcilerDeps) {
+    this.d = deps;
+  }
+
+  /** Reconciles the Key `namespace/name` once. */
+  async reconcile(ref: string): Promise<WorkResult> {
+    const [namespace = '', name = ''] = ref.split('/');
+    let key = this.d.getKey(namespace, name);
+    if (key === undefined) return undefined;
+    const loaded = await this.d.material.load(namespace, name);
+    const now = this.d.now();
+    const plan = planReconcile({ key, stored: loaded?.stored, now, lifecycle: this.d.lifecycle });
+
+    if (plan.addFinalizer)
+      key = await this.patchFinalizers(key, [...(key.metadata.finalizers ?? []), FINALIZER]);
+
+    let after: StoredKey | undefined = loaded?.stored;
+    if (plan.stored === 'erase') {
+      await this.d.material.erase(namespace, name, loaded?.resourceVersion);
+      after = undefined;
+    } else if (plan.stored !== undefined) {
+      after = await this.d.material.fillVersions(plan.stored, plan.newVersions);
+      await this.d.material.save(after, plan.create ? undefined : loaded?.resourceVersion);
+    }
+
+    if (plan.writeStatus) {
+      const status = buildStatus(key, plan.conflict ? undefined : after, plan.conflict, now);
+      if (!sameStatus(key.status, status)) await this.patchStatus(key, status);
+    }
+    for (const event of plan.events) {
+      try {
+        await this.d.events.record(key, event);
+      } catch (err) {
+        this.d.log.warn(
+          { key: ref, reason: event.reason, err: describeError(err) },
+          'could not record event',
+        );
+      }
+    }
+    if (plan.removeFinalizer) {
+      await this.patchFinalizers(
+        key,
+        (key.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
+      );
+    }
+    if (plan.deleteObject) await this.deleteKey(key);
+    if (plan.events.length > 0) {
+      this.d.log.info({ key: ref, events: plan.events.map((e) => e.reason) }, 'reconciled');
+    }
+    return plan.requeueAt === undefined ? undefined : { requeueAt: plan.requeueAt };
+  }
+
+  /** Sets the finalizer list, conditional on the Key's resourceVersion (409 when stale). */
+  private async patchFinalizers(key: KeyResource, finalizers: string[]): Promise<KeyResource> {
+    const m = key.metadata;
+    return (await this.d.custom.patchNamespacedCustomObject(
+      {
+        group: KEY_GROUP,
+        version: KEY_VERSION,
+        plural: KEY_PLURAL,
+        namespace: m.namespace,
+        name: m.name,
+        body: { metadata: { finalizers, resourceVersion: m.resourceVersion } },
+      },
+      MERGE_PATCH,
+    )) as KeyResource;
+  }
+
+  /** Merge-patches the status; fields that disappeared are sent as null so they are removed. */
+  private async patchStatus(key: KeyResource, status: KeyResourceStatus): Promise<void> {
+    const body: Record<string, unknown> = { ...status };
+    for (const field of Object.keys(key.status ?? {})) if (!(field in body)) body[field] = null;
+    try {
+      await this.d.custom.patchNamespacedCustomObjectStatus(
+        {
+          group: KEY_GROUP,
+          version: KEY_VERSION,
+          plural: KEY_PLURAL,
+          namespace: key.metadata.namespace,
+          name: key.metadata.name,
+          body: { status: body },
+        },
+        MERGE_PATCH,
+      );
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  private async deleteKey(key: KeyResource): Promise<void> {
+    try {
+      await this.d.custom.deleteNamespacedCustomObject({
+        group: KEY_GROUP,
+        version: KEY_VERSION,
+        plural: KEY_PLURAL,
+        namespace: key.metadata.namespace,
+        name: key.metadata.name,
+      });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+}
