@@ -1,7 +1,6 @@
 import { createHash, createPublicKey, randomBytes, sign, verify } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeywardError } from '../errors.ts';
-import { decodeDer, encodeDer } from './ecdsa-prehashed.ts';
 import { openssl, opensslOk, type Scratch, scratch } from './fixtures/openssl.ts';
 import { generateMaterial } from './material.ts';
 import { type PreparedKey, prepareKey } from './prepared-key.ts';
@@ -284,21 +283,27 @@ describe('ECDSA P-256 SHA-256', () => {
     ).toBe(true);
   });
 
-  it('encodes DER exactly as OpenSSL does (round trip of openssl signatures)', () => {
+  it('prehashed verify accepts OpenSSL DER signatures (high-S included) and refuses malformed DER', () => {
+    const pair = ec.usage === 'ECDSA' ? ec : (undefined as never);
     for (let i = 0; i < 20; i++) {
-      const osig = sign(
-        'sha256',
-        randomBytes(8),
-        ec.usage === 'ECDSA' ? ec.privateKey : (undefined as never),
-      );
-      const rs = decodeDer(osig);
-      expect(rs).toBeDefined();
-      expect(encodeDer(rs!.r, rs!.s).equals(osig)).toBe(true);
+      const message = randomBytes(8);
+      const osig = sign('sha256', message, pair.privateKey);
+      const digest = createHash('sha256').update(message).digest();
+      expect(verifyBytes(ec, digest, osig, { algorithm: 'ECDSA_SHA_256', prehashed: true })).toBe(true);
+      // The same signature with a trailing byte, or r made non-minimal, is not valid DER.
+      expect(
+        verifyBytes(ec, digest, Buffer.concat([osig, Buffer.of(0)]), {
+          algorithm: 'ECDSA_SHA_256',
+          prehashed: true,
+        }),
+      ).toBe(false);
     }
-    expect(decodeDer(Buffer.from('300602010002010a', 'hex'))).toBeDefined();
-    expect(decodeDer(Buffer.from('30070202000a02010a', 'hex'))).toBeUndefined(); // non-minimal r
-    expect(decodeDer(Buffer.from('30060201ff02010a', 'hex'))).toBeUndefined(); // negative r
-    expect(decodeDer(Buffer.from('300602010a02010a00', 'hex'))).toBeUndefined(); // trailing byte
+    const digest = createHash('sha256').update('x').digest();
+    for (const hex of ['30070202000a02010a', '30060201ff02010a', '']) {
+      expect(
+        verifyBytes(ec, digest, Buffer.from(hex, 'hex'), { algorithm: 'ECDSA_SHA_256', prehashed: true }),
+      ).toBe(false);
+    }
   });
 });
 

@@ -8,14 +8,7 @@
 import { constants, sign, verify } from 'node:crypto';
 import { invalidArgument, KeywardError } from '../errors.ts';
 import type { KeyUsage } from '../keys/model.ts';
-import {
-  decodeDer,
-  decodeRaw,
-  encodeDer,
-  encodeRaw,
-  signEcdsaDigest,
-  verifyEcdsaDigest,
-} from './ecdsa-prehashed.ts';
+import { signEcdsaDigest, verifyEcdsaDigest } from './ecdsa-prehashed.ts';
 import type { PreparedKey, PreparedKeyPair } from './prepared-key.ts';
 import { signPkcs1Digest, signPssDigest, verifyPkcs1Digest, verifyPssDigest } from './rsa-prehashed.ts';
 
@@ -102,16 +95,10 @@ export function signBytes(key: PreparedKey, data: Uint8Array, options: Signature
     case 'RSASSA_PKCS1_V1_5_SHA_256':
       return options.prehashed ? signPkcs1Digest(privateKey, data) : sign('sha256', data, privateKey);
     case 'ECDSA_SHA_256':
-      if (options.prehashed) {
-        const { r, s } = signEcdsaDigest(privateKey, data);
-        return encodeDer(r, s);
-      }
+      if (options.prehashed) return signEcdsaDigest(privateKey, data, 'der');
       return sign('sha256', data, privateKey);
     case 'ECDSA_SHA_256_RAW':
-      if (options.prehashed) {
-        const { r, s } = signEcdsaDigest(privateKey, data);
-        return encodeRaw(r, s);
-      }
+      if (options.prehashed) return signEcdsaDigest(privateKey, data, 'raw');
       return sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' });
   }
 }
@@ -144,15 +131,13 @@ export function verifyBytes(
           : verify('sha256', data, publicKey, signature);
       case 'ECDSA_SHA_256': {
         if (!options.prehashed) return verify('sha256', data, publicKey, signature);
-        const rs = decodeDer(signature);
-        return rs !== undefined && verifyEcdsaDigest(publicKey, data, rs.r, rs.s);
+        return verifyEcdsaDigest(publicKey, data, signature, 'der');
       }
       case 'ECDSA_SHA_256_RAW': {
         if (!options.prehashed) {
           return verify('sha256', data, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature);
         }
-        const rs = decodeRaw(signature);
-        return rs !== undefined && verifyEcdsaDigest(publicKey, data, rs.r, rs.s);
+        return verifyEcdsaDigest(publicKey, data, signature, 'raw');
       }
     }
   } catch {
