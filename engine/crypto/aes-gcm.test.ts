@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { invalidCiphertext, KeywardError } from '../errors.ts';
 import { MIN_AES_BODY, openAesGcm, sealAesGcm } from './aes-gcm.ts';
 import { GCM_AES256_VECTORS } from './fixtures/gcm-mcgrew-viega.ts';
+import { GCM_CAVP_AES256_VECTORS } from './fixtures/gcm-nist-cavp.ts';
 import { formatCiphertext, parseCiphertext } from './format.ts';
 
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
@@ -20,8 +21,8 @@ function errorOf(fn: () => unknown): unknown {
 
 const INVALID = invalidCiphertext().toJSON();
 
-describe('AES-256-GCM known answers (McGrew–Viega Test Cases 13–16)', () => {
-  for (const v of GCM_AES256_VECTORS) {
+describe('AES-256-GCM known answers (NIST CAVP gcmEncryptExtIV256; McGrew–Viega Test Cases 13–16)', () => {
+  for (const v of [...GCM_CAVP_AES256_VECTORS, ...GCM_AES256_VECTORS]) {
     it(`seals ${v.name} to the published ciphertext and tag`, () => {
       const key = createSecretKey(hex(v.key));
       const aad = v.aad === '' ? undefined : hex(v.aad);
