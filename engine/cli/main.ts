@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+/**
+ * The `keyward` entry point. Errors are one clear line on stderr and a non-zero exit (no stack
+ * trace); `verify` reports an invalid signature with exit 1 and errors with exit 2.
+ *
+ * Kubernetes commands (`keyward operator`, `keyward engine`) are added by importing their
+ * registration module here, which calls `registerCommands` from `./program.ts`.
+ */
+import { CommanderError } from 'commander';
+import { KeywardError } from '../errors.ts';
+import { CliError } from './client.ts';
+import { buildProgram } from './program.ts';
+
+const isVerify = process.argv[2] === 'verify';
+
+function fail(message: string, code: number): void {
+  process.stderr.write(`keyward: ${message.split('\n')[0]}\n`);
+  process.exitCode = isVerify ? 2 : code;
+}
+
+try {
+  const program = buildProgram();
+  program.exitOverride();
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Help and version exit 0; usage errors were already printed by commander.
+    process.exitCode = err.exitCode === 0 ? 0 : isVerify ? 2 : err.exitCode;
+  } else if (err instanceof CliError) {
+    fail(err.message, err.exitCode);
+  } else if (err instanceof KeywardError) {
+    fail(`${err.code}: ${err.message}`, 1);
+  } else if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    fail(code ? `${err.message} (${code})` : err.message, 1);
+  } else {
+    fail(String(err), 1);
+  }
+}
