@@ -62,9 +62,9 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
     },
   }) as unknown as FastifyInstance;
 
-  // Our own JSON parser: an empty body is `{}` (action routes accept it), bad JSON is a clear
+  // JSON only, by our own parser: an empty body is `{}` (action routes accept it), bad JSON is a clear
   // 400, and nothing else is done to the input.
-  app.removeContentTypeParser('application/json');
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = body as string;
     if (text.trim() === '') return done(null, {});
