@@ -1,0 +1,287 @@
+/**
+ * Kubernetes authentication and authorization for the engine's cluster mode (PRODUCT.md §6):
+ * - the caller's bearer token goes to a TokenReview with `spec.audiences: [keyward]`; the review
+ *   must say authenticated AND list `keyward` in `status.audiences`, else 401;
+ * - each operation is a SubjectAccessReview on group `keyward.io`, resource `keys`, the verb, the
+ *   key's namespace and name, for the user, groups, uid and extra the TokenReview returned;
+ *   a denial is 403.
+ * Both decisions, allow and deny, are cached briefly in bounded LRU caches: TokenReviews by the
+ * SHA-256 of the token (never the token), never past the token's own expiry; SARs by the exact
+ * attributes. Concurrent identical reviews share one request. Any failure to get a decision
+ * (apiserver unreachable, a timeout, a 5xx, the engine's own RBAC missing) fails closed with 503
+ * UNAVAILABLE: an error never allows anything.
+ */
+import { createHash } from 'node:crypto';
+import {
+  AuthenticationV1Api,
+  AuthorizationV1Api,
+  type KubeConfig,
+  type V1UserInfo,
+} from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { KeywardError } from '../errors.ts';
+import {
+  type Authenticator,
+  type AuthRequest,
+  type AuthVerb,
+  bearerToken,
+  type Principal,
+} from '../http/auth.ts';
+import { TtlCache } from './ttl-cache.ts';
+
+/** The audience callers' projected tokens must carry. */
+export const KEYWARD_AUDIENCE = 'keyward';
+/** API group and resource that SubjectAccessReviews ask about. */
+export const KEY_SAR_GROUP = 'keyward.io';
+export const KEY_SAR_RESOURCE = 'keys';
+
+/** Verbs checked with a SubjectAccessReview; the admin verbs never reach the apiserver. */
+const REVIEWED_VERBS: ReadonlySet<AuthVerb> = new Set<AuthVerb>([
+  'encrypt',
+  'decrypt',
+  're-encrypt',
+  'sign',
+  'verify',
+  'generate-data-key',
+  'get-public-key',
+  'list',
+  'get',
+]);
+
+/** Options of {@link KubeAuthenticator}. */
+export interface KubeAuthOptions {
+  /** Credentials of the engine itself: it needs `create` on tokenreviews and subjectaccessreviews. */
+  kubeConfig: KubeConfig;
+  /** Audience required of callers' tokens; `keyward`. */
+  audience?: string;
+  /** How long a TokenReview result is reused (capped by the token's expiry); 10 s. */
+  tokenTtlMs?: number;
+  /** How long a SubjectAccessReview decision is reused; 5 s. */
+  decisionTtlMs?: number;
+  /** Entries per cache; 10 000. */
+  maxEntries?: number;
+  /** A review that takes longer fails closed (503); 5 s. */
+  requestTimeoutMs?: number;
+  /** Epoch ms clock; tests may pass their own. */
+  now?: () => number;
+  log?: Logger;
+}
+
+/** The user a TokenReview established, as the SAR must repeat it. */
+interface KubeUser {
+  username: string;
+  uid: string | undefined;
+  groups: string[];
+  extra: Record<string, string[]>;
+}
+
+type TokenDecision =
+  | { ok: true; user: KubeUser; expiresAt: number | undefined }
+  | { ok: false; reason: string };
+
+/**
+ * Principals made here carry their Kubernetes user in this map rather than in fields, so a
+ * principal from anywhere else (or a forged object) has no user and is refused.
+ */
+const USERS = new WeakMap<Principal, KubeUser>();
+
+const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('base64url');
+
+/** See the module comment. */
+export class KubeAuthenticator implements Authenticator {
+  readonly #authn: AuthenticationV1Api;
+  readonly #authz: AuthorizationV1Api;
+  readonly #audience: string;
+  readonly #tokenTtlMs: number;
+  readonly #decisionTtlMs: number;
+  readonly #timeoutMs: number;
+  readonly #now: () => number;
+  readonly #log: Logger | undefined;
+  readonly #tokens: TtlCache<string, TokenDecision>;
+  readonly #decisions: TtlCache<string, boolean>;
+  readonly #inflight = new Map<string, Promise<unknown>>();
+  /** Reviews sent to the apiserver (tests and metrics: shows the caches work). */
+  reviews = { token: 0, access: 0 };
+
+  constructor(options: KubeAuthOptions) {
+    this.#authn = options.kubeConfig.makeApiClient(AuthenticationV1Api);
+    this.#authz = options.kubeConfig.makeApiClient(AuthorizationV1Api);
+    this.#audience = options.audience ?? KEYWARD_AUDIENCE;
+    this.#tokenTtlMs = options.tokenTtlMs ?? 10_000;
+    this.#decisionTtlMs = options.decisionTtlMs ?? 5_000;
+    this.#timeoutMs = options.requestTimeoutMs ?? 5_000;
+    this.#now = options.now ?? Date.now;
+    this.#log = options.log;
+    const maxEntries = options.maxEntries ?? 10_000;
+    this.#tokens = new TtlCache({ maxEntries, now: this.#now });
+    this.#decisions = new TtlCache({ maxEntries, now: this.#now });
+  }
+
+  async authenticate(request: AuthRequest): Promise<Principal> {
+    const token = bearerToken(request.headers);
+    if (token === undefined) {
+      throw new KeywardError(
+        'UNAUTHENTICATED',
+        `missing bearer token (send a ServiceAccount token with audience ${this.#audience})`,
+      );
+    }
+    const id = sha256(token);
+    let decision = this.#tokens.get(id);
+    if (decision === undefined) {
+      decision = await this.#once(`t:${id}`, () => this.#reviewToken(token));
+      this.#tokens.set(id, decision, this.#tokenTtl(decision));
+    }
+    if (!decision.ok) throw new KeywardError('UNAUTHENTICATED', decision.reason);
+    if (decision.expiresAt !== undefined && decision.expiresAt <= this.#now()) {
+      throw new KeywardError('UNAUTHENTICATED', 'the token has expired');
+    }
+    const principal: Principal = { name: decision.user.username, groups: [...decision.user.groups] };
+    USERS.set(principal, decision.user);
+    return principal;
+  }
+
+  async authorize(
+    principal: Principal,
+    verb: AuthVerb,
+    namespace: string,
+    name: string | undefined,
+  ): Promise<void> {
+    if (!REVIEWED_VERBS.has(verb)) {
+      // Keys are managed through Key resources in cluster mode: no admin route is served, so
+      // there is nothing to ask the apiserver about.
+      throw new KeywardError(
+        'METHOD_NOT_ALLOWED',
+        'keys are managed through Key resources in this mode; this route is not available',
+      );
+    }
+    const user = USERS.get(principal);
+    if (user === undefined) throw new KeywardError('UNAUTHENTICATED', 'the caller was not authenticated');
+    const attrs = { verb, namespace, name: name ?? '' };
+    const id = sha256(JSON.stringify([user.username, user.uid, user.groups, user.extra, attrs]));
+    let allowed = this.#decisions.get(id);
+    if (allowed === undefined) {
+      allowed = await this.#once(`a:${id}`, () => this.#reviewAccess(user, attrs));
+      this.#decisions.set(id, allowed, this.#decisionTtlMs);
+    }
+    if (!allowed) {
+      const what = name === undefined ? `keys in namespace ${namespace}` : `key ${namespace}/${name}`;
+      throw new KeywardError('PERMISSION_DENIED', `${user.username} may not ${verb} ${what}`);
+    }
+  }
+
+  /** Cached positive reviews live at most until the token expires (when the token says so). */
+  #tokenTtl(decision: TokenDecision): number {
+    if (!decision.ok || decision.expiresAt === undefined) return this.#tokenTtlMs;
+    return Math.min(this.#tokenTtlMs, decision.expiresAt - this.#now());
+  }
+
+  async #reviewToken(token: string): Promise<TokenDecision> {
+    this.reviews.token++;
+    const review = await this.#call('TokenReview', () =>
+      this.#authn.createTokenReview({
+        body: {
+          apiVersion: 'authentication.k8s.io/v1',
+          kind: 'TokenReview',
+          spec: { token, audiences: [this.#audience] },
+        },
+      }),
+    );
+    const status = review.status;
+    if (status?.authenticated !== true || status.user?.username === undefined) {
+      // The apiserver's own error text can describe the token's claims; keep the answer generic.
+      return { ok: false, reason: 'the token is invalid, expired or not meant for this service' };
+    }
+    if (!(status.audiences ?? []).includes(this.#audience)) {
+      return { ok: false, reason: `the token's audience does not include ${this.#audience}` };
+    }
+    return { ok: true, user: toUser(status.user), expiresAt: jwtExpiry(token) };
+  }
+
+  async #reviewAccess(
+    user: KubeUser,
+    attrs: { verb: string; namespace: string; name: string },
+  ): Promise<boolean> {
+    this.reviews.access++;
+    const review = await this.#call('SubjectAccessReview', () =>
+      this.#authz.createSubjectAccessReview({
+        body: {
+          apiVersion: 'authorization.k8s.io/v1',
+          kind: 'SubjectAccessReview',
+          spec: {
+            user: user.username,
+            groups: user.groups,
+            ...(user.uid === undefined ? {} : { uid: user.uid }),
+            extra: user.extra,
+            resourceAttributes: {
+              group: KEY_SAR_GROUP,
+              resource: KEY_SAR_RESOURCE,
+              verb: attrs.verb,
+              namespace: attrs.namespace,
+              ...(attrs.name === '' ? {} : { name: attrs.name }),
+            },
+          },
+        },
+      }),
+    );
+    // Only an explicit allow counts; a denied or undecided review refuses.
+    return review.status?.allowed === true && review.status.denied !== true;
+  }
+
+  /** Runs one review with a deadline; every failure becomes 503 UNAVAILABLE (fail closed). */
+  async #call<T>(what: string, run: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${this.#timeoutMs} ms`)), this.#timeoutMs);
+    });
+    try {
+      return await Promise.race([run(), deadline]);
+    } catch (err) {
+      this.#log?.warn({ review: what, err: describe(err) }, 'access review failed; refusing the request');
+      throw new KeywardError(
+        'UNAVAILABLE',
+        `cannot reach the Kubernetes API to check access (${what} failed); try again`,
+        { retryAfterSeconds: 1 },
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Shares one in-flight review between concurrent identical requests. */
+  #once<T>(key: string, run: () => Promise<T>): Promise<T> {
+    const pending = this.#inflight.get(key);
+    if (pending !== undefined) return pending as Promise<T>;
+    const promise = run().finally(() => this.#inflight.delete(key));
+    this.#inflight.set(key, promise);
+    return promise;
+  }
+}
+
+function toUser(user: V1UserInfo): KubeUser {
+  const extra: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(user.extra ?? {})) extra[k] = [...v];
+  return { username: user.username ?? '', uid: user.uid, groups: [...(user.groups ?? [])], extra };
+}
+
+/**
+ * The `exp` claim of a JWT, in epoch ms, read without verifying anything: it only shortens how
+ * long an already verified review is reused. Undefined for opaque tokens.
+ */
+export function jwtExpiry(token: string): number | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3 || parts[1] === undefined) return undefined;
+  try {
+    const payload = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8')) as { exp?: unknown };
+    return typeof payload.exp === 'number' && Number.isFinite(payload.exp) ? payload.exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A short description of an error, without response bodies (they could echo the review). */
+function describe(err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown };
+  const status = typeof e?.code === 'number' ? `HTTP ${e.code}: ` : '';
+  const message = typeof e?.message === 'string' ? e.message.split('\n')[0]!.slice(0, 200) : String(err);
+  return `${status}${message}`;
+}

@@ -1,0 +1,196 @@
+/**
+ * The engine's cluster mode: `runClusterEngine(options)` serves the HTTP API of PRODUCT.md §6 from
+ * Keys and material read through informers (read-only, any number of replicas), authenticates
+ * callers with TokenReview and authorizes each operation with a SubjectAccessReview, and
+ * publishes usage counters for the leader operator. Wired by the CLI as `keyward engine`.
+ */
+import { mkdtemp } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { CryptoEngine } from '../engine.ts';
+import { KeywardError } from '../errors.ts';
+import type { Authenticator } from '../http/auth.ts';
+import { createLogger } from '../http/logger.ts';
+import { buildServer } from '../http/server.ts';
+import {
+  isLoopback,
+  loadCertFiles,
+  loadOrCreateAutoCert,
+  type TlsMaterial,
+  type TlsMode,
+} from '../http/tls.ts';
+import { ClusterKeyBackend } from './cluster-backend.ts';
+import { InsecureNoAuth } from './insecure-auth.ts';
+import { KeySources } from './key-sources.ts';
+import { KubeAuthenticator, type KubeAuthOptions } from './kube-auth.ts';
+import { UsagePublisher } from './usage-publisher.ts';
+import { UsageCounter } from './usage-report.ts';
+
+/** The default port of `keyward engine`, as of `keyward serve`. */
+export const DEFAULT_ENGINE_PORT = 7443;
+/** The default namespace of the operator (material, master key) and of the engine. */
+export const DEFAULT_ENGINE_NAMESPACE = 'keyward-system';
+
+/** Options of {@link runClusterEngine}. */
+export interface ClusterEngineOptions {
+  /** A kubeconfig file; else `kubeConfig`; else the default (in-cluster, then ~/.kube/config). */
+  kubeconfig?: string;
+  kubeConfig?: KubeConfig;
+  /** The operator's namespace (material Secrets, master key); usage reports are written here too. */
+  namespace?: string;
+  /** Listen address; 0.0.0.0 (a pod serves its Service). */
+  host?: string;
+  /** Listen port; 7443; 0 picks a free one. */
+  port?: number;
+  /** TLS: auto (self-signed, written to `tlsDir`), off (loopback only) or certificate files. */
+  tls?: TlsMode;
+  /** Where `--tls auto` keeps its certificate; a fresh temporary directory by default. */
+  tlsDir?: string;
+  /** The region this engine serves (`--region`). */
+  region?: string;
+  /** No authentication at all: development on one machine; refused off loopback. */
+  insecureNoAuth?: boolean;
+  /** This replica, for its usage report ConfigMap; POD_NAME, else the host name. */
+  identity?: string;
+  /** How often usage counters are published; 15 s. */
+  usageReportMs?: number;
+  /** Crypto worker threads. */
+  threads?: number;
+  /** Name of the master-key Secret (the operator's default). */
+  masterKeySecret?: string;
+  /** Tuning of TokenReview/SAR caching and timeouts. */
+  auth?: Omit<KubeAuthOptions, 'kubeConfig' | 'log'>;
+  /** Credentials for TokenReview and SAR when they differ from `kubeConfig` (tests use a dead one). */
+  authKubeConfig?: KubeConfig;
+  logger?: Logger;
+}
+
+/** A running cluster engine. */
+export interface RunningClusterEngine {
+  url: string;
+  app: FastifyInstance;
+  backend: ClusterKeyBackend;
+  /** The Kubernetes authenticator (absent with `insecureNoAuth`). */
+  auth: KubeAuthenticator | undefined;
+  usage: UsagePublisher;
+  tls: TlsMaterial | undefined;
+  /** Stops accepting, drains, publishes usage, stops informers and workers. */
+  close(): Promise<void>;
+}
+
+function loadKubeConfig(path: string | undefined): KubeConfig {
+  const kc = new KubeConfig();
+  if (path !== undefined) kc.loadFromFile(path);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+const urlHost = (host: string): string => (host.includes(':') && !host.startsWith('[') ? `[${host}]` : host);
+
+/** See the module comment. Resolves once listening; `/readyz` turns ready when caches synced. */
+export async function runClusterEngine(options: ClusterEngineOptions = {}): Promise<RunningClusterEngine> {
+  const log = options.logger ?? createLogger();
+  const host = options.host ?? '0.0.0.0';
+  const tlsMode = options.tls ?? { mode: 'auto' };
+  if (options.insecureNoAuth === true && !isLoopback(host)) {
+    throw new KeywardError(
+      'INVALID_ARGUMENT',
+      `--insecure-no-auth is allowed only on a loopback address (127.0.0.1, ::1, localhost), not ${host}`,
+      { field: 'insecure-no-auth' },
+    );
+  }
+  if (tlsMode.mode === 'off' && !isLoopback(host)) {
+    throw new KeywardError(
+      'INVALID_ARGUMENT',
+      `--tls off is allowed only on a loopback address, not ${host}`,
+      {
+        field: 'tls',
+      },
+    );
+  }
+  const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfig);
+  const namespace = options.namespace ?? DEFAULT_ENGINE_NAMESPACE;
+  const identity = options.identity ?? process.env.POD_NAME ?? hostname();
+
+  let tls: TlsMaterial | undefined;
+  if (tlsMode.mode === 'auto') {
+    tls = await loadOrCreateAutoCert(
+      options.tlsDir ?? (await mkdtemp(join(tmpdir(), 'keyward-engine-'))),
+      host,
+    );
+  } else if (tlsMode.mode === 'files') {
+    tls = await loadCertFiles(tlsMode.cert, tlsMode.key);
+  }
+
+  const counter = new UsageCounter();
+  const engine = new CryptoEngine(options.threads === undefined ? {} : { threads: options.threads });
+  let backend: ClusterKeyBackend | undefined;
+  const sources = new KeySources({
+    kubeConfig: kc,
+    namespace,
+    ...(options.masterKeySecret === undefined ? {} : { masterKeySecret: options.masterKeySecret }),
+    onChange: (type, kind, obj) => backend?.onChange(type, kind, obj),
+    log,
+  });
+  backend = new ClusterKeyBackend({
+    sources,
+    engine,
+    counter,
+    log,
+    ...(options.region === undefined ? {} : { region: options.region }),
+  });
+  const kubeAuth =
+    options.insecureNoAuth === true
+      ? undefined
+      : new KubeAuthenticator({ ...options.auth, kubeConfig: options.authKubeConfig ?? kc, log });
+  if (kubeAuth === undefined) log.warn('--insecure-no-auth: every local caller may use every key');
+  const auth: Authenticator = kubeAuth ?? new InsecureNoAuth();
+  const usage = new UsagePublisher({
+    core: kc.makeApiClient(CoreV1Api),
+    namespace,
+    identity,
+    counter,
+    log,
+    ...(options.usageReportMs === undefined ? {} : { intervalMs: options.usageReportMs }),
+  });
+
+  const { app } = buildServer({
+    backend,
+    auth,
+    logger: log,
+    ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+  });
+  try {
+    // Serve /livez at once; /readyz says not ready until the informers have listed.
+    await app.listen({ host, port: options.port ?? DEFAULT_ENGINE_PORT });
+    await sources.start();
+  } catch (err) {
+    await app.close();
+    await sources.stop();
+    await engine.close();
+    throw err;
+  }
+  usage.start();
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : options.port;
+  const connectHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  const url = `${tls ? 'https' : 'http'}://${urlHost(connectHost)}:${port}`;
+  log.info({ url, namespace, identity, region: options.region ?? null }, 'cluster engine listening');
+
+  const b = backend;
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await app.close();
+      await usage.stop();
+      await sources.stop();
+      await engine.close();
+      b.close();
+    })();
+    return closing;
+  };
+  return { url, app, backend: b, auth: kubeAuth, usage, tls, close };
+}

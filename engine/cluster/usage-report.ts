@@ -1,0 +1,217 @@
+/**
+ * Usage history in cluster mode. Engines may not write Keys or material (PRODUCT.md §8: only the
+ * leader operator writes), so each engine replica counts its operations per key and publishes the
+ * counters in a ConfigMap of its own, `keyward-usage-<identity>` in its namespace. The leader
+ * operator reads those reports, aggregates them with {@link aggregateUsageReports} and writes
+ * `status.lastUsedTime` (at most once a minute per key) and the operation counts.
+ *
+ * Counters are cumulative for the life of one engine process (`instance`), so a lost or repeated
+ * read of a report never loses or double-counts uses: the aggregator takes the difference from the
+ * counts it last saw for the same instance (its cursor). A new instance (a restarted engine)
+ * starts from zero.
+ */
+import type { KeyOperation } from '../keys/model.ts';
+import { KEY_OPERATIONS } from '../keys/model.ts';
+
+/** Label on every usage-report ConfigMap; the operator lists with `keyward.io/usage-report=true`. */
+export const USAGE_REPORT_LABEL = 'keyward.io/usage-report';
+/** ConfigMap name prefix: `keyward-usage-<identity>`. */
+export const USAGE_REPORT_PREFIX = 'keyward-usage-';
+/** `data` entry holding the JSON report. */
+export const USAGE_REPORT_ENTRY = 'usage.json';
+/** Format version of the report. */
+export const USAGE_REPORT_FORMAT = 1;
+
+/** Uses of one key by one engine instance since it started. */
+export interface KeyUsageReport {
+  namespace: string;
+  name: string;
+  /** uid of the Key object the uses were made against, so a re-created Key is not credited. */
+  uid?: string;
+  /** Epoch ms of the latest use. */
+  lastUsedTime: number;
+  /** Cumulative counts per operation since `startedTime`. */
+  counts: Partial<Record<KeyOperation, number>>;
+}
+
+/** What one engine replica publishes (the ConfigMap's `usage.json`). */
+export interface UsageReport {
+  format: number;
+  /** The replica (pod name, usually). */
+  identity: string;
+  /** Random per process start: counters restart from zero with a new instance. */
+  instance: string;
+  startedTime: number;
+  reportedTime: number;
+  /** Keyed by `<namespace>/<name>`. */
+  keys: Record<string, KeyUsageReport>;
+}
+
+/** What the aggregator remembers between calls: per `identity/instance`, the counts last seen. */
+export interface UsageCursor {
+  seen: Record<string, Record<string, Partial<Record<KeyOperation, number>>>>;
+}
+
+/** Usage of one key, aggregated over every report. */
+export interface AggregatedUsage {
+  namespace: string;
+  name: string;
+  /** The Key uid the latest use was made against, when reported. */
+  uid?: string;
+  /** The latest use seen in any report. */
+  lastUsedTime: number;
+  /** New uses since the cursor passed in (all uses in the reports when there was none). */
+  newCounts: Partial<Record<KeyOperation, number>>;
+}
+
+/**
+ * Aggregates usage reports (pure). `lastUsedTime` is the latest over all replicas; `newCounts` are
+ * the uses not yet seen by `cursor`, so a caller that adds them to stored counts and keeps the
+ * returned cursor counts every use exactly once. Malformed or foreign entries are skipped. Keys are
+ * `<namespace>/<name>`.
+ */
+export function aggregateUsageReports(
+  reports: readonly UsageReport[],
+  cursor: UsageCursor = { seen: {} },
+): { keys: Map<string, AggregatedUsage>; cursor: UsageCursor } {
+  const keys = new Map<string, AggregatedUsage>();
+  const valid = reports.filter(
+    (r) => r?.format === USAGE_REPORT_FORMAT && typeof r.keys === 'object' && r.keys !== null,
+  );
+  // A report missing from this call (a read that failed) keeps its place in the cursor, so its
+  // uses are not counted again when it comes back; an identity that restarted (a new instance)
+  // replaces its old entry.
+  const live = new Set(valid.map((r) => `${r.identity}/${r.instance}`));
+  const restarted = new Set(valid.map((r) => `${r.identity}/`));
+  const next: UsageCursor = { seen: {} };
+  for (const [source, seen] of Object.entries(cursor.seen)) {
+    const identity = source.slice(0, source.lastIndexOf('/') + 1);
+    if (!live.has(source) && !restarted.has(identity)) next.seen[source] = seen;
+  }
+  for (const report of valid) {
+    const source = `${report.identity}/${report.instance}`;
+    const previous = cursor.seen[source] ?? {};
+    const seen: Record<string, Partial<Record<KeyOperation, number>>> = { ...previous };
+    for (const [id, entry] of Object.entries(report.keys)) {
+      if (!isKeyUsage(entry) || id !== `${entry.namespace}/${entry.name}`) continue;
+      const before = previous[id] ?? {};
+      const delta: Partial<Record<KeyOperation, number>> = {};
+      for (const op of KEY_OPERATIONS) {
+        const now = entry.counts[op] ?? 0;
+        const was = before[op] ?? 0;
+        // Counters only grow within an instance; a smaller value means a damaged report.
+        if (now > was) delta[op] = now - was;
+      }
+      seen[id] = { ...before, ...maxCounts(before, entry.counts) };
+      let agg = keys.get(id);
+      if (agg === undefined) {
+        agg = {
+          namespace: entry.namespace,
+          name: entry.name,
+          lastUsedTime: entry.lastUsedTime,
+          newCounts: {},
+        };
+        if (entry.uid !== undefined) agg.uid = entry.uid;
+        keys.set(id, agg);
+      } else if (entry.lastUsedTime > agg.lastUsedTime) {
+        agg.lastUsedTime = entry.lastUsedTime;
+        if (entry.uid !== undefined) agg.uid = entry.uid;
+      }
+      for (const [op, n] of Object.entries(delta) as Array<[KeyOperation, number]>) {
+        agg.newCounts[op] = (agg.newCounts[op] ?? 0) + n;
+      }
+    }
+    next.seen[source] = seen;
+  }
+  return { keys, cursor: next };
+}
+
+function maxCounts(
+  a: Partial<Record<KeyOperation, number>>,
+  b: Partial<Record<KeyOperation, number>>,
+): Partial<Record<KeyOperation, number>> {
+  const out: Partial<Record<KeyOperation, number>> = {};
+  for (const op of KEY_OPERATIONS) {
+    const v = Math.max(a[op] ?? 0, b[op] ?? 0);
+    if (v > 0) out[op] = v;
+  }
+  return out;
+}
+
+function isKeyUsage(value: unknown): value is KeyUsageReport {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  if (typeof v.namespace !== 'string' || typeof v.name !== 'string') return false;
+  if (typeof v.lastUsedTime !== 'number' || !Number.isFinite(v.lastUsedTime)) return false;
+  if (typeof v.counts !== 'object' || v.counts === null) return false;
+  for (const n of Object.values(v.counts as Record<string, unknown>)) {
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) return false;
+  }
+  return v.uid === undefined || typeof v.uid === 'string';
+}
+
+/** Parses a ConfigMap's `usage.json`; undefined when absent or malformed. */
+export function parseUsageReport(data: Record<string, string> | undefined): UsageReport | undefined {
+  const raw = data?.[USAGE_REPORT_ENTRY];
+  if (raw === undefined) return undefined;
+  try {
+    const report = JSON.parse(raw) as UsageReport;
+    return report?.format === USAGE_REPORT_FORMAT ? report : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The ConfigMap name of replica `identity` (lowercased, unsafe characters replaced, ≤ 253). */
+export function usageReportName(identity: string): string {
+  const safe = identity
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]/g, '-')
+    .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '');
+  return `${USAGE_REPORT_PREFIX}${safe || 'engine'}`.slice(0, 253);
+}
+
+/** Counts one engine instance's uses per key (the hot path only bumps numbers). */
+export class UsageCounter {
+  readonly #keys = new Map<string, KeyUsageReport>();
+  #version = 0;
+
+  /** Records `count` uses of `op` on `namespace/name` (Key `uid`) at `now`. */
+  record(
+    namespace: string,
+    name: string,
+    uid: string | undefined,
+    op: KeyOperation,
+    count: number,
+    now: number,
+  ): void {
+    if (count <= 0) return;
+    const id = `${namespace}/${name}`;
+    let entry = this.#keys.get(id);
+    if (entry === undefined) {
+      entry = { namespace, name, lastUsedTime: now, counts: {} };
+      this.#keys.set(id, entry);
+    }
+    if (uid !== undefined) entry.uid = uid;
+    entry.counts[op] = (entry.counts[op] ?? 0) + count;
+    if (now > entry.lastUsedTime) entry.lastUsedTime = now;
+    this.#version++;
+  }
+
+  /** The latest use of `namespace/name` by this instance, if any. */
+  lastUsed(namespace: string, name: string): number | undefined {
+    return this.#keys.get(`${namespace}/${name}`)?.lastUsedTime;
+  }
+
+  /** Bumps on every record: a reporter writes only when this moved. */
+  get version(): number {
+    return this.#version;
+  }
+
+  /** A copy of every counter, for a report. */
+  snapshot(): Record<string, KeyUsageReport> {
+    const out: Record<string, KeyUsageReport> = {};
+    for (const [id, e] of this.#keys) out[id] = { ...e, counts: { ...e.counts } };
+    return out;
+  }
+}
