@@ -32,7 +32,9 @@ describe('key lifecycle over HTTP', () => {
     });
     expect(created.body.fingerprint).toMatch(/^blake3:[0-9a-f]+$/);
     expect(created.body.versions).toEqual([{ version: 1, createdTime: created.body.createdTime }]);
-    expect(Date.parse(created.body.nextRotationTime) - Date.parse(created.body.createdTime)).toBe(90 * 86_400_000);
+    expect(Date.parse(created.body.nextRotationTime) - Date.parse(created.body.createdTime)).toBe(
+      90 * 86_400_000,
+    );
     expect(JSON.stringify(created.body)).not.toMatch(/wrapped|material/);
 
     const dup = await s.call('POST', KEYS, { name: 'orders-KEY', usage: 'ECDSA' });
@@ -46,7 +48,10 @@ describe('key lifecycle over HTTP', () => {
     const listed = await s.call('GET', KEYS);
     expect(listed.body.keys.map((k: { name: string }) => k.name)).toContain('Orders-Key');
 
-    const patched = await s.call('PATCH', `${KEYS}/Orders-Key`, { memo: 'new memo', rotation: { periodDays: 30 } });
+    const patched = await s.call('PATCH', `${KEYS}/Orders-Key`, {
+      memo: 'new memo',
+      rotation: { periodDays: 30 },
+    });
     expect(patched.status).toBe(200);
     expect(patched.body.memo).toBe('new memo');
     expect(patched.body.rotation).toEqual({ enabled: true, periodDays: 30 });
@@ -73,7 +78,9 @@ describe('key lifecycle over HTTP', () => {
       expect(r.body.error.code).toBe('KEY_STATE');
       expect(r.body.error.message).toMatch(/disabled/);
     }
-    const batch = await s.call('POST', `${KEYS}/toggle/batch/encrypt`, { requests: [{ plaintext: b64('x') }] });
+    const batch = await s.call('POST', `${KEYS}/toggle/batch/encrypt`, {
+      requests: [{ plaintext: b64('x') }],
+    });
     expect(batch.status).toBe(409);
     expect((await s.call('POST', `${KEYS}/toggle/enable`, {})).body.state).toBe('Enabled');
     const back = await s.call('POST', `${KEYS}/toggle/decrypt`, { ciphertext: ct });
@@ -150,7 +157,9 @@ describe('key lifecycle over HTTP', () => {
     const ct = (await s.call('POST', `${KEYS}/counted/encrypt`, { plaintext: b64('a') })).body.ciphertext;
     await s.call('POST', `${KEYS}/counted/decrypt`, { ciphertext: ct });
     await s.call('POST', `${KEYS}/counted/sign`, { data: b64('m') });
-    await s.call('POST', `${KEYS}/counted/batch/sign`, { requests: [{ data: b64('1') }, { data: b64('2') }] });
+    await s.call('POST', `${KEYS}/counted/batch/sign`, {
+      requests: [{ data: b64('1') }, { data: b64('2') }],
+    });
     await s.call('GET', `${KEYS}/counted/public-key`);
     const got = (await s.call('GET', `${KEYS}/counted`)).body;
     expect(got.operationCounts).toEqual({ encrypt: 1, decrypt: 1, sign: 3, 'get-public-key': 1 });

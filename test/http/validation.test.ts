@@ -10,9 +10,11 @@ beforeAll(async () => {
   await s.call('POST', KEYS, { name: 'aes', usage: 'AES256' });
   await s.call('POST', KEYS, { name: 'conv', usage: 'AES256', convergent: true });
   await s.call('POST', KEYS, { name: 'ecdsa1', usage: 'ECDSA' });
-  aesCt = (await s.call('POST', `${KEYS}/aes/encrypt`, { plaintext: b64('secret'), aad: b64('hdr') })).body.ciphertext;
-  convCt = (await s.call('POST', `${KEYS}/conv/encrypt`, { plaintext: b64('secret'), context: b64('tenant-1') })).body
+  aesCt = (await s.call('POST', `${KEYS}/aes/encrypt`, { plaintext: b64('secret'), aad: b64('hdr') })).body
     .ciphertext;
+  convCt = (
+    await s.call('POST', `${KEYS}/conv/encrypt`, { plaintext: b64('secret'), context: b64('tenant-1') })
+  ).body.ciphertext;
 });
 afterAll(async () => {
   await s.stop();
@@ -54,8 +56,17 @@ describe('§2 key rules', () => {
   });
 
   it('refuses a memo over 100 characters, accepts exactly 100', async () => {
-    await expectError('POST', KEYS, { name: 'memo1', usage: 'AES256', memo: 'x'.repeat(101) }, 400, 'INVALID_ARGUMENT', 'memo');
-    expect((await s.call('POST', KEYS, { name: 'memo2', usage: 'AES256', memo: 'é'.repeat(100) })).status).toBe(201);
+    await expectError(
+      'POST',
+      KEYS,
+      { name: 'memo1', usage: 'AES256', memo: 'x'.repeat(101) },
+      400,
+      'INVALID_ARGUMENT',
+      'memo',
+    );
+    expect(
+      (await s.call('POST', KEYS, { name: 'memo2', usage: 'AES256', memo: 'é'.repeat(100) })).status,
+    ).toBe(201);
   });
 
   it.each([0, 731, 1.5, -1])('refuses periodDays %j', async (periodDays) => {
@@ -70,17 +81,42 @@ describe('§2 key rules', () => {
   });
 
   it('accepts periodDays 1 and 730', async () => {
-    expect((await s.call('POST', KEYS, { name: 'rot2', usage: 'AES256', rotation: { periodDays: 1 } })).status).toBe(201);
-    expect((await s.call('POST', KEYS, { name: 'rot3', usage: 'AES256', rotation: { periodDays: 730 } })).status).toBe(201);
+    expect(
+      (await s.call('POST', KEYS, { name: 'rot2', usage: 'AES256', rotation: { periodDays: 1 } })).status,
+    ).toBe(201);
+    expect(
+      (await s.call('POST', KEYS, { name: 'rot3', usage: 'AES256', rotation: { periodDays: 730 } })).status,
+    ).toBe(201);
   });
 
   it('allows convergent only on AES256', async () => {
-    await expectError('POST', KEYS, { name: 'conv2', usage: 'ECDSA', convergent: true }, 400, 'INVALID_ARGUMENT', 'convergent');
-    await expectError('POST', KEYS, { name: 'conv3', usage: 'RSA2048', convergent: true }, 400, 'INVALID_ARGUMENT', 'convergent');
+    await expectError(
+      'POST',
+      KEYS,
+      { name: 'conv2', usage: 'ECDSA', convergent: true },
+      400,
+      'INVALID_ARGUMENT',
+      'convergent',
+    );
+    await expectError(
+      'POST',
+      KEYS,
+      { name: 'conv3', usage: 'RSA2048', convergent: true },
+      400,
+      'INVALID_ARGUMENT',
+      'convergent',
+    );
   });
 
   it('requires a region for Isolated, and an engine serving it', async () => {
-    await expectError('POST', KEYS, { name: 'iso1', usage: 'AES256', boundary: 'Isolated' }, 400, 'INVALID_ARGUMENT', 'region');
+    await expectError(
+      'POST',
+      KEYS,
+      { name: 'iso1', usage: 'AES256', boundary: 'Isolated' },
+      400,
+      'INVALID_ARGUMENT',
+      'region',
+    );
     // This engine serves no region, so it cannot hold an Isolated key.
     await expectError(
       'POST',
@@ -94,8 +130,22 @@ describe('§2 key rules', () => {
 
   it('refuses unknown usages, boundaries, fields and wrong types', async () => {
     await expectError('POST', KEYS, { name: 'bad1', usage: 'AES128' }, 400, 'INVALID_ARGUMENT', 'usage');
-    await expectError('POST', KEYS, { name: 'bad1', usage: 'AES256', boundary: 'Local' }, 400, 'INVALID_ARGUMENT', 'boundary');
-    await expectError('POST', KEYS, { name: 'bad1', usage: 'AES256', colour: 'red' }, 400, 'INVALID_ARGUMENT', 'colour');
+    await expectError(
+      'POST',
+      KEYS,
+      { name: 'bad1', usage: 'AES256', boundary: 'Local' },
+      400,
+      'INVALID_ARGUMENT',
+      'boundary',
+    );
+    await expectError(
+      'POST',
+      KEYS,
+      { name: 'bad1', usage: 'AES256', colour: 'red' },
+      400,
+      'INVALID_ARGUMENT',
+      'colour',
+    );
     await expectError(
       'POST',
       KEYS,
@@ -104,7 +154,14 @@ describe('§2 key rules', () => {
       'INVALID_ARGUMENT',
       'rotation.every',
     );
-    await expectError('POST', KEYS, { name: 'bad1', usage: 'AES256', convergent: 'yes' }, 400, 'INVALID_ARGUMENT', 'convergent');
+    await expectError(
+      'POST',
+      KEYS,
+      { name: 'bad1', usage: 'AES256', convergent: 'yes' },
+      400,
+      'INVALID_ARGUMENT',
+      'convergent',
+    );
     await expectError('POST', KEYS, { name: 42, usage: 'AES256' }, 400, 'INVALID_ARGUMENT', 'name');
     await expectError('POST', KEYS, { usage: 'AES256' }, 400, 'INVALID_ARGUMENT', 'name');
     await expectError('POST', KEYS, [1, 2], 400, 'INVALID_ARGUMENT', 'body');
@@ -125,27 +182,83 @@ describe('§10 bad input', () => {
   });
 
   it('names aad and context fields with bad base64', async () => {
-    await expectError('POST', `${KEYS}/aes/encrypt`, { plaintext: b64('x'), aad: '%%' }, 400, 'INVALID_ARGUMENT', 'aad');
-    await expectError('POST', `${KEYS}/conv/encrypt`, { plaintext: b64('x'), context: '%%' }, 400, 'INVALID_ARGUMENT', 'context');
+    await expectError(
+      'POST',
+      `${KEYS}/aes/encrypt`,
+      { plaintext: b64('x'), aad: '%%' },
+      400,
+      'INVALID_ARGUMENT',
+      'aad',
+    );
+    await expectError(
+      'POST',
+      `${KEYS}/conv/encrypt`,
+      { plaintext: b64('x'), context: '%%' },
+      400,
+      'INVALID_ARGUMENT',
+      'context',
+    );
     await expectError('POST', `${KEYS}/ecdsa1/sign`, { data: 'x' }, 400, 'INVALID_ARGUMENT', 'data');
   });
 
   it('refuses oversize payloads with 413', async () => {
     const big = b64(Buffer.alloc(32 * 1024 + 1));
-    await expectError('POST', `${KEYS}/aes/encrypt`, { plaintext: big }, 413, 'PAYLOAD_TOO_LARGE', 'plaintext');
+    await expectError(
+      'POST',
+      `${KEYS}/aes/encrypt`,
+      { plaintext: big },
+      413,
+      'PAYLOAD_TOO_LARGE',
+      'plaintext',
+    );
     const ok = await s.call('POST', `${KEYS}/aes/encrypt`, { plaintext: b64(Buffer.alloc(32 * 1024)) });
     expect(ok.status).toBe(200);
     const huge = b64(Buffer.alloc(1024 * 1024));
     await expectError('POST', `${KEYS}/aes/encrypt`, { plaintext: huge }, 413, 'PAYLOAD_TOO_LARGE', 'body');
-    await expectError('POST', `${KEYS}/ecdsa1/sign`, { data: b64(Buffer.alloc(8193)) }, 413, 'PAYLOAD_TOO_LARGE', 'data');
+    await expectError(
+      'POST',
+      `${KEYS}/ecdsa1/sign`,
+      { data: b64(Buffer.alloc(8193)) },
+      413,
+      'PAYLOAD_TOO_LARGE',
+      'data',
+    );
   });
 
   it('refuses wrong types and unknown fields on crypto routes', async () => {
     await expectError('POST', `${KEYS}/aes/encrypt`, { plaintext: 12 }, 400, 'INVALID_ARGUMENT', 'plaintext');
-    await expectError('POST', `${KEYS}/aes/encrypt`, { plaintext: null }, 400, 'INVALID_ARGUMENT', 'plaintext');
-    await expectError('POST', `${KEYS}/aes/encrypt`, { plaintext: b64('x'), iv: 'AAAA' }, 400, 'INVALID_ARGUMENT', 'iv');
-    await expectError('POST', `${KEYS}/aes/decrypt`, { ciphertext: ['a'] }, 400, 'INVALID_ARGUMENT', 'ciphertext');
-    await expectError('POST', `${KEYS}/ecdsa1/sign`, { data: b64('m'), prehashed: 'true' }, 400, 'INVALID_ARGUMENT', 'prehashed');
+    await expectError(
+      'POST',
+      `${KEYS}/aes/encrypt`,
+      { plaintext: null },
+      400,
+      'INVALID_ARGUMENT',
+      'plaintext',
+    );
+    await expectError(
+      'POST',
+      `${KEYS}/aes/encrypt`,
+      { plaintext: b64('x'), iv: 'AAAA' },
+      400,
+      'INVALID_ARGUMENT',
+      'iv',
+    );
+    await expectError(
+      'POST',
+      `${KEYS}/aes/decrypt`,
+      { ciphertext: ['a'] },
+      400,
+      'INVALID_ARGUMENT',
+      'ciphertext',
+    );
+    await expectError(
+      'POST',
+      `${KEYS}/ecdsa1/sign`,
+      { data: b64('m'), prehashed: 'true' },
+      400,
+      'INVALID_ARGUMENT',
+      'prehashed',
+    );
     await expectError('POST', `${KEYS}/aes/data-key`, { bits: 192 }, 400, 'INVALID_ARGUMENT', 'bits');
     await expectError('POST', `${KEYS}/aes/encrypt`, '{"plaintext":', 400, 'INVALID_ARGUMENT', 'body');
   });
@@ -176,8 +289,22 @@ describe('§10 bad input', () => {
   });
 
   it('convergent keys need the right context', async () => {
-    await expectError('POST', `${KEYS}/conv/encrypt`, { plaintext: b64('x') }, 400, 'INVALID_ARGUMENT', 'context');
-    await expectError('POST', `${KEYS}/conv/decrypt`, { ciphertext: convCt }, 400, 'INVALID_ARGUMENT', 'context');
+    await expectError(
+      'POST',
+      `${KEYS}/conv/encrypt`,
+      { plaintext: b64('x') },
+      400,
+      'INVALID_ARGUMENT',
+      'context',
+    );
+    await expectError(
+      'POST',
+      `${KEYS}/conv/decrypt`,
+      { ciphertext: convCt },
+      400,
+      'INVALID_ARGUMENT',
+      'context',
+    );
     await expectError(
       'POST',
       `${KEYS}/conv/decrypt`,
@@ -195,9 +322,15 @@ describe('§10 bad input', () => {
       'context',
     );
     // Same version, context and plaintext: the same ciphertext.
-    const again = await s.call('POST', `${KEYS}/conv/encrypt`, { plaintext: b64('secret'), context: b64('tenant-1') });
+    const again = await s.call('POST', `${KEYS}/conv/encrypt`, {
+      plaintext: b64('secret'),
+      context: b64('tenant-1'),
+    });
     expect(again.body.ciphertext).toBe(convCt);
-    const other = await s.call('POST', `${KEYS}/conv/encrypt`, { plaintext: b64('secret'), context: b64('tenant-2') });
+    const other = await s.call('POST', `${KEYS}/conv/encrypt`, {
+      plaintext: b64('secret'),
+      context: b64('tenant-2'),
+    });
     expect(other.body.ciphertext).not.toBe(convCt);
   });
 
@@ -209,7 +342,11 @@ describe('§10 bad input', () => {
   });
 
   it('refuses missing and wrong tokens with 401, in constant time', async () => {
-    for (const headers of [{ authorization: '' }, { authorization: 'Bearer wrong-token' }, { authorization: `Basic ${s.token}` }]) {
+    for (const headers of [
+      { authorization: '' },
+      { authorization: 'Bearer wrong-token' },
+      { authorization: `Basic ${s.token}` },
+    ]) {
       const r = await fetch(`${s.url}${KEYS}`, { headers });
       expect(r.status).toBe(401);
       expect(r.headers.get('www-authenticate')).toMatch(/Bearer/);
