@@ -350,7 +350,7 @@ describe('§10 bad input', () => {
       const r = await fetch(`${s.url}${KEYS}`, { headers });
       expect(r.status).toBe(401);
       expect(r.headers.get('www-authenticate')).toMatch(/Bearer/);
-      expect((await r.json()).error.code).toBe('UNAUTHENTICATED');
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('UNAUTHENTICATED');
     }
     // Auth comes before the body: an anonymous oversize body is 401, not 413.
     const r = await fetch(`${s.url}${KEYS}/aes/encrypt`, {
@@ -371,6 +371,6 @@ describe('§10 bad input', () => {
       body: 'hello',
     });
     expect(t.status).toBe(415);
-    expect((await t.json()).error.code).toBe('INVALID_ARGUMENT');
+    expect(((await t.json()) as { error: { code: string } }).error.code).toBe('INVALID_ARGUMENT');
   });
 });
