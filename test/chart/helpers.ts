@@ -15,7 +15,6 @@ export const CHART_DIR = join(REPO_ROOT, 'charts', 'keyward');
 export const CRD_NAME = 'keys.keyward.io';
 
 /** A rendered Kubernetes object, loosely typed (tests look into it). */
-// biome-ignore lint/suspicious/noExplicitAny: rendered manifests are free-form; tests check their shape.
 export type K8sObject = {
   apiVersion: string;
   kind: string;
@@ -25,6 +24,7 @@ export type K8sObject = {
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
   };
+  // biome-ignore lint/suspicious/noExplicitAny: rendered manifests are free-form; tests check their shape.
   [field: string]: any;
 };
 
@@ -138,3 +138,49 @@ export async function serviceAccountKubeconfig(namespace: string, name: string):
   writeFileSync(path, JSON.stringify(kubeconfig), { mode: 0o600 });
   return path;
 }
+
+/** A set of values that changes nearly everything (ServiceMonitor off: no CRD for it here). */
+export const NON_DEFAULT = {
+  region: 'eu-west',
+  logLevel: 'debug',
+  commonLabels: { team: 'security' },
+  image: { repository: 'registry.example.com/keyward', digest: `sha256:${'ab'.repeat(32)}` },
+  imagePullSecrets: ['regcred'],
+  crds: { enabled: true, keep: false },
+  operator: {
+    replicas: 3,
+    metricsPort: 9090,
+    extraArgs: ['--workers=4'],
+    extraEnv: [{ name: 'EXTRA', value: 'x' }],
+    nodeSelector: { 'kubernetes.io/os': 'linux' },
+    tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'keyward', effect: 'NoSchedule' }],
+    podDisruptionBudget: { enabled: false },
+  },
+  engine: {
+    replicas: 4,
+    port: 9443,
+    threads: 3,
+    service: { port: 8443, annotations: { 'example.com/x': 'y' } },
+    autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 7, targetCPUUtilizationPercentage: 60 },
+    podDisruptionBudget: { enabled: true, maxUnavailable: '25%' },
+    affinity: {
+      podAntiAffinity: {
+        preferredDuringSchedulingIgnoredDuringExecution: [
+          {
+            weight: 100,
+            podAffinityTerm: {
+              topologyKey: 'kubernetes.io/hostname',
+              labelSelector: { matchLabels: { 'app.kubernetes.io/component': 'engine' } },
+            },
+          },
+        ],
+      },
+    },
+  },
+  tls: { extraDnsNames: ['kms.example.com'], validityDays: 90 },
+  rbac: { aggregateToAdminEdit: false },
+  networkPolicy: {
+    enabled: true,
+    engineFrom: [{ namespaceSelector: { matchLabels: { 'keyward.io/client': 'true' } } }],
+  },
+};

@@ -16,6 +16,7 @@ import {
   CRD_NAME,
   find,
   type K8sObject,
+  NON_DEFAULT,
   ofKind,
   render,
   renderFailure,
@@ -33,52 +34,6 @@ const USER_ROLES = [
   'keyward-verifier',
   'keyward-key-admin',
 ];
-
-/** A set of values that changes nearly everything (ServiceMonitor off: no CRD for it here). */
-export const NON_DEFAULT = {
-  region: 'eu-west',
-  logLevel: 'debug',
-  commonLabels: { team: 'security' },
-  image: { repository: 'registry.example.com/keyward', digest: `sha256:${'ab'.repeat(32)}` },
-  imagePullSecrets: ['regcred'],
-  crds: { enabled: true, keep: false },
-  operator: {
-    replicas: 3,
-    metricsPort: 9090,
-    extraArgs: ['--workers=4'],
-    extraEnv: [{ name: 'EXTRA', value: 'x' }],
-    nodeSelector: { 'kubernetes.io/os': 'linux' },
-    tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'keyward', effect: 'NoSchedule' }],
-    podDisruptionBudget: { enabled: false },
-  },
-  engine: {
-    replicas: 4,
-    port: 9443,
-    threads: 3,
-    service: { port: 8443, annotations: { 'example.com/x': 'y' } },
-    autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 7, targetCPUUtilizationPercentage: 60 },
-    podDisruptionBudget: { enabled: true, maxUnavailable: '25%' },
-    affinity: {
-      podAntiAffinity: {
-        preferredDuringSchedulingIgnoredDuringExecution: [
-          {
-            weight: 100,
-            podAffinityTerm: {
-              topologyKey: 'kubernetes.io/hostname',
-              labelSelector: { matchLabels: { 'app.kubernetes.io/component': 'engine' } },
-            },
-          },
-        ],
-      },
-    },
-  },
-  tls: { extraDnsNames: ['kms.example.com'], validityDays: 90 },
-  rbac: { aggregateToAdminEdit: false },
-  networkPolicy: {
-    enabled: true,
-    engineFrom: [{ namespaceSelector: { matchLabels: { 'keyward.io/client': 'true' } } }],
-  },
-};
 
 /** Every pod template of the rendered objects. */
 function podSpecs(objects: readonly K8sObject[]): Array<{ owner: string; spec: K8sObject['spec'] }> {
@@ -585,7 +540,8 @@ describe('values.schema.json', () => {
           walk(pair.value, sub, here);
         } else {
           // A leaf: it needs a comment of its own in values.yaml and a description in the schema.
-          const comment = (pair.key as { commentBefore?: string }).commentBefore ?? '';
+          const first = map.items[0] === pair ? (map.commentBefore ?? '') : '';
+          const comment = (pair.key as { commentBefore?: string }).commentBefore ?? first;
           if (!comment.trim()) undocumented.push(here);
           if (!sub?.description) undocumented.push(`${here} (schema description)`);
           if (isSeq(pair.value) && pair.value.items.length > 0 && !comment.trim()) undocumented.push(here);
