@@ -402,7 +402,7 @@ describe('helm template with non-default values', () => {
     expect(Math.round(days)).toBe(90);
     expect(find(objects, 'CustomResourceDefinition', CRD_NAME).metadata.annotations ?? {}).toEqual({});
     const labels = find(objects, 'ClusterRole', 'keyward-key-admin').metadata.labels;
-    expect(labels['rbac.authorization.k8s.io/aggregate-to-admin']).toBeUndefined();
+    expect(labels?.['rbac.authorization.k8s.io/aggregate-to-admin']).toBeUndefined();
   });
 
   it('hardens every pod and container', () => {
@@ -441,7 +441,7 @@ describe('helm template with other switches', () => {
     expect(monitors.map((m) => m.metadata.name).sort()).toEqual([ENGINE, OPERATOR]);
     for (const m of monitors) {
       expect(m.apiVersion).toBe('monitoring.coreos.com/v1');
-      expect(m.metadata.labels.release).toBe('prom');
+      expect(m.metadata.labels?.release).toBe('prom');
       expect(m.spec.namespaceSelector).toEqual({ matchNames: [NS] });
     }
     const engine = find(objects, 'ServiceMonitor', ENGINE);
