@@ -2,7 +2,7 @@
  * A small stand-alone entry of the cluster engine, for tests and for running it without the full
  * CLI: `node engine/cluster/cli.ts --kubeconfig FILE --namespace keyward-system [--port N]
  * [--host ADDR] [--tls auto|off|CERT,KEY] [--region R] [--identity ID] [--threads N]
- * [--insecure-no-auth]`. Prints one JSON line `{"url", "fingerprint256"}` on stdout once
+ * [--insecure-no-auth]`. Prints one JSON line `{"url", "caFile", "fingerprint256"}` on stdout once
  * listening; SIGTERM or SIGINT drain and stop it.
  */
 import { parseArgs } from 'node:util';
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   try {
     const engine = await runClusterEngine(options);
     process.stdout.write(
-      `${JSON.stringify({ url: engine.url, fingerprint256: engine.tls?.fingerprint256 })}\n`,
+      `${JSON.stringify({ url: engine.url, caFile: engine.tls?.certPath, fingerprint256: engine.tls?.fingerprint256 })}\n`,
     );
     const stop = (): void => {
       void engine.close().then(
