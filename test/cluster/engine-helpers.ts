@@ -310,13 +310,17 @@ export async function spawnEngine(args: string[]): Promise<EngineProcess> {
   return engine;
 }
 
+/** A JSON response body, inspected loosely by the assertions. */
+// biome-ignore lint/suspicious/noExplicitAny: tests read response fields by path and assert them
+export type Body = any;
+
 /** One HTTPS call to an engine. */
 export function call(
   engine: { url: string; ca: string },
   method: string,
   path: string,
   options: { token?: string; body?: unknown } = {},
-): Promise<{ status: number; body: any }> {
+): Promise<{ status: number; body: Body }> {
   const url = new URL(path, engine.url);
   const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
   return new Promise((resolve, reject) => {
