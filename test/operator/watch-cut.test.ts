@@ -13,6 +13,7 @@ import {
   installCrd,
   isReady,
   keyManifest,
+  metric,
   type OperatorProcess,
   sleep,
   startOperator,
@@ -84,4 +85,12 @@ it('keeps reconciling after its watch connections are cut', async () => {
     input: keyManifest(ns, 'before-cut', { usage: 'AES256', state: 'Disabled' }),
   });
   await waitForKey(ns, 'before-cut', 'Disabled', (k) => k.status?.state === 'Disabled');
+  // client-node's informer stopped on each cut ("terminated"); the supervisor restarted it.
+  expect(
+    await metric(
+      await op.port,
+      'keyward_operator_informer_restarts_total',
+      '{informer="keys",reason="error"}',
+    ),
+  ).toBeGreaterThanOrEqual(3);
 }, 120_000);
