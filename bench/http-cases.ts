@@ -1,0 +1,214 @@
+/**
+ * HTTP benchmark cases (PRODUCT.md §9): the real `keyward serve` process against a bare node:http
+ * server doing the same AES-256-GCM inline (one reused secret KeyObject, the same JSON parsing,
+ * strict base64 decoding, bearer check and response shape), both loaded by autocannon's
+ * programmatic API in this process. Each server runs in its own child process so the load
+ * generator never shares an event loop with the server it measures.
+ *
+ * Run as a script with `--baseline-server` this file *is* the baseline server.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createCipheriv, createHash, createSecretKey, randomBytes, timingSafeEqual } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BenchCase, BenchSample } from './case.ts';
+
+interface AutocannonResult {
+  requests: { average: number };
+  latency: { p50: number; p99: number };
+  errors: number;
+  non2xx: number;
+}
+type Autocannon = (opts: Record<string, unknown>) => Promise<AutocannonResult>;
+const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
+
+const MAIN = join(import.meta.dirname, '../engine/cli/main.ts');
+const TOKEN = `bench-${randomBytes(16).toString('hex')}`;
+const PLAINTEXT_1K = randomBytes(1024).toString('base64');
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+// ---- the baseline server (child process) ----------------------------------------------------------
+
+function runBaselineServer(): void {
+  const key = createSecretKey(randomBytes(32));
+  const expected = createHash('sha256').update(tokenFromEnv()).digest();
+  const seal = (b64: unknown): { ciphertext: string; keyVersion: number } | { error: { code: string } } => {
+    if (typeof b64 !== 'string' || !BASE64.test(b64)) return { error: { code: 'INVALID_ARGUMENT' } };
+    const plaintext = Buffer.from(b64, 'base64');
+    const nonce = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', key, nonce);
+    const body = Buffer.concat([nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+    return { ciphertext: `keyward:v1:${body.toString('base64')}`, keyVersion: 1 };
+  };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const auth = req.headers.authorization ?? '';
+      const ok = timingSafeEqual(createHash('sha256').update(auth.slice(7)).digest(), expected);
+      let out: unknown;
+      let status = 200;
+      if (!ok) {
+        status = 401;
+        out = { error: { code: 'UNAUTHENTICATED' } };
+      } else {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+          plaintext?: string;
+          requests?: Array<{ plaintext?: string }>;
+        };
+        out = req.url?.endsWith('/batch/encrypt')
+          ? { results: (body.requests ?? []).map((r) => seal(r.plaintext)) }
+          : seal(body.plaintext);
+      }
+      const text = JSON.stringify(out);
+      res.writeHead(status, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(text),
+      });
+      res.end(text);
+    });
+  });
+  server.listen(0, '127.0.0.1', () => {
+    process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
+  });
+}
+
+function tokenFromEnv(): string {
+  return process.env.BENCH_TOKEN ?? '';
+}
+
+// ---- harness ------------------------------------------------------------------------------------
+
+interface Servers {
+  engineUrl: string;
+  baselineUrl: string;
+  dataDir: string;
+  children: ChildProcess[];
+}
+let servers: Servers | undefined;
+let users = 0;
+
+function waitForLine(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (c) => {
+      buf += c;
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) resolve(buf.slice(0, nl));
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+}
+
+async function startServers(): Promise<Servers> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'keyward-bench-'));
+  const env = { ...process.env, KEYWARD_TOKEN: TOKEN, BENCH_TOKEN: TOKEN, KEYWARD_LOG_LEVEL: 'warn' };
+  const engine = spawn(
+    process.execPath,
+    [MAIN, 'serve', '--data-dir', dataDir, '--port', '0', '--tls', 'off'],
+    {
+      env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  await waitForLine(engine);
+  const info = JSON.parse(await readFile(join(dataDir, 'server.json'), 'utf8')) as { url: string };
+  const baseline = spawn(process.execPath, [import.meta.filename, '--baseline-server'], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const { port } = JSON.parse(await waitForLine(baseline)) as { port: number };
+  const created = await fetch(`${info.url}/v1/namespaces/default/keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'bench', usage: 'AES256' }),
+  });
+  if (created.status !== 201 && created.status !== 409)
+    throw new Error(`cannot create the bench key: ${created.status}`);
+  return {
+    engineUrl: info.url,
+    baselineUrl: `http://127.0.0.1:${port}`,
+    dataDir,
+    children: [engine, baseline],
+  };
+}
+
+async function setup(): Promise<void> {
+  users++;
+  servers ??= await startServers();
+}
+
+async function teardown(): Promise<void> {
+  if (--users > 0 || servers === undefined) return;
+  const s = servers;
+  servers = undefined;
+  await Promise.all(
+    s.children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          c.once('exit', () => resolve());
+          c.kill('SIGTERM');
+        }),
+    ),
+  );
+  await rm(s.dataDir, { recursive: true, force: true });
+}
+
+async function load(
+  url: string,
+  body: string,
+  connections: number,
+  durationMs: number,
+  itemsPerRequest: number,
+): Promise<BenchSample> {
+  const result = await autocannon({
+    url,
+    method: 'POST',
+    connections,
+    duration: Math.max(1, durationMs / 1000),
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body,
+  });
+  if (result.errors > 0 || result.non2xx > 0) {
+    throw new Error(`${url}: ${result.errors} errors, ${result.non2xx} non-2xx responses`);
+  }
+  return {
+    opsPerSec: result.requests.average * itemsPerRequest,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+  };
+}
+
+const KEY_PATH = '/v1/namespaces/default/keys/bench';
+
+/** The HTTP cases for `npm run bench`. */
+export function httpCases(): BenchCase[] {
+  const single = JSON.stringify({ plaintext: PLAINTEXT_1K });
+  const batch = JSON.stringify({
+    requests: Array.from({ length: 100 }, () => ({ plaintext: PLAINTEXT_1K })),
+  });
+  return [
+    {
+      name: 'http-encrypt-1k-single',
+      baselineLabel: 'bare node:http, inline AES-256-GCM, 64 connections',
+      setup,
+      teardown,
+      engine: (ms) => load(`${servers!.engineUrl}${KEY_PATH}/encrypt`, single, 64, ms, 1),
+      baseline: (ms) => load(`${servers!.baselineUrl}${KEY_PATH}/encrypt`, single, 64, ms, 1),
+    },
+    {
+      name: 'http-encrypt-1k-batch100',
+      baselineLabel: 'bare node:http, inline AES-256-GCM loop, batches of 100, 16 connections',
+      setup,
+      teardown,
+      engine: (ms) => load(`${servers!.engineUrl}${KEY_PATH}/batch/encrypt`, batch, 16, ms, 100),
+      baseline: (ms) => load(`${servers!.baselineUrl}${KEY_PATH}/batch/encrypt`, batch, 16, ms, 100),
+    },
+  ];
+}
+
+if (process.argv.includes('--baseline-server')) runBaselineServer();
