@@ -23,6 +23,7 @@ export type K8sObject = {
     namespace?: string;
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
+    deletionTimestamp?: string;
   };
   // biome-ignore lint/suspicious/noExplicitAny: rendered manifests are free-form; tests check their shape.
   [field: string]: any;
