@@ -6,6 +6,7 @@
  * run gets its own cluster in `.cluster/runs/<pid>`, so two test runs in one checkout never
  * share (or stop) each other's apiserver; the cluster also stops itself if this process dies.
  */
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { DEFAULT_CLUSTER_DIR, down, isHealthy, readState, up } from '../../scripts/cluster/cluster.ts';
@@ -25,5 +26,7 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   project.provide('keywardCluster', state);
   return async () => {
     await down({ dir });
+    // Only the logs remain; a failed start already reported their tail.
+    rmSync(dir, { recursive: true, force: true });
   };
 }
