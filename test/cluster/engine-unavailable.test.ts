@@ -1,0 +1,193 @@
+/**
+ * The cluster engine's auth fails closed: when TokenReview or SubjectAccessReview cannot be had
+ * (apiserver unreachable, hanging, or refusing the engine's own credentials) every request gets
+ * 503 UNAVAILABLE and nothing is allowed. The engine runs in-process here with its informers on
+ * the real apiserver and only its auth client pointed elsewhere, so no other suite is disturbed.
+ * Also: the decision caches (allow and deny) spare the apiserver repeated reviews.
+ */
+import type { KeyObject } from 'node:crypto';
+import { createServer, type Server, type Socket } from 'node:net';
+import { KubeConfig } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KubeAuthenticator } from '../../engine/cluster/kube-auth.ts';
+import { type RunningClusterEngine, runClusterEngine } from '../../engine/cluster/main.ts';
+import { KeywardError } from '../../engine/errors.ts';
+import {
+  applyKeyCrd,
+  b64,
+  call,
+  createKey,
+  engineServiceAccount,
+  keyPath,
+  operatorNamespace,
+  saToken,
+  writeKubeconfig,
+} from './engine-helpers.ts';
+import { createNamespace, kubectl } from './harness.ts';
+
+const silent = pino({ level: 'silent' });
+let op: { namespace: string; master: KeyObject };
+let ns: string;
+let engineKubeconfig: string;
+let appToken: string;
+const running: RunningClusterEngine[] = [];
+const sockets: Socket[] = [];
+let hanging: Server;
+let hangingPort: number;
+let deadPort: number;
+
+function kubeConfigFor(path: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(path);
+  return kc;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function engineWithAuthAt(server: string): Promise<RunningClusterEngine & { ca: string }> {
+  const engine = await runClusterEngine({
+    kubeconfig: engineKubeconfig,
+    namespace: op.namespace,
+    host: '127.0.0.1',
+    port: 0,
+    threads: 1,
+    authKubeConfig: kubeConfigFor(writeKubeconfig(server, 'unused-token', 'dead')),
+    auth: { requestTimeoutMs: 1_000 },
+    logger: silent,
+  });
+  running.push(engine);
+  const started = Date.now();
+  while (!engine.backend.ready()) {
+    if (Date.now() - started > 30_000) throw new Error('engine not ready');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { ...engine, ca: engine.tls!.cert };
+}
+
+beforeAll(async () => {
+  await applyKeyCrd();
+  op = await operatorNamespace();
+  ns = await createNamespace('kw-unav');
+  await createKey(op, ns, 'key1');
+  engineKubeconfig = await engineServiceAccount(op.namespace);
+  await kubectl(['create', 'serviceaccount', 'app', '-n', ns]);
+  await kubectl(['create', 'role', 'user', '-n', ns, '--verb=encrypt', '--resource=keys.keyward.io']);
+  await kubectl(['create', 'rolebinding', 'user', '-n', ns, '--role=user', `--serviceaccount=${ns}:app`]);
+  appToken = await saToken(ns, 'app', 'keyward');
+  deadPort = await freePort();
+  // Accepts connections and never answers: a hung apiserver.
+  hanging = createServer((s) => sockets.push(s));
+  await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
+  hangingPort = (hanging.address() as { port: number }).port;
+});
+
+afterAll(async () => {
+  for (const e of running) await e.close();
+  for (const s of sockets) s.destroy();
+  await new Promise((r) => hanging?.close(r));
+});
+
+describe('auth fails closed', () => {
+  it('answers 503 when the apiserver is unreachable, for valid and invalid tokens alike', async () => {
+    const engine = await engineWithAuthAt(`https://127.0.0.1:${deadPort}`);
+    for (const token of [appToken, appToken, 'garbage']) {
+      const r = await call(engine, 'POST', keyPath(ns, 'key1', '/encrypt'), {
+        token,
+        body: { plaintext: b64('x') },
+      });
+      expect(r.status).toBe(503);
+      expect(r.body.error.code).toBe('UNAVAILABLE');
+      expect(r.body.error.message).toMatch(/cannot reach the Kubernetes API/);
+      expect(JSON.stringify(r.body)).not.toContain(appToken);
+    }
+    // No token at all is still a plain 401: there is nothing to review.
+    const anon = await call(engine, 'POST', keyPath(ns, 'key1', '/encrypt'), {
+      body: { plaintext: b64('x') },
+    });
+    expect(anon.status).toBe(401);
+  });
+
+  it('answers 503 when the apiserver hangs, after the review deadline', async () => {
+    const engine = await engineWithAuthAt(`https://127.0.0.1:${hangingPort}`);
+    const started = Date.now();
+    const r = await call(engine, 'POST', keyPath(ns, 'key1', '/encrypt'), {
+      token: appToken,
+      body: { plaintext: b64('x') },
+    });
+    expect(r.status).toBe(503);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('answers 503 when the engine itself may not create reviews', async () => {
+    await kubectl(['create', 'serviceaccount', 'powerless', '-n', op.namespace]);
+    const token = await saToken(op.namespace, 'powerless');
+    const auth = new KubeAuthenticator({
+      kubeConfig: kubeConfigFor(
+        writeKubeconfig(kubeConfigFor(engineKubeconfig).getCurrentCluster()!.server, token, 'p'),
+      ),
+    });
+    const err = await auth
+      .authenticate({ headers: { authorization: `Bearer ${appToken}` }, remoteAddress: undefined })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KeywardError);
+    expect((err as KeywardError).code).toBe('UNAVAILABLE');
+  });
+});
+
+describe('decision caches', () => {
+  it('reuses TokenReview and SubjectAccessReview decisions, allow and deny', async () => {
+    const auth = new KubeAuthenticator({ kubeConfig: kubeConfigFor(engineKubeconfig) });
+    const req = { headers: { authorization: `Bearer ${appToken}` }, remoteAddress: undefined };
+    const p1 = await auth.authenticate(req);
+    const p2 = await auth.authenticate(req);
+    expect(p1.name).toBe(`system:serviceaccount:${ns}:app`);
+    expect(p2.name).toBe(p1.name);
+    expect(auth.reviews.token).toBe(1);
+
+    await auth.authorize(p1, 'encrypt', ns, 'key1');
+    await auth.authorize(p2, 'encrypt', ns, 'key1');
+    expect(auth.reviews.access).toBe(1);
+    for (let i = 0; i < 2; i++) {
+      const denied = await auth.authorize(p1, 'decrypt', ns, 'key1').catch((e: unknown) => e);
+      expect((denied as KeywardError).code).toBe('PERMISSION_DENIED');
+    }
+    expect(auth.reviews.access).toBe(2);
+
+    // Concurrent first requests share one review; bad tokens are cached as refusals too.
+    const bad = { headers: { authorization: 'Bearer not-a-token' }, remoteAddress: undefined };
+    const results = await Promise.allSettled([
+      auth.authenticate(bad),
+      auth.authenticate(bad),
+      auth.authenticate(bad),
+    ]);
+    expect(
+      results.every((r) => r.status === 'rejected' && (r.reason as KeywardError).code === 'UNAUTHENTICATED'),
+    ).toBe(true);
+    expect(auth.reviews.token).toBe(2);
+
+    // A principal not made by this authenticator is refused outright.
+    const fake = await auth.authorize({ name: p1.name }, 'encrypt', ns, 'key1').catch((e: unknown) => e);
+    expect((fake as KeywardError).code).toBe('UNAUTHENTICATED');
+  });
+
+  it('expires cached decisions after their ttl', async () => {
+    let now = Date.now();
+    const auth = new KubeAuthenticator({ kubeConfig: kubeConfigFor(engineKubeconfig), now: () => now });
+    const req = { headers: { authorization: `Bearer ${appToken}` }, remoteAddress: undefined };
+    const p = await auth.authenticate(req);
+    await auth.authorize(p, 'encrypt', ns, 'key1');
+    now += 5_001;
+    await auth.authorize(p, 'encrypt', ns, 'key1');
+    expect(auth.reviews.access).toBe(2);
+    now += 5_000;
+    await auth.authenticate(req);
+    expect(auth.reviews.token).toBe(2);
+  });
+});
