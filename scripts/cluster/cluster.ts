@@ -115,7 +115,7 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
   const ownerPid = options.ownerPid ?? null;
   const files = writeSecrets(dataDir, token);
 
-  const etcdPgid = startGroup(join(dir, 'logs', 'etcd.log'), ownerPid, join(BIN_DIR, 'etcd'), [
+  const etcdPgid = startGroup(join(dir, 'logs', 'etcd.log'), ownerPid, dataDir, join(BIN_DIR, 'etcd'), [
     '--name=default',
     `--data-dir=${join(dataDir, 'etcd')}`,
     `--listen-client-urls=http://127.0.0.1:${clientPort}`,
@@ -139,7 +139,7 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
   }
 
   const apiLog = join(dir, 'logs', 'apiserver.log');
-  const apiPgid = startGroup(apiLog, ownerPid, join(BIN_DIR, 'kube-apiserver'), [
+  const apiPgid = startGroup(apiLog, ownerPid, null, join(BIN_DIR, 'kube-apiserver'), [
     `--etcd-servers=http://127.0.0.1:${clientPort}`,
     '--bind-address=127.0.0.1',
     '--advertise-address=127.0.0.1',
@@ -259,10 +259,11 @@ function kubeconfigYaml(state: ClusterState): string {
 
 /**
  * Watchdog shell: runs the binary in a new session (so `down` can signal the whole group), and
- * stops it when the owner process is gone, so a killed test run leaves nothing behind.
+ * stops it when the owner process is gone, so a killed test run leaves nothing behind. After an
+ * owner's death it also removes `$2` (the data dir), since no `down` will come to do it.
  */
 const WATCHDOG = `
-owner="$1"; shift
+owner="$1"; leftover="$2"; shift 2
 "$@" & child=$!
 trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT
 while kill -0 "$child" 2>/dev/null; do
@@ -270,16 +271,25 @@ while kill -0 "$child" 2>/dev/null; do
   sleep 1 & wait $!
 done
 kill -TERM "$child" 2>/dev/null
-for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$child" 2>/dev/null || exit 0; sleep 1; done
+for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$child" 2>/dev/null || break; sleep 1; done
 kill -KILL "$child" 2>/dev/null
+if [ "$owner" != none ] && [ "$leftover" != none ] && ! kill -0 "$owner" 2>/dev/null; then
+  sleep 2; rm -rf -- "$leftover"
+fi
 `;
 
-function startGroup(logFile: string, ownerPid: number | null, bin: string, args: string[]): number {
+function startGroup(
+  logFile: string,
+  ownerPid: number | null,
+  leftover: string | null,
+  bin: string,
+  args: string[],
+): number {
   const log = openSync(logFile, 'w', 0o600);
   try {
     const child = spawn(
       'bash',
-      ['-c', WATCHDOG, 'keyward-cp-watchdog', String(ownerPid ?? 'none'), bin, ...args],
+      ['-c', WATCHDOG, 'keyward-cp-watchdog', String(ownerPid ?? 'none'), leftover ?? 'none', bin, ...args],
       {
         detached: true,
         stdio: ['ignore', log, log],

@@ -6,7 +6,7 @@
  * run gets its own cluster in `.cluster/runs/<pid>`, so two test runs in one checkout never
  * share (or stop) each other's apiserver; the cluster also stops itself if this process dies.
  */
-import { rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { DEFAULT_CLUSTER_DIR, down, isHealthy, readState, up } from '../../scripts/cluster/cluster.ts';
@@ -19,6 +19,7 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     project.provide('keywardCluster', shared);
     return undefined;
   }
+  await sweepDeadRuns();
   const dir = join(DEFAULT_CLUSTER_DIR, 'runs', String(process.pid));
   const started = Date.now();
   const state = await up({ dir, ownerPid: process.pid });
@@ -29,4 +30,24 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     // Only the logs remain; a failed start already reported their tail.
     rmSync(dir, { recursive: true, force: true });
   };
+}
+
+/** Removes what runs killed before their teardown left in `.cluster/runs/<pid>` (their processes stopped themselves). */
+async function sweepDeadRuns(): Promise<void> {
+  const runs = join(DEFAULT_CLUSTER_DIR, 'runs');
+  if (!existsSync(runs)) return;
+  for (const entry of readdirSync(runs)) {
+    if (!/^\d+$/.test(entry) || isProcessAlive(Number(entry))) continue;
+    await down({ dir: join(runs, entry) });
+    rmSync(join(runs, entry), { recursive: true, force: true });
+  }
+}
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
