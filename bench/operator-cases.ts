@@ -1,0 +1,232 @@
+/**
+ * `operator-1000-keys`: the time for N AES256 Keys applied at once to all reach Ready, against
+ * the real control plane (etcd + kube-apiserver of scripts/cluster), reported as keys/s. The
+ * operator runs as its own process, as in production; the target is ≥ 50 keys/s.
+ *
+ * Uses the hand-started cluster (`npm run cluster -- up`) when one is healthy, else starts a
+ * private one for the run and stops it afterwards.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { MERGE_PATCH } from '../operator/kube.ts';
+import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from '../operator/types.ts';
+import {
+  BIN_DIR,
+  type ClusterState,
+  DEFAULT_CLUSTER_DIR,
+  down,
+  isHealthy,
+  REPO_ROOT,
+  readState,
+  up,
+} from '../scripts/cluster/cluster.ts';
+
+/** The result of one measurement. */
+export interface OperatorBenchResult {
+  name: 'operator-1000-keys';
+  /** Keys that reached Ready per second of wall time, from the first create. */
+  opsPerSec: number;
+  /** The target of the issue: 50 keys/s. */
+  target: number;
+  keys: number;
+  /** Wall time from the first create to the last Ready, ms. */
+  elapsedMs: number;
+  /** Wall time the creates alone took, ms. */
+  createdMs: number;
+}
+
+/** Options of {@link measureOperatorKeys}. */
+export interface OperatorBenchOptions {
+  /** Keys to create; 1000 for the named case. */
+  count?: number;
+  /** Concurrent create requests. */
+  createConcurrency?: number;
+  /** Give up after this long. */
+  timeoutMs?: number;
+}
+
+/** Measures `operator-1000-keys`. */
+export async function measureOperatorKeys(options: OperatorBenchOptions = {}): Promise<OperatorBenchResult> {
+  const count = options.count ?? 1000;
+  const shared = readState(DEFAULT_CLUSTER_DIR);
+  let state: ClusterState;
+  let ownDir: string | undefined;
+  if (shared && (await isHealthy(shared))) {
+    state = shared;
+  } else {
+    ownDir = join(DEFAULT_CLUSTER_DIR, 'runs', `bench-${process.pid}`);
+    state = await up({ dir: ownDir, ownerPid: process.pid });
+  }
+  const kc = new KubeConfig();
+  kc.loadFromFile(state.kubeconfig);
+  const core = kc.makeApiClient(CoreV1Api);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const suffix = randomBytes(4).toString('hex');
+  const ns = `kw-bench-${suffix}`;
+  const opNs = `kw-bench-op-${suffix}`;
+  let operator: ChildProcess | undefined;
+  try {
+    execFileSync(join(BIN_DIR, 'kubectl'), [
+      '--kubeconfig',
+      state.kubeconfig,
+      'apply',
+      '--server-side',
+      '--force-conflicts',
+      '-f',
+      join(REPO_ROOT, 'crds', 'keys.keyward.io.yaml'),
+    ]);
+    execFileSync(join(BIN_DIR, 'kubectl'), [
+      '--kubeconfig',
+      state.kubeconfig,
+      'wait',
+      '--for=condition=Established',
+      '--timeout=60s',
+      'crd/keys.keyward.io',
+    ]);
+    for (const name of [ns, opNs]) await core.createNamespace({ body: { metadata: { name } } });
+    operator = spawn(
+      process.execPath,
+      [
+        join(REPO_ROOT, 'operator', 'cli.ts'),
+        '--kubeconfig',
+        state.kubeconfig,
+        '--namespace',
+        opNs,
+        '--watch-namespace',
+        ns,
+        '--metrics-port',
+        '0',
+        '--lease-name',
+        'bench',
+      ],
+      { stdio: ['ignore', 'ignore', process.env.KEYWARD_BENCH_LOG ? 'inherit' : 'ignore'], env: { ...process.env, KEYWARD_LOG_LEVEL: 'warn' } },
+    );
+    await waitUntil(async () => {
+      try {
+        const lease = await kc.makeApiClient(CoordinationV1Api).readNamespacedLease({
+          name: 'bench',
+          namespace: opNs,
+        });
+        return Boolean(lease.spec?.holderIdentity);
+      } catch {
+        return false;
+      }
+    }, 30_000);
+
+    const names = Array.from({ length: count }, (_, i) => `bench-${i}`);
+    const started = Date.now();
+    let next = 0;
+    const creator = async (): Promise<void> => {
+      while (next < names.length) {
+        const name = names[next++]!;
+        await custom.createNamespacedCustomObject({
+          group: KEY_GROUP,
+          version: KEY_VERSION,
+          plural: KEY_PLURAL,
+          namespace: ns,
+          body: {
+            apiVersion: `${KEY_GROUP}/${KEY_VERSION}`,
+            kind: 'Key',
+            metadata: { name },
+            spec: { usage: 'AES256' },
+          },
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: options.createConcurrency ?? 32 }, creator));
+    const createdMs = Date.now() - started;
+    let ready = 0;
+    await waitUntil(
+      async () => {
+        const list = (await custom.listNamespacedCustomObject({
+          group: KEY_GROUP,
+          version: KEY_VERSION,
+          plural: KEY_PLURAL,
+          namespace: ns,
+        })) as { items: KeyResource[] };
+        ready = list.items.filter((k) =>
+          k.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+        ).length;
+        return ready >= count;
+      },
+      options.timeoutMs ?? 300_000,
+      100,
+    );
+    const elapsedMs = Date.now() - started;
+    return {
+      name: 'operator-1000-keys',
+      opsPerSec: count / (elapsedMs / 1000),
+      target: 50,
+      keys: count,
+      elapsedMs,
+      createdMs,
+    };
+  } finally {
+    operator?.kill('SIGKILL');
+    if (ownDir !== undefined) {
+      await down({ dir: ownDir });
+    } else {
+      await cleanup(custom, core, ns, opNs).catch(() => undefined);
+    }
+  }
+}
+
+/** On a shared cluster: drop the material and release the Keys (namespaces never finalize here). */
+async function cleanup(custom: CustomObjectsApi, core: CoreV1Api, ns: string, opNs: string): Promise<void> {
+  await core.deleteCollectionNamespacedSecret({ namespace: opNs });
+  const list = (await custom.listNamespacedCustomObject({
+    group: KEY_GROUP,
+    version: KEY_VERSION,
+    plural: KEY_PLURAL,
+    namespace: ns,
+  })) as { items: KeyResource[] };
+  let i = 0;
+  const worker = async (): Promise<void> => {
+    while (i < list.items.length) {
+      const key = list.items[i++]!;
+      await custom.patchNamespacedCustomObject(
+        {
+          group: KEY_GROUP,
+          version: KEY_VERSION,
+          plural: KEY_PLURAL,
+          namespace: ns,
+          name: key.metadata.name,
+          body: { metadata: { finalizers: null } },
+        },
+        MERGE_PATCH,
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+  await custom.deleteCollectionNamespacedCustomObject({
+    group: KEY_GROUP,
+    version: KEY_VERSION,
+    plural: KEY_PLURAL,
+    namespace: ns,
+  });
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, intervalMs = 200): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms`);
+}
+
+if (import.meta.main) {
+  const count = Number(process.argv[2] ?? 1000);
+  measureOperatorKeys({ count }).then(
+    (r) => {
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+      process.exit(0);
+    },
+    (err: unknown) => {
+      process.stderr.write(`${String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
