@@ -109,7 +109,17 @@ async function startServers(): Promise<Servers> {
   const env = { ...process.env, KEYWARD_TOKEN: TOKEN, BENCH_TOKEN: TOKEN, KEYWARD_LOG_LEVEL: 'warn' };
   const engine = spawn(
     process.execPath,
-    [MAIN, 'serve', '--data-dir', dataDir, '--port', '0', '--tls', 'off'],
+    [
+      MAIN,
+      'serve',
+      '--data-dir',
+      dataDir,
+      '--port',
+      '0',
+      '--tls',
+      'off',
+      ...(process.env.BENCH_ENGINE_THREADS ? ['--threads', process.env.BENCH_ENGINE_THREADS] : []),
+    ],
     {
       env,
       stdio: ['ignore', 'pipe', 'inherit'],
