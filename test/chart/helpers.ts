@@ -24,6 +24,7 @@ export type K8sObject = {
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
     deletionTimestamp?: string;
+    finalizers?: string[];
   };
   // biome-ignore lint/suspicious/noExplicitAny: rendered manifests are free-form; tests check their shape.
   [field: string]: any;
