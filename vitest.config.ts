@@ -1,4 +1,4 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 // Suites that talk to the test control plane (scripts/cluster). They share one apiserver, so
 // they run one file at a time, each in namespaces of its own.
@@ -14,7 +14,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['engine/**/*.test.ts', 'operator/**/*.unit.test.ts', 'test/**/*.test.ts'],
-          exclude: ['**/node_modules/**', ...clusterSuites],
+          exclude: [...configDefaults.exclude, ...clusterSuites],
           testTimeout: 30_000,
           hookTimeout: 120_000,
         },
