@@ -113,11 +113,32 @@ describe('cluster engine', () => {
       expect(r.body.error.code).toBe('KEY_STATE');
       expect(r.body.error.message).toMatch(/disabled/);
     }
-    // Disabling a served key takes effect without restart.
-    const enc = await call(engine, 'POST', keyPath(ns, 'aes1', '/encrypt'), {
-      body: { plaintext: b64('x') },
+  });
+
+  it('follows a disable and an enable of a served key without restart', async () => {
+    await createKey(op, ns, 'tog1');
+    const encrypt = () =>
+      call(engine, 'POST', keyPath(ns, 'tog1', '/encrypt'), { body: { plaintext: b64('x') } });
+    await waitFor('tog1 served', async () => ((await encrypt()).status === 200 ? true : undefined));
+    const patch = (state: string) =>
+      kubectl([
+        'patch',
+        'keys.keyward.io',
+        'tog1',
+        '-n',
+        ns,
+        '--type=merge',
+        '-p',
+        JSON.stringify({ spec: { state } }),
+      ]);
+    await patch('Disabled');
+    const refused = await waitFor('tog1 refused', async () => {
+      const r = await encrypt();
+      return r.status === 409 ? r : undefined;
     });
-    expect(enc.status).toBe(200);
+    expect(refused.body.error.code).toBe('KEY_STATE');
+    await patch('Enabled');
+    await waitFor('tog1 served again', async () => ((await encrypt()).status === 200 ? true : undefined));
   });
 
   it('refuses unknown keys (404) and Keys without material (409)', async () => {
@@ -218,20 +239,38 @@ describe('cluster engine', () => {
   });
 
   it('publishes its usage counters in its own ConfigMap', async () => {
+    const used = await createKey(op, ns, 'use1');
+    const encrypt = () =>
+      call(engine, 'POST', keyPath(ns, 'use1', '/encrypt'), { body: { plaintext: b64('x') } });
+    const first = await waitFor('use1 served', async () => {
+      const r = await encrypt();
+      return r.status === 200 ? r : undefined;
+    });
+    for (let i = 0; i < 4; i++) expect((await encrypt()).status).toBe(200);
+    for (let i = 0; i < 2; i++) {
+      const r = await call(engine, 'POST', keyPath(ns, 'use1', '/decrypt'), {
+        body: { ciphertext: first.body.ciphertext },
+      });
+      expect(r.status).toBe(200);
+    }
     const report = await waitFor('usage report', async () => {
       const cm = await core().readNamespacedConfigMap({
         name: 'keyward-usage-replica-0',
         namespace: op.namespace,
       });
       const r = parseUsageReport(cm.data);
-      const k = r?.keys[`${ns}/aes1`];
-      return k !== undefined && (k.counts.encrypt ?? 0) >= 4 ? r : undefined;
+      return r?.keys[`${ns}/use1`]?.counts.decrypt === 2 ? r : undefined;
     });
     expect(report.identity).toBe('replica-0');
-    const k = report.keys[`${ns}/aes1`]!;
-    expect(k.uid).toBe(aes.uid);
-    expect(k.counts.decrypt).toBeGreaterThanOrEqual(2);
-    expect(k.counts['re-encrypt']).toBe(1);
+    const k = report.keys[`${ns}/use1`]!;
+    expect(k).toMatchObject({
+      namespace: ns,
+      name: 'use1',
+      uid: used.uid,
+      counts: { encrypt: 5, decrypt: 2 },
+    });
+    expect(k.lastUsedTime).toBeGreaterThan(Date.now() - 60_000);
+    expect(report.keys[`${ns}/aes1`]?.counts['re-encrypt']).toBe(1);
     expect(JSON.stringify(report)).not.toMatch(/wrapped|plaintext/);
   });
 
