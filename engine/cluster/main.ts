@@ -90,7 +90,10 @@ function loadKubeConfig(path: string | undefined): KubeConfig {
 
 const urlHost = (host: string): string => (host.includes(':') && !host.startsWith('[') ? `[${host}]` : host);
 
-/** See the module comment. Resolves once listening; `/readyz` turns ready when caches synced. */
+/**
+ * See the module comment. Resolves once listening; `/readyz` (and `backend.ready()`) turn ready
+ * once the informers have synced and the master key is read.
+ */
 export async function runClusterEngine(options: ClusterEngineOptions = {}): Promise<RunningClusterEngine> {
   const log = options.logger ?? createLogger();
   const host = options.host ?? '0.0.0.0';
@@ -164,9 +167,11 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
   });
   try {
-    // Serve /livez at once; /readyz says not ready until the informers have listed.
+    // Serve /livez at once; /readyz says not ready until the informers have listed and the
+    // master key is read. Neither is awaited: a missing CRD or master key (the operator not
+    // installed yet) keeps the engine unready, not stuck before listening.
     await app.listen({ host, port: options.port ?? DEFAULT_ENGINE_PORT });
-    await sources.start();
+    void sources.start();
   } catch (err) {
     await app.close();
     await sources.stop();
