@@ -206,8 +206,14 @@ describe('Kubernetes auth', () => {
     expect(c.status).toBe(405);
   });
 
+  it('logs no token', () => {
+    expect(engine.stderr()).not.toContain(appToken);
+    expect(engine.stderr()).not.toContain(appToken.split('.')[2]!);
+  });
+
   it('leaves the probes and metrics open', async () => {
     expect((await call(engine, 'GET', '/readyz')).status).toBe(200);
     expect((await call(engine, 'GET', '/livez')).status).toBe(200);
+    expect((await call(engine, 'GET', '/metrics')).status).toBe(200);
   });
 });
