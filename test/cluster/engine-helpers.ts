@@ -202,12 +202,7 @@ export async function engineServiceAccount(opNamespace: string): Promise<string>
       metadata: { name: 'keyward-engine', namespace: opNamespace },
       rules: [
         { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
-        { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
-        {
-          apiGroups: [''],
-          resources: ['configmaps'],
-          verbs: ['get', 'update'],
-        },
+        { apiGroups: [''], resources: ['configmaps'], verbs: ['create', 'update'] },
       ],
     },
     {
