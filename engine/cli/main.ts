@@ -9,6 +9,7 @@
 import { CommanderError } from 'commander';
 import { KeywardError } from '../errors.ts';
 import { CliError } from './client.ts';
+import './kube-commands.ts';
 import { buildProgram } from './program.ts';
 
 const isVerify = process.argv[2] === 'verify';

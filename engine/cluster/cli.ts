@@ -50,10 +50,11 @@ export function parseClusterEngineArgs(argv: readonly string[]): ClusterEngineOp
   return o;
 }
 
-async function main(): Promise<void> {
+/** Runs the cluster engine with `argv` (flags only) until SIGTERM or SIGINT. */
+export async function main(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
   let options: ClusterEngineOptions;
   try {
-    options = parseClusterEngineArgs(process.argv.slice(2));
+    options = parseClusterEngineArgs(argv);
   } catch (err) {
     process.stderr.write(`keyward engine: ${(err as Error).message}\n`);
     process.exit(2);
