@@ -15,7 +15,6 @@ import type { InformerEvent } from '../../operator/informer-supervisor.ts';
 import { decodeMaterialSecret, materialSecretName, type StoredKey } from '../../operator/material-secret.ts';
 import { type KeyResource, kubeTimeMs } from '../../operator/types.ts';
 import { fingerprint } from '../crypto/fingerprint.ts';
-import type { SignatureAlgorithm } from '../crypto/signing.ts';
 import type { CryptoEngine, KeyRing } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import type { KeyOperation, KeyRecord } from '../keys/model.ts';
@@ -177,11 +176,11 @@ export class ClusterKeyBackend implements KeyBackend {
   }
 
   async sign(namespace: string, name: string, input: SignInput): Promise<SignatureOutput> {
-    return this.#engine.sign(this.#usable(namespace, name, 'sign'), sig(input));
+    return this.#engine.sign(this.#usable(namespace, name, 'sign'), input);
   }
 
   async verify(namespace: string, name: string, input: VerifyInput): Promise<{ valid: boolean }> {
-    return this.#engine.verify(this.#usable(namespace, name, 'verify'), sig(input));
+    return this.#engine.verify(this.#usable(namespace, name, 'verify'), input);
   }
 
   async dataKey(
@@ -207,8 +206,7 @@ export class ClusterKeyBackend implements KeyBackend {
     items: BatchInputs[O][],
   ): Promise<BatchResult<BatchOutputs[O]>[]> {
     const ring = this.#usable(namespace, name, op, items.length);
-    const inputs = op === 'sign' || op === 'verify' ? items.map((i) => sig(i as SignInput)) : items;
-    return this.#engine.batch(op, ring, inputs as never) as Promise<BatchResult<BatchOutputs[O]>[]>;
+    return this.#engine.batch(op, ring, items);
   }
 
   /** Stops serving and zeroes every unwrapped version (the engine and sources close elsewhere). */
@@ -307,9 +305,4 @@ export class ClusterKeyBackend implements KeyBackend {
     if (lastUsed !== undefined) record.lastUsedTime = lastUsed;
     return toKeyView(record, value);
   }
-}
-
-/** Narrows the algorithm name (the HTTP schema already limits it to the known ones). */
-function sig<T extends SignInput>(input: T): T & { algorithm?: SignatureAlgorithm } {
-  return input as T & { algorithm?: SignatureAlgorithm };
 }

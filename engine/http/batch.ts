@@ -3,6 +3,7 @@
  * backend in one call, and the results come back in request order. One bad item never fails the
  * others; only key-level refusals (no such key, disabled, wrong region) fail the whole request.
  */
+import type { SignatureAlgorithm } from '../crypto/signing.ts';
 import { KeywardError } from '../errors.ts';
 import type { BatchInputs, BatchOperation, BatchOutputs } from '../service/backend.ts';
 import { decodeBase64, decodeOptional } from './base64.ts';
@@ -21,21 +22,21 @@ function decodeItem<O extends BatchOperation>(op: O, item: Item): BatchInputs[O]
         plaintext: decodeBase64(s('plaintext') ?? '', 'plaintext'),
         aad: decodeOptional(s('aad'), 'aad'),
         context: decodeOptional(s('context'), 'context'),
-      } as BatchInputs[O];
+      } as unknown as BatchInputs[O];
     case 'decrypt':
     case 're-encrypt':
       return {
         ciphertext: s('ciphertext') ?? '',
         aad: decodeOptional(s('aad'), 'aad'),
         context: decodeOptional(s('context'), 'context'),
-      } as BatchInputs[O];
+      } as unknown as BatchInputs[O];
     default:
       return {
         data: decodeBase64(s('data') ?? '', 'data'),
         prehashed: item.prehashed as boolean | undefined,
-        algorithm: s('algorithm'),
+        algorithm: s('algorithm') as SignatureAlgorithm | undefined, // the item schema allows only these
         ...(op === 'verify' ? { signature: s('signature') ?? '' } : {}),
-      } as BatchInputs[O];
+      } as unknown as BatchInputs[O];
   }
 }
 

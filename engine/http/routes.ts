@@ -2,6 +2,7 @@
  * The route table of the API (PRODUCT.md §6). `server.ts` registers these with fastify and
  * `openapi.ts` documents them, from the same definitions and schemas.
  */
+import type { SignatureAlgorithm } from '../crypto/signing.ts';
 import { KeywardError } from '../errors.ts';
 import type { KeyOperation } from '../keys/model.ts';
 import type {
@@ -94,6 +95,8 @@ function adminOf(backend: KeyBackend): KeyAdmin {
 const b64 = (buf: Buffer): string => buf.toString('base64');
 const str = (v: unknown): string | undefined => v as string | undefined;
 const bool = (v: unknown): boolean | undefined => v as boolean | undefined;
+// The body schema allows only the known algorithm names; the engine checks them against the usage.
+const algorithmOf = (v: unknown): SignatureAlgorithm | undefined => v as SignatureAlgorithm | undefined;
 
 /** Wraps a crypto call so every outcome is counted per key, operation and result. */
 async function counted<T>(ctx: RouteContext, op: KeyOperation, run: () => Promise<T>): Promise<T> {
@@ -277,7 +280,7 @@ export const ROUTES: readonly RouteDef[] = [
         ctx.backend.sign(ctx.namespace, ctx.name, {
           data: decodeBase64(str(ctx.body.data) ?? '', 'data'),
           prehashed: bool(ctx.body.prehashed),
-          algorithm: str(ctx.body.algorithm),
+          algorithm: algorithmOf(ctx.body.algorithm),
         }),
       ),
   },
@@ -299,7 +302,7 @@ export const ROUTES: readonly RouteDef[] = [
           data: decodeBase64(str(ctx.body.data) ?? '', 'data'),
           signature: str(ctx.body.signature) ?? '',
           prehashed: bool(ctx.body.prehashed),
-          algorithm: str(ctx.body.algorithm),
+          algorithm: algorithmOf(ctx.body.algorithm),
         }),
       ),
   },

@@ -6,7 +6,19 @@
  */
 
 import type { JsonWebKey } from 'node:crypto';
-import type { KeywardError } from '../errors.ts';
+import type {
+  BatchInputs,
+  BatchOperation,
+  BatchOutputs,
+  BatchItemResult as BatchResult,
+  CiphertextOutput,
+  DataKeyInput,
+  DecryptInput,
+  EncryptInput,
+  SignatureOutput,
+  SignInput,
+  VerifyInput,
+} from '../engine.ts';
 import type { KeyBoundary, KeyOperation, KeyState, KeyUsage, RotationPolicy } from '../keys/model.ts';
 
 /** A key as the API shows it (PRODUCT.md §6). Times are ISO-8601 strings; never material. */
@@ -78,34 +90,23 @@ export interface KeyAdmin {
   action(namespace: string, name: string, action: KeyAction): Promise<ActionResult>;
 }
 
-/** Decoded inputs of the cryptographic operations (the HTTP layer decodes base64). */
-export interface EncryptInput {
-  plaintext: Buffer;
-  aad?: Buffer;
-  context?: Buffer;
-}
-export interface DecryptInput {
-  ciphertext: string;
-  aad?: Buffer;
-  context?: Buffer;
-}
-export interface SignInput {
-  data: Buffer;
-  prehashed?: boolean;
-  algorithm?: string;
-}
-export interface VerifyInput extends SignInput {
-  signature: string;
-}
-export interface DataKeyInput {
-  bits?: number;
-  context?: Buffer;
-  aad?: Buffer;
-  includePlaintext?: boolean;
-}
+/** The inputs and outputs of the cryptographic operations are the engine's own (engine.ts). */
+/** One batch item's outcome: its output or its own error (one bad item never fails the others). */
+export type {
+  BatchInputs,
+  BatchItemResult as BatchResult,
+  BatchOperation,
+  BatchOutputs,
+  CiphertextOutput,
+  DataKeyInput,
+  DecryptInput,
+  EncryptInput,
+  SignatureOutput,
+  SignInput,
+  VerifyInput,
+} from '../engine.ts';
 
 /** The operations that have a batch route. */
-export type BatchOperation = 'encrypt' | 'decrypt' | 're-encrypt' | 'sign' | 'verify';
 export const BATCH_OPERATIONS: readonly BatchOperation[] = [
   'encrypt',
   'decrypt',
@@ -113,35 +114,6 @@ export const BATCH_OPERATIONS: readonly BatchOperation[] = [
   'sign',
   'verify',
 ];
-
-/** Input type for each batch operation. */
-export interface BatchInputs {
-  encrypt: EncryptInput;
-  decrypt: DecryptInput;
-  're-encrypt': DecryptInput;
-  sign: SignInput;
-  verify: VerifyInput;
-}
-
-/** Outputs. Buffers are base64-encoded by the HTTP layer. */
-export interface CiphertextOutput {
-  ciphertext: string;
-  keyVersion: number;
-}
-export interface SignatureOutput {
-  signature: string;
-  keyVersion: number;
-}
-export interface BatchOutputs {
-  encrypt: CiphertextOutput;
-  decrypt: { plaintext: Buffer };
-  're-encrypt': CiphertextOutput;
-  sign: SignatureOutput;
-  verify: { valid: boolean };
-}
-
-/** One batch item's outcome: its output or its own error (one bad item never fails the others). */
-export type BatchResult<T> = { ok: true; value: T } | { ok: false; error: KeywardError };
 
 /** Reads and cryptography: what every backend offers. */
 export interface KeyBackend {

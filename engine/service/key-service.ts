@@ -9,7 +9,6 @@ import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { fingerprint } from '../crypto/fingerprint.ts';
 import { generateMaterialAsync } from '../crypto/material.ts';
-import type { SignatureAlgorithm } from '../crypto/signing.ts';
 import { wrapMaterial } from '../crypto/wrap.ts';
 import type { CryptoEngine } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
@@ -278,11 +277,11 @@ export class KeyService implements KeyBackend, KeyAdmin {
   }
 
   async sign(namespace: string, name: string, input: SignInput): Promise<SignatureOutput> {
-    return this.#engine.sign(this.#usable(namespace, name, 'sign'), sig(input));
+    return this.#engine.sign(this.#usable(namespace, name, 'sign'), input);
   }
 
   async verify(namespace: string, name: string, input: VerifyInput): Promise<{ valid: boolean }> {
-    return this.#engine.verify(this.#usable(namespace, name, 'verify'), sig(input));
+    return this.#engine.verify(this.#usable(namespace, name, 'verify'), input);
   }
 
   async dataKey(
@@ -308,8 +307,7 @@ export class KeyService implements KeyBackend, KeyAdmin {
     items: BatchInputs[O][],
   ): Promise<BatchResult<BatchOutputs[O]>[]> {
     const ring = this.#usable(namespace, name, op, items.length);
-    const inputs = op === 'sign' || op === 'verify' ? items.map((i) => sig(i as SignInput)) : items;
-    return this.#engine.batch(op, ring, inputs as never) as Promise<BatchResult<BatchOutputs[O]>[]>;
+    return this.#engine.batch(op, ring, items);
   }
 
   // ---- lifecycle plumbing ------------------------------------------------------------------------
@@ -458,9 +456,4 @@ export class KeyService implements KeyBackend, KeyAdmin {
     }
     return toKeyView(withUsage(record, this.#usage.peek(id)), fp.value);
   }
-}
-
-/** Narrows the algorithm name (the HTTP schema already limits it to the known ones). */
-function sig<T extends SignInput>(input: T): T & { algorithm?: SignatureAlgorithm } {
-  return input as T & { algorithm?: SignatureAlgorithm };
 }
