@@ -12,9 +12,9 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../scripts/cluster/cluster.ts';
 import { createNamespace, helm, KUBECTL, kubeconfigPath, kubectl, waitFor } from '../cluster/harness.ts';
@@ -104,6 +104,8 @@ describe('the operator ServiceAccount', () => {
       [true, 'update', 'keys.keyward.io', '--subresource=finalizers', '-n', app],
       [true, 'create', 'events.events.k8s.io', '-n', app],
       [true, 'get', 'secrets', '-n', ns],
+      [true, 'list', 'secrets', '-n', ns],
+      [true, 'watch', 'secrets', '-n', ns],
       [true, 'create', 'secrets', '-n', ns],
       [true, 'update', 'secrets', '-n', ns],
       [true, 'delete', 'secrets', '-n', ns],
@@ -118,7 +120,6 @@ describe('the operator ServiceAccount', () => {
       [false, 'get', 'secrets', '-n', app],
       [false, 'list', 'secrets', '-n', app],
       [false, 'create', 'secrets', '-n', app],
-      [false, 'list', 'secrets', '-n', ns],
       [false, 'list', 'secrets', '-A'],
       [false, 'create', 'keys.keyward.io', '-n', app],
       [false, 'update', 'keys.keyward.io', '-n', app],
@@ -289,19 +290,71 @@ function call(
   });
 }
 
+/** The container args of a Deployment of the release, as helm installed it. */
+async function renderedArgs(deployment: string): Promise<string[]> {
+  const d = JSON.parse(
+    (await kubectl(['get', 'deployment', deployment, '-n', ns, '-o', 'json'])).stdout,
+  ) as K8sObject;
+  return d.spec.template.spec.containers[0].args as string[];
+}
+
+/** Drops the subcommand and replaces the values of `--flag=value` args named in `replace`. */
+function localArgs(args: readonly string[], replace: Record<string, string>): string[] {
+  const out = args.slice(1).map((arg) => {
+    const flag = arg.split('=', 1)[0] ?? arg;
+    return flag in replace ? `${flag}=${replace[flag]}` : arg;
+  });
+  for (const flag of Object.keys(replace)) {
+    if (!out.some((a) => a.startsWith(`${flag}=`))) throw new Error(`the chart does not pass ${flag}`);
+  }
+  expect(out.join(' ')).not.toContain('$(');
+  return out;
+}
+
+/** A free TCP port on 127.0.0.1. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `keyward <component> ARGS` as the image does (`node engine/cli/main.ts`), or, until the
+ * CLI wires that subcommand, the component's own entry (operator/cli.ts, engine/cluster/cli.ts),
+ * which takes the same flags.
+ */
+async function startComponent(
+  component: 'operator' | 'engine',
+  args: string[],
+): Promise<ReturnType<typeof start>> {
+  const wired = await new Promise<boolean>((resolve) => {
+    execFile(
+      process.execPath,
+      [join(REPO_ROOT, 'engine/cli/main.ts'), component, '--help'],
+      (error, stdout) => resolve(!error && stdout.includes('--namespace')),
+    );
+  });
+  if (wired) return start('engine/cli/main.ts', [component, ...args]);
+  return start(component === 'operator' ? 'operator/cli.ts' : 'engine/cluster/cli.ts', args);
+}
+
 describe('the real operator and engine, with only the chart RBAC', () => {
   it('the operator leads, creates the master key, reconciles a Key and records Events', async () => {
-    const op = start('operator/cli.ts', [
-      '--kubeconfig',
-      operatorKc,
-      '--namespace',
-      ns,
-      '--lease-name',
-      OPERATOR,
-      '--metrics-port',
-      '0',
-      '--lease-duration',
-      '3s',
+    // The operator runs with the arguments the chart renders, with only its kubeconfig, identity
+    // and metrics port adapted to a local process (and a short Lease for the test).
+    const args = localArgs(await renderedArgs(OPERATOR), {
+      '--metrics-port': '0',
+      '--identity': 'chart-test-operator',
+    });
+    const op = await startComponent('operator', [
+      ...args,
+      `--kubeconfig=${operatorKc}`,
+      '--lease-duration=3s',
     ]);
     await kubectl(['apply', '-f', '-'], {
       input: JSON.stringify({
@@ -334,10 +387,7 @@ describe('the real operator and engine, with only the chart RBAC', () => {
     ) as K8sObject;
     expect(lease.spec.holderIdentity).toBeTruthy();
     await kubectl(['get', 'secret', 'keyward-master-key', '-n', ns]);
-    const secrets = JSON.parse(
-      (await kubectl(['get', 'secrets', '-n', ns, '-o', 'json'])).stdout,
-    ) as K8sObject;
-    expect(secrets.items.length).toBeGreaterThanOrEqual(3); // TLS, master key, material
+    await kubectl(['get', 'secret', `kkey.${app}.orders`, '-n', ns]);
     // Events on the Key, in the Key's namespace.
     const events = await waitFor('an Event on the Key', async () => {
       const list = JSON.parse(
@@ -365,39 +415,25 @@ describe('the real operator and engine, with only the chart RBAC', () => {
     const ca = cm.data['ca.crt'] as string;
     const servername = `${ENGINE}.${ns}.svc`;
 
-    const en = start('engine/cluster/cli.ts', [
-      '--kubeconfig',
-      engineKc,
-      '--namespace',
-      ns,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--tls',
-      `${certPath},${keyPath}`,
-      '--identity',
-      'chart-test',
-      '--usage-report-ms',
-      '300',
-      '--threads',
-      '1',
+    // The engine runs with the arguments the chart renders, on a free local port.
+    const port = await freePort();
+    const args = localArgs(await renderedArgs(ENGINE), {
+      '--port': String(port),
+      '--tls': `${certPath},${keyPath}`,
+      '--identity': 'chart-test',
+    });
+    const en = await startComponent('engine', [
+      ...args,
+      '--host=127.0.0.1',
+      `--kubeconfig=${engineKc}`,
+      '--usage-report-ms=300',
+      '--threads=1',
     ]);
-    const lines = createInterface({ input: en.child.stdout! });
-    const first = await Promise.race([
-      new Promise<string>((resolve) => lines.once('line', resolve)),
-      new Promise<string>((_, reject) =>
-        en.child.once('exit', (code) => reject(new Error(`engine exited ${code}: ${en.output()}`))),
-      ),
-      new Promise<string>((_, reject) =>
-        setTimeout(() => reject(new Error(`engine did not start: ${en.output()}`)), 60_000),
-      ),
-    ]);
-    const port = Number(new URL((JSON.parse(first) as { url: string }).url).port);
 
     await waitFor(
       'the engine to be ready',
       async () => {
+        if (en.child.exitCode !== null) throw new Error(`engine exited ${en.child.exitCode}`);
         const r = await call(port, ca, servername, 'GET', '/readyz');
         return r.status === 200 ? true : undefined;
       },
@@ -474,5 +510,37 @@ describe('the real operator and engine, with only the chart RBAC', () => {
       30_000,
     );
     expect(en.output()).not.toMatch(/forbidden/i);
+  });
+
+  it('the operator erases the material and releases a Key deleted with delete-now', async () => {
+    await kubectl(['annotate', 'keys.keyward.io', 'orders', '-n', app, 'keyward.io/delete-now=true']);
+    await kubectl(['delete', 'keys.keyward.io', 'orders', '-n', app, '--wait=false']);
+    await waitFor(
+      'the Key and its material to be gone',
+      async () => {
+        const key = await kubectl([
+          'get',
+          'keys.keyward.io',
+          'orders',
+          '-n',
+          app,
+          '--ignore-not-found',
+          '-o',
+          'name',
+        ]);
+        const secret = await kubectl([
+          'get',
+          'secret',
+          `kkey.${app}.orders`,
+          '-n',
+          ns,
+          '--ignore-not-found',
+          '-o',
+          'name',
+        ]);
+        return key.stdout.trim() === '' && secret.stdout.trim() === '' ? true : undefined;
+      },
+      60_000,
+    );
   });
 });

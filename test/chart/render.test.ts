@@ -272,7 +272,7 @@ describe('helm template with the default values', () => {
     expect(ruleVerbs(opCluster, 'events.k8s.io', 'events')).toEqual(['create']);
     expect(ruleVerbs(opCluster, '', 'secrets')).toEqual([]);
     const opNs = find(objects, 'Role', OPERATOR);
-    expect(ruleVerbs(opNs, '', 'secrets')).toEqual(['create', 'delete', 'get', 'update']);
+    expect(ruleVerbs(opNs, '', 'secrets')).toEqual(['create', 'delete', 'get', 'list', 'update', 'watch']);
     expect(ruleVerbs(opNs, 'coordination.k8s.io', 'leases')).toEqual(['create', 'get', 'update']);
 
     const enCluster = find(objects, 'ClusterRole', ENGINE);
