@@ -10,7 +10,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import { MERGE_PATCH } from '../operator/kube.ts';
+import { MERGE_PATCH, poolConnections } from '../operator/kube.ts';
 import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from '../operator/types.ts';
 import {
   BIN_DIR,
@@ -61,6 +61,8 @@ export async function measureOperatorKeys(options: OperatorBenchOptions = {}): P
   }
   const kc = new KubeConfig();
   kc.loadFromFile(state.kubeconfig);
+  // Like kubectl, keep connections alive (client-node 2.0.1 would handshake on every request).
+  poolConnections(kc);
   const core = kc.makeApiClient(CoreV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
   const suffix = randomBytes(4).toString('hex');
@@ -101,7 +103,10 @@ export async function measureOperatorKeys(options: OperatorBenchOptions = {}): P
         '--lease-name',
         'bench',
       ],
-      { stdio: ['ignore', 'ignore', process.env.KEYWARD_BENCH_LOG ? 'inherit' : 'ignore'], env: { ...process.env, KEYWARD_LOG_LEVEL: 'warn' } },
+      {
+        stdio: ['ignore', 'ignore', process.env.KEYWARD_BENCH_LOG ? 'inherit' : 'ignore'],
+        env: { ...process.env, KEYWARD_LOG_LEVEL: process.env.KEYWARD_BENCH_LOG ?? 'warn' },
+      },
     );
     await waitUntil(async () => {
       try {

@@ -21,7 +21,7 @@ export const USAGE = `Usage: keyward operator [flags]
   --lease-duration DURATION leader Lease duration (default 15s)
   --identity ID             this replica's identity in the Lease (default host_random)
   --master-key-secret NAME  the master-key Secret (default keyward-master-key; created if absent)
-  --workers N               concurrent reconciles (default 16)
+  --workers N               concurrent reconciles (default 32)
   -h, --help                show this help
 Durations: 1500ms, 20s, 5m, 72h.`;
 
@@ -47,7 +47,7 @@ export async function main(argv: string[]): Promise<void> {
       'lease-duration': { type: 'string', default: '15s' },
       identity: { type: 'string' },
       'master-key-secret': { type: 'string' },
-      workers: { type: 'string', default: '16' },
+      workers: { type: 'string', default: '32' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,

@@ -4,23 +4,67 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { EventsV1Api } from '@kubernetes/client-node';
-import { microTime } from './kube.ts';
+import { describeError, microTime } from './kube.ts';
+import type { Logger } from './log.ts';
 import type { PlannedEvent } from './plan.ts';
 import { KEY_GROUP, KEY_VERSION, type KeyResource } from './types.ts';
 
 /** The reportingController of every Event. */
 export const REPORTING_CONTROLLER = 'keyward.io/operator';
 
+/** Events sent at once; more wait in a bounded backlog. */
+const CONCURRENCY = 8;
+/** Backlog bound: beyond it Events are dropped (and logged) rather than held without limit. */
+const MAX_BACKLOG = 10_000;
+
 /** Writes Events for one operator instance. */
 export class EventRecorder {
   private readonly api: EventsV1Api;
   private readonly instance: string;
   private readonly now: () => number;
+  private readonly log: Logger | undefined;
+  private readonly backlog: Array<{ key: KeyResource; event: PlannedEvent }> = [];
+  private active = 0;
 
-  constructor(api: EventsV1Api, instance: string, now: () => number = Date.now) {
+  constructor(api: EventsV1Api, instance: string, log?: Logger, now: () => number = Date.now) {
     this.api = api;
     this.instance = instance;
+    this.log = log;
     this.now = now;
+  }
+
+  /** Queues `event` on `key` and returns at once; failures are logged, never thrown. */
+  emit(key: KeyResource, event: PlannedEvent): void {
+    if (this.backlog.length >= MAX_BACKLOG) {
+      this.log?.warn({ reason: event.reason }, 'event backlog full; dropping an event');
+      return;
+    }
+    this.backlog.push({ key, event });
+    this.pump();
+  }
+
+  /** Events queued or in flight (tests wait for zero). */
+  pending(): number {
+    return this.backlog.length + this.active;
+  }
+
+  private pump(): void {
+    while (this.active < CONCURRENCY && this.backlog.length > 0) {
+      const next = this.backlog.shift()!;
+      this.active++;
+      this.record(next.key, next.event)
+        .catch((err: unknown) => {
+          const ref = `${next.key.metadata.namespace}/${next.key.metadata.name}`;
+          this.log?.warn(
+            { key: ref, reason: next.event.reason, err: describeError(err) },
+            'could not record event',
+          );
+        })
+        .finally(() => {
+          this.active--;
+          this.pump();
+        });
+    }
   }
 
   /** Records `event` on `key`. Throws on API errors; callers log and continue. */

@@ -2,7 +2,13 @@
  * Small helpers around @kubernetes/client-node 2.x: error classification, merge-patch options and
  * the MicroTime format. Kept apart so the controllers read as logic, not plumbing.
  */
-import { type ConfigurationOptions, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
+import {
+  type ConfigurationOptions,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
 
 /** HTTP status of a client-node ApiException (or a watch error), if any. */
 export function statusOf(err: unknown): number | undefined {
@@ -39,4 +45,36 @@ export function describeError(err: unknown): string {
   const status = statusOf(err);
   const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
   return status === undefined ? (message ?? 'error') : `HTTP ${status}: ${(message ?? '').slice(0, 200)}`;
+}
+
+type CreateDispatcher = (cluster: unknown, agentOptions: Record<string, unknown>) => unknown;
+
+/**
+ * Makes `kc` reuse one connection pool per TLS identity. client-node 2.0.1 builds a new undici
+ * Agent for every request (`createDispatcher` in applySecurityAuthentication), so each API call
+ * pays a fresh TCP + TLS handshake on both ends; under load that, not the apiserver's storage,
+ * bounds the reconcile rate. The pool is keyed by a digest of the TLS options, so a rotated
+ * client certificate or CA still gets a new pool. Returns `kc` for chaining.
+ */
+export function poolConnections(kc: KubeConfig): KubeConfig {
+  const target = kc as unknown as { createDispatcher: CreateDispatcher };
+  const original = target.createDispatcher.bind(kc);
+  const pools = new Map<string, unknown>();
+  target.createDispatcher = (cluster, agentOptions) => {
+    const h = createHash('sha256');
+    h.update(JSON.stringify((cluster as { server?: string } | null)?.server ?? ''));
+    for (const field of ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername']) {
+      const value = agentOptions[field];
+      h.update(`|${field}=`);
+      if (value !== undefined) h.update(Buffer.isBuffer(value) ? value : String(value));
+    }
+    const id = h.digest('hex');
+    let pool = pools.get(id);
+    if (pool === undefined) {
+      pool = original(cluster, agentOptions);
+      pools.set(id, pool);
+    }
+    return pool;
+  };
+  return kc;
 }

@@ -16,13 +16,15 @@ import {
   type KubernetesListObject,
   type KubernetesObject,
   makeInformer,
+  type V1Secret,
 } from '@kubernetes/client-node';
 import { DEFAULT_DELETION_DELAY_MS } from '../engine/keys/lifecycle.ts';
 import { EventRecorder } from './events.ts';
 import { SupervisedInformer } from './informer-supervisor.ts';
-import { describeError } from './kube.ts';
+import { describeError, poolConnections } from './kube.ts';
 import { LeaderElector } from './leader.ts';
 import { createLogger, type Logger } from './log.ts';
+import { KEY_NAME_LABEL, KEY_NAMESPACE_LABEL, MATERIAL_LABEL } from './material-secret.ts';
 import { ensureMasterKey, MASTER_KEY_SECRET, MaterialStore } from './material-store.ts';
 import { OperatorMetrics, startHealthServer } from './metrics.ts';
 import { KeyReconciler, queueKey } from './reconciler.ts';
@@ -78,7 +80,7 @@ export interface RunningOperator {
 /** Starts the operator; resolves once the Key informer has listed. */
 export async function runOperator(options: OperatorOptions = {}): Promise<RunningOperator> {
   const log = options.log ?? createLogger();
-  const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath);
+  const kc = poolConnections(options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath));
   const namespace = options.namespace ?? 'keyward-system';
   const identity = options.identity ?? `${hostname()}_${randomUUID().slice(0, 8)}`;
   const lifecycle = { deletionDelayMs: options.deletionDelayMs ?? DEFAULT_DELETION_DELAY_MS };
@@ -104,9 +106,38 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
     name: 'keys',
     create: (list) => makeInformer<KubernetesObject>(kc, path, list),
     list: listKeys,
-    onEvent: (_type, obj) => queue.add(queueKey(obj.metadata?.namespace ?? '', obj.metadata?.name ?? '')),
+    onEvent: (type, obj) => {
+      reconcilerRef?.observe(obj as unknown as KeyResource, type === 'delete');
+      queue.add(queueKey(obj.metadata?.namespace ?? '', obj.metadata?.name ?? ''));
+    },
     onRestart: (reason) =>
       metrics?.informerRestarts.inc({ informer: 'keys', reason: reason.split(':')[0] ?? reason }),
+    stallMs: options.stallMs,
+    log,
+  });
+  // Material Secrets, cached: reconciles read them without a request, and a Secret changed or
+  // deleted behind the operator's back wakes its Key.
+  let store: MaterialStore | undefined;
+  let reconcilerRef: KeyReconciler | undefined;
+  const secretsPath = `/api/v1/namespaces/${namespace}/secrets`;
+  const secrets = new SupervisedInformer<KubernetesObject>({
+    name: 'secrets',
+    create: (list) => makeInformer<KubernetesObject>(kc, secretsPath, list, `${MATERIAL_LABEL}=true`),
+    list: async () =>
+      (await core.listNamespacedSecret({
+        namespace,
+        labelSelector: `${MATERIAL_LABEL}=true`,
+      })) as KubernetesListObject<KubernetesObject>,
+    onEvent: (type, obj) => {
+      const name = obj.metadata?.name ?? '';
+      store?.observe(name, type === 'delete' ? null : (obj as V1Secret));
+      const labels = obj.metadata?.labels ?? {};
+      const keyNs = labels[KEY_NAMESPACE_LABEL];
+      const keyName = labels[KEY_NAME_LABEL];
+      if (keyNs && keyName && (!watchNs || keyNs === watchNs)) queue.add(queueKey(keyNs, keyName));
+    },
+    onRestart: (reason) =>
+      metrics?.informerRestarts.inc({ informer: 'secrets', reason: reason.split(':')[0] ?? reason }),
     stallMs: options.stallMs,
     log,
   });
@@ -127,9 +158,13 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
 
   let health: { server: Server; port: number } | undefined;
   if (options.metricsPort !== undefined) {
-    health = await startHealthServer(m, () => informer.hasSynced(), options.metricsPort);
+    health = await startHealthServer(
+      m,
+      () => informer.hasSynced() && secrets.hasSynced(),
+      options.metricsPort,
+    );
   }
-  await informer.start();
+  await Promise.all([informer.start(), secrets.start()]);
 
   // Leading: ensure the master key, then run workers until leadership ends.
   let workers: AbortController | undefined;
@@ -148,15 +183,19 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
         }
       }
       if (master === undefined) return;
+      store = new MaterialStore(core, namespace, master, {
+        get: (name, ns) => secrets.get(name, ns) as V1Secret | undefined,
+      });
       const reconciler = new KeyReconciler({
         custom,
-        material: new MaterialStore(core, namespace, master),
-        events: new EventRecorder(kc.makeApiClient(EventsV1Api), identity),
+        material: store,
+        events: new EventRecorder(kc.makeApiClient(EventsV1Api), identity, log),
         getKey: (ns, name) => informer.get(name, ns) as KeyResource | undefined,
         lifecycle,
         now: Date.now,
         log,
       });
+      reconcilerRef = reconciler;
       for (const k of cachedKeys()) queue.add(queueKey(k.metadata.namespace, k.metadata.name));
       const resync = setInterval(() => {
         for (const k of cachedKeys()) queue.add(queueKey(k.metadata.namespace, k.metadata.name));
@@ -165,7 +204,7 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
       try {
         await runWorkers(
           queue,
-          options.workers ?? 16,
+          options.workers ?? 32,
           async (ref) => {
             const end = m.duration.startTimer();
             try {
@@ -223,7 +262,7 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
       await running?.catch(() => undefined);
       electionCtl.abort();
       await electing;
-      await informer.stop();
+      await Promise.all([informer.stop(), secrets.stop()]);
       if (health) await new Promise<void>((r) => health.server.close(() => r()));
     },
   };

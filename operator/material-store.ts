@@ -78,33 +78,76 @@ export interface LoadedMaterial {
   resourceVersion: string | undefined;
 }
 
-/** Reads, writes and erases material Secrets. */
+/** Where the store reads Secrets from: an informer cache of material Secrets. */
+export interface SecretCache {
+  get(name: string, namespace: string): V1Secret | undefined;
+}
+
+/**
+ * Reads, writes and erases material Secrets.
+ *
+ * Reads come from the informer cache, overlaid with this process's own recent writes until the
+ * cache has caught up with them (`observe`). Only the leader writes these Secrets, so its own
+ * last write is the newest version; should anyone else change a Secret meanwhile, the next
+ * conditional write fails with 409, the overlay is replaced by a fresh read, and the queue
+ * retries. Without a cache (`cache` undefined) every load is a GET.
+ */
 export class MaterialStore {
   private readonly core: CoreV1Api;
   private readonly namespace: string;
   private readonly master: KeyObject;
+  private readonly cache: SecretCache | undefined;
+  /** Secret name → our last written version (null: we deleted it). */
+  private readonly overlay = new Map<string, V1Secret | null>();
 
-  constructor(core: CoreV1Api, operatorNamespace: string, master: KeyObject) {
+  constructor(core: CoreV1Api, operatorNamespace: string, master: KeyObject, cache?: SecretCache) {
     this.core = core;
     this.namespace = operatorNamespace;
     this.master = master;
+    this.cache = cache;
+  }
+
+  /** Tells the store what the informer now shows, dropping overlay entries it has caught up with. */
+  observe(name: string, secret: V1Secret | null): void {
+    if (!this.overlay.has(name)) return;
+    const mine = this.overlay.get(name);
+    if (
+      mine === null ? secret === null : secret?.metadata?.resourceVersion === mine?.metadata?.resourceVersion
+    ) {
+      this.overlay.delete(name);
+    }
   }
 
   /** The material of Key `namespace/name`, or undefined. Throws on a Secret it cannot decode. */
   async load(namespace: string, name: string): Promise<LoadedMaterial | undefined> {
+    const secretName = materialSecretName(namespace, name);
+    let secret: V1Secret | null | undefined;
+    if (this.cache === undefined) {
+      secret = this.overlay.has(secretName) ? this.overlay.get(secretName) : await this.read(secretName);
+    } else {
+      const cached = this.cache.get(secretName, this.namespace);
+      this.observe(secretName, cached ?? null);
+      secret = this.overlay.has(secretName) ? this.overlay.get(secretName) : cached;
+    }
+    if (secret === null || secret === undefined) return undefined;
+    return {
+      stored: decodeMaterialSecret({ data: secret.data ?? {} }),
+      resourceVersion: secret.metadata?.resourceVersion,
+    };
+  }
+
+  private async read(secretName: string): Promise<V1Secret | null> {
     try {
-      const secret = await this.core.readNamespacedSecret({
-        name: materialSecretName(namespace, name),
-        namespace: this.namespace,
-      });
-      return {
-        stored: decodeMaterialSecret({ data: secret.data ?? {} }),
-        resourceVersion: secret.metadata?.resourceVersion,
-      };
+      return await this.core.readNamespacedSecret({ name: secretName, namespace: this.namespace });
     } catch (err) {
-      if (isNotFound(err)) return undefined;
+      if (isNotFound(err)) return null;
       throw err;
     }
+  }
+
+  /** After a 409: replace what we believe with a fresh read, so the retry starts from the truth. */
+  private async refresh(secretName: string): Promise<void> {
+    this.overlay.set(secretName, await this.read(secretName));
   }
 
   /**
@@ -142,28 +185,39 @@ export class MaterialStore {
   /** Creates the Secret (409 if it exists) or replaces it at `resourceVersion` (409 if stale). */
   async save(stored: StoredKey, resourceVersion: string | undefined): Promise<void> {
     const body = encodeMaterialSecret(this.namespace, stored) as V1Secret;
-    if (resourceVersion === undefined) {
-      await this.core.createNamespacedSecret({ namespace: this.namespace, body });
-      return;
+    const secretName = body.metadata?.name ?? '';
+    try {
+      let written: V1Secret;
+      if (resourceVersion === undefined) {
+        written = await this.core.createNamespacedSecret({ namespace: this.namespace, body });
+      } else {
+        body.metadata = { ...body.metadata, resourceVersion };
+        written = await this.core.replaceNamespacedSecret({
+          name: secretName,
+          namespace: this.namespace,
+          body,
+        });
+      }
+      this.overlay.set(secretName, written);
+    } catch (err) {
+      if (isConflict(err)) await this.refresh(secretName);
+      throw err;
     }
-    body.metadata = { ...body.metadata, resourceVersion };
-    await this.core.replaceNamespacedSecret({
-      name: body.metadata.name ?? '',
-      namespace: this.namespace,
-      body,
-    });
   }
 
   /** Deletes the Secret of Key `namespace/name` (the material is erased); absent is fine. */
   async erase(namespace: string, name: string, resourceVersion: string | undefined): Promise<void> {
+    const secretName = materialSecretName(namespace, name);
     try {
       await this.core.deleteNamespacedSecret({
-        name: materialSecretName(namespace, name),
+        name: secretName,
         namespace: this.namespace,
         body: resourceVersion === undefined ? {} : { preconditions: { resourceVersion } },
       });
     } catch (err) {
+      if (isConflict(err)) await this.refresh(secretName);
       if (!isNotFound(err)) throw err;
     }
+    this.overlay.set(secretName, null);
   }
 }

@@ -13,7 +13,7 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { LifecycleOptions } from '../engine/keys/lifecycle.ts';
 import type { EventRecorder } from './events.ts';
-import { describeError, isNotFound, MERGE_PATCH } from './kube.ts';
+import { isNotFound, MERGE_PATCH } from './kube.ts';
 import type { Logger } from './log.ts';
 import type { StoredKey } from './material-secret.ts';
 import type { MaterialStore } from './material-store.ts';
@@ -28,6 +28,9 @@ import {
   type KeyResourceStatus,
 } from './types.ts';
 import type { WorkResult } from './workqueue.ts';
+
+/** How long our own status write stands in for a cache that has not shown it yet. */
+const WRITTEN_TTL_MS = 30_000;
 
 /** What the reconciler needs. */
 export interface ReconcilerDeps {
@@ -49,9 +52,25 @@ export function queueKey(namespace: string, name: string): string {
 /** Reconciles Keys; `reconcile` is the work-queue handler. */
 export class KeyReconciler {
   private readonly d: ReconcilerDeps;
+  /**
+   * The last status written per Key incarnation (`ns/name@uid`), until the informer shows it:
+   * a reconcile that runs on a cache not yet updated with our own write skips rewriting it.
+   */
+  private readonly written = new Map<
+    string,
+    { status: KeyResourceStatus; resourceVersion: string; at: number }
+  >();
 
   constructor(deps: ReconcilerDeps) {
     this.d = deps;
+  }
+
+  /** Tells the reconciler what the informer now shows for a Key (or that it is gone). */
+  observe(key: KeyResource, deleted: boolean): void {
+    const ref = `${queueKey(key.metadata.namespace, key.metadata.name)}@${key.metadata.uid ?? ''}`;
+    const mine = this.written.get(ref);
+    if (mine === undefined) return;
+    if (deleted || key.metadata.resourceVersion === mine.resourceVersion) this.written.delete(ref);
   }
 
   /** Reconciles the Key `namespace/name` once. */
@@ -77,18 +96,19 @@ export class KeyReconciler {
 
     if (plan.writeStatus) {
       const status = buildStatus(key, plan.conflict ? undefined : after, plan.conflict, now);
-      if (!sameStatus(key.status, status)) await this.patchStatus(key, status);
-    }
-    for (const event of plan.events) {
-      try {
-        await this.d.events.record(key, event);
-      } catch (err) {
-        this.d.log.warn(
-          { key: ref, reason: event.reason, err: describeError(err) },
-          'could not record event',
-        );
+      const incarnation = `${ref}@${key.metadata.uid ?? ''}`;
+      const mine = this.written.get(incarnation);
+      // Our own recent write counts for a while only: should the informer miss its event (a
+      // relist), the entry expires and the cache decides again.
+      const fresh = mine !== undefined && now - mine.at < WRITTEN_TTL_MS;
+      if (!sameStatus(key.status, status) && !(fresh && sameStatus(mine.status, status))) {
+        const resourceVersion = await this.patchStatus(key, status);
+        if (resourceVersion !== undefined)
+          this.written.set(incarnation, { status, resourceVersion, at: now });
       }
     }
+    // Events are best effort and must not hold the worker: the recorder sends them behind.
+    for (const event of plan.events) this.d.events.emit(key, event);
     if (plan.removeFinalizer) {
       await this.patchFinalizers(
         key,
@@ -118,12 +138,15 @@ export class KeyReconciler {
     )) as KeyResource;
   }
 
-  /** Merge-patches the status; fields that disappeared are sent as null so they are removed. */
-  private async patchStatus(key: KeyResource, status: KeyResourceStatus): Promise<void> {
+  /**
+   * Merge-patches the status; fields that disappeared are sent as null so they are removed.
+   * Returns the Key's new resourceVersion.
+   */
+  private async patchStatus(key: KeyResource, status: KeyResourceStatus): Promise<string | undefined> {
     const body: Record<string, unknown> = { ...status };
     for (const field of Object.keys(key.status ?? {})) if (!(field in body)) body[field] = null;
     try {
-      await this.d.custom.patchNamespacedCustomObjectStatus(
+      const updated = (await this.d.custom.patchNamespacedCustomObjectStatus(
         {
           group: KEY_GROUP,
           version: KEY_VERSION,
@@ -133,9 +156,11 @@ export class KeyReconciler {
           body: { status: body },
         },
         MERGE_PATCH,
-      );
+      )) as KeyResource;
+      return updated.metadata.resourceVersion;
     } catch (err) {
       if (!isNotFound(err)) throw err;
+      return undefined;
     }
   }
 
