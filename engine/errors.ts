@@ -4,12 +4,17 @@
  * material, plaintext or stack traces.
  */
 
-/** The stable error codes of the API (PRODUCT.md §6), plus the few a KMS user expects beyond them. */
+/**
+ * The stable error codes of the API (PRODUCT.md §6), plus the few a KMS user expects beyond them:
+ * ALREADY_EXISTS (a key name taken), METHOD_NOT_ALLOWED (admin routes in cluster mode), NOT_FOUND
+ * (no such route), UNAVAILABLE (a crashed worker, an unreachable apiserver) and INTERNAL.
+ */
 export type ErrorCode =
   | 'INVALID_ARGUMENT'
   | 'UNAUTHENTICATED'
   | 'PERMISSION_DENIED'
   | 'KEY_NOT_FOUND'
+  | 'NOT_FOUND'
   | 'ALREADY_EXISTS'
   | 'METHOD_NOT_ALLOWED'
   | 'KEY_STATE'
@@ -24,6 +29,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   UNAUTHENTICATED: 401,
   PERMISSION_DENIED: 403,
   KEY_NOT_FOUND: 404,
+  NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   ALREADY_EXISTS: 409,
   KEY_STATE: 409,

@@ -2,6 +2,7 @@
  * The JSON schemas of the API: the routes validate with them and `/openapi.json` is generated
  * from them, so the documentation cannot drift from what the server accepts.
  */
+import { HTTP_STATUS } from '../errors.ts';
 import type { Schema } from './validate.ts';
 
 const base64 = (description: string): Schema => ({ type: 'string', contentEncoding: 'base64', description });
@@ -153,19 +154,8 @@ export const errorResponse: Schema = {
       properties: {
         code: {
           type: 'string',
-          enum: [
-            'INVALID_ARGUMENT',
-            'UNAUTHENTICATED',
-            'PERMISSION_DENIED',
-            'KEY_NOT_FOUND',
-            'ALREADY_EXISTS',
-            'METHOD_NOT_ALLOWED',
-            'KEY_STATE',
-            'PAYLOAD_TOO_LARGE',
-            'OVERLOADED',
-            'UNAVAILABLE',
-            'INTERNAL',
-          ],
+          // One list: the codes of engine/errors.ts.
+          enum: Object.keys(HTTP_STATUS),
         },
         message: { type: 'string' },
         field: { type: 'string' },

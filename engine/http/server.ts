@@ -85,9 +85,10 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send({
-      error: { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` },
-    });
+    sendError(
+      reply,
+      new KeywardError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
+    );
   });
   // Callback style, not async: this runs on every request and a promise per hook costs throughput.
   app.addHook('onResponse', (request, reply, done) => {
