@@ -186,3 +186,44 @@ export const NON_DEFAULT = {
     engineFrom: [{ namespaceSelector: { matchLabels: { 'keyward.io/client': 'true' } } }],
   },
 };
+
+/** Kubeconfigs of the chart's two ServiceAccounts; see {@link installChartServiceAccounts}. */
+export interface ChartServiceAccountKubeconfigs {
+  operator: string;
+  engine: string;
+  /** Uninstalls the release. */
+  uninstall: () => Promise<void>;
+}
+
+/**
+ * For suites that run the operator or the engine as local processes and want them held to the
+ * chart's RBAC instead of the admin's: installs the chart as `release` in `namespace` (without
+ * the CRD and the user roles, which other releases own) and returns kubeconfigs acting as the
+ * chart's operator and engine ServiceAccounts. It also exports them as
+ * KEYWARD_TEST_KUBECONFIG_OPERATOR and KEYWARD_TEST_KUBECONFIG_ENGINE in this test process
+ * (see docs/helm.md, "RBAC in tests").
+ */
+export async function installChartServiceAccounts(
+  namespace: string,
+  release = 'kwt',
+): Promise<ChartServiceAccountKubeconfigs> {
+  const values = { crds: { enabled: false }, rbac: { userRoles: false } };
+  await helm(['install', release, CHART_DIR, '--namespace', namespace, ...valuesArgs(values)], {
+    timeoutMs: 120_000,
+  });
+  const prefix = release.includes('keyward') ? release : `${release}-keyward`;
+  const operator = await serviceAccountKubeconfig(namespace, `${prefix}-operator`);
+  const engine = await serviceAccountKubeconfig(namespace, `${prefix}-engine`);
+  process.env.KEYWARD_TEST_KUBECONFIG_OPERATOR = operator;
+  process.env.KEYWARD_TEST_KUBECONFIG_ENGINE = engine;
+  return {
+    operator,
+    engine,
+    uninstall: async () => {
+      await helm(['uninstall', release, '--namespace', namespace], {
+        allowFailure: true,
+        timeoutMs: 120_000,
+      });
+    },
+  };
+}

@@ -18,7 +18,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../scripts/cluster/cluster.ts';
 import { createNamespace, helm, KUBECTL, kubeconfigPath, kubectl, waitFor } from '../cluster/harness.ts';
-import { adoptCrd, CHART_DIR, type K8sObject, serviceAccountKubeconfig } from './helpers.ts';
+import {
+  adoptCrd,
+  CHART_DIR,
+  installChartServiceAccounts,
+  type K8sObject,
+  serviceAccountKubeconfig,
+} from './helpers.ts';
 
 const RELEASE = 'kwr';
 const OPERATOR = `${RELEASE}-keyward-operator`;
@@ -224,6 +230,28 @@ describe('the user ClusterRoles', () => {
       [false, as('signer'), 'sign', 'keys.keyward.io/payments', '-n', app],
       [false, as('signer'), 'verify', 'keys.keyward.io/orders', '-n', app],
     ]);
+  });
+});
+
+describe('installChartServiceAccounts (for the operator and engine suites)', () => {
+  it('installs a second release beside this one and exports kubeconfigs held to its RBAC', async () => {
+    const other = await createNamespace('chart-sa');
+    const sa = await installChartServiceAccounts(other, 'kwt');
+    try {
+      expect(process.env.KEYWARD_TEST_KUBECONFIG_OPERATOR).toBe(sa.operator);
+      expect(process.env.KEYWARD_TEST_KUBECONFIG_ENGINE).toBe(sa.engine);
+      await expectAccess(sa.engine, [
+        [true, 'list', 'secrets', '-n', other],
+        [false, 'list', 'secrets', '-n', ns],
+        [true, 'list', 'keys.keyward.io', '-A'],
+      ]);
+      await expectAccess(sa.operator, [
+        [true, 'create', 'leases.coordination.k8s.io', '-n', other],
+        [false, 'create', 'leases.coordination.k8s.io', '-n', ns],
+      ]);
+    } finally {
+      await sa.uninstall();
+    }
   });
 });
 
