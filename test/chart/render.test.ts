@@ -524,6 +524,7 @@ describe('values.schema.json', () => {
     const schema = JSON.parse(readFileSync(join(CHART_DIR, 'values.schema.json'), 'utf8'));
     const undocumented: string[] = [];
     const mismatched: string[] = [];
+    const leaves: string[] = [];
     const walk = (map: YAMLMap, node: { properties?: Record<string, unknown> }, path: string): void => {
       const yamlKeys = new Set<string>();
       for (const pair of map.items) {
@@ -542,6 +543,7 @@ describe('values.schema.json', () => {
           // A leaf: it needs a comment of its own in values.yaml and a description in the schema.
           const first = map.items[0] === pair ? (map.commentBefore ?? '') : '';
           const comment = (pair.key as { commentBefore?: string }).commentBefore ?? first;
+          leaves.push(here);
           if (!comment.trim()) undocumented.push(here);
           if (!sub?.description) undocumented.push(`${here} (schema description)`);
           if (isSeq(pair.value) && pair.value.items.length > 0 && !comment.trim()) undocumented.push(here);
@@ -560,6 +562,10 @@ describe('values.schema.json', () => {
     walk(root, schema, '');
     expect(mismatched).toEqual([]);
     expect(undocumented).toEqual([]);
+    // docs/helm.md lists every value too.
+    const docs = readFileSync(join(REPO_ROOT, 'docs', 'helm.md'), 'utf8');
+    expect(leaves.length).toBeGreaterThan(50);
+    expect(leaves.filter((leaf) => !docs.includes(`| \`${leaf}\` |`))).toEqual([]);
   });
 
   it('accepts the default values as they are', async () => {
