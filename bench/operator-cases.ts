@@ -9,7 +9,15 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  makeInformer,
+} from '@kubernetes/client-node';
 import { MERGE_PATCH, poolConnections } from '../operator/kube.ts';
 import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from '../operator/types.ts';
 import {
@@ -120,6 +128,42 @@ export async function measureOperatorKeys(options: OperatorBenchOptions = {}): P
       }
     }, 30_000);
 
+    // Readiness is followed with a watch (an informer), not by listing 1000 Keys over and over,
+    // which would load the apiserver being measured.
+    const readySet = new Set<string>();
+    const watcher = makeInformer<KubernetesObject>(
+      kc,
+      `/apis/${KEY_GROUP}/${KEY_VERSION}/namespaces/${ns}/${KEY_PLURAL}`,
+      async () =>
+        (await custom.listNamespacedCustomObject({
+          group: KEY_GROUP,
+          version: KEY_VERSION,
+          plural: KEY_PLURAL,
+          namespace: ns,
+        })) as KubernetesListObject<KubernetesObject>,
+    );
+    let signalReady: () => void = () => undefined;
+    const allReady = new Promise<void>((resolve, reject) => {
+      signalReady = resolve;
+      setTimeout(
+        () => reject(new Error('timed out waiting for Ready')),
+        options.timeoutMs ?? 300_000,
+      ).unref();
+    });
+    const onKey = (obj: KubernetesObject): void => {
+      const key = obj as unknown as KeyResource;
+      if (key.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) {
+        readySet.add(key.metadata.name);
+        if (readySet.size >= count) signalReady();
+      }
+    };
+    watcher.on('add', onKey);
+    watcher.on('update', onKey);
+    watcher.on('error', () => {
+      setTimeout(() => void watcher.start().catch(() => undefined), 500);
+    });
+    await watcher.start();
+
     const names = Array.from({ length: count }, (_, i) => `bench-${i}`);
     const started = Date.now();
     let next = 0;
@@ -142,23 +186,8 @@ export async function measureOperatorKeys(options: OperatorBenchOptions = {}): P
     };
     await Promise.all(Array.from({ length: options.createConcurrency ?? 32 }, creator));
     const createdMs = Date.now() - started;
-    let ready = 0;
-    await waitUntil(
-      async () => {
-        const list = (await custom.listNamespacedCustomObject({
-          group: KEY_GROUP,
-          version: KEY_VERSION,
-          plural: KEY_PLURAL,
-          namespace: ns,
-        })) as { items: KeyResource[] };
-        ready = list.items.filter((k) =>
-          k.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
-        ).length;
-        return ready >= count;
-      },
-      options.timeoutMs ?? 300_000,
-      100,
-    );
+    await allReady;
+    watcher.stop();
     const elapsedMs = Date.now() - started;
     return {
       name: 'operator-1000-keys',
