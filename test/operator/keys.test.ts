@@ -177,3 +177,17 @@ describe('deletion', () => {
     await waitForKey(ns, 'phoenix', 'Enabled', (k) => isReady(k, true));
   });
 });
+
+describe('health and metrics', () => {
+  it('serves /livez, /readyz and the metrics the issue lists', async () => {
+    const port = await op.port;
+    expect((await fetch(`http://127.0.0.1:${port}/livez`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(text).toMatch(/^keyward_operator_reconciles_total\{result="success"\} [1-9]/m);
+    expect(text).toMatch(/^keyward_operator_reconcile_errors_total \d+/m);
+    expect(text).toMatch(/^keyward_operator_queue_depth \d+/m);
+    expect(text).toMatch(/^keyward_operator_keys\{state="Enabled"\} [1-9]/m);
+    expect(text).toMatch(/^keyward_operator_leader 1/m);
+  });
+});
