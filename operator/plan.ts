@@ -17,6 +17,7 @@ import {
   type LifecycleAction,
   type LifecycleEffect,
   type LifecycleOptions,
+  recentlyUsed,
   transition,
 } from '../engine/keys/lifecycle.ts';
 import type { KeyRecord, KeySpec } from '../engine/keys/model.ts';
@@ -192,6 +193,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     current = { ...current, record: result.record };
     changed = true;
     plan.events.push(stateEvent(action, result.record));
+    if (action === 'request-deletion') warnIfRecentlyUsed(result.record, now, plan);
   }
 
   // Manual rotation: each new annotation value rotates once.
@@ -277,6 +279,7 @@ function planDeletion(
       current = { ...current, record: result.record };
       plan.stored = current;
       plan.events.push(stateEvent('request-deletion', result.record));
+      warnIfRecentlyUsed(result.record, now, plan);
     }
   }
   const deleteNow = annotations[DELETE_NOW_ANNOTATION] === 'true';
@@ -314,6 +317,16 @@ function addVersions(
     plan.newVersions.push(effect.version);
   }
   return { ...current, record };
+}
+
+/** §2: deleting a key used recently deserves a warning (it may still protect live data). */
+function warnIfRecentlyUsed(record: KeyRecord, now: number, plan: ReconcilePlan): void {
+  if (!recentlyUsed(record, now) || record.lastUsedTime === undefined) return;
+  plan.events.push({
+    type: 'Warning',
+    reason: 'RecentlyUsed',
+    message: `deletion requested for a key last used at ${toKubeTime(record.lastUsedTime)}; data it protects becomes unreadable once it is erased`,
+  });
 }
 
 function stateEvent(action: LifecycleAction, record: KeyRecord): PlannedEvent {

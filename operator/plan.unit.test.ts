@@ -198,6 +198,16 @@ describe('planReconcile: deletion', () => {
     expect(c).toMatchObject({ stored: 'erase', removeFinalizer: true, writeStatus: false });
   });
 
+  it('warns when a recently used key is deleted', () => {
+    const used = created();
+    used.record = { ...used.record, lastUsedTime: NOW - 1000 };
+    const plan = planReconcile({ key: deleting(), stored: used, now: NOW, lifecycle: LC });
+    expect(plan.events.map((e) => [e.type, e.reason])).toEqual([
+      ['Normal', 'DeletionRequested'],
+      ['Warning', 'RecentlyUsed'],
+    ]);
+  });
+
   it('delete-now erases at once', () => {
     const plan = planReconcile({
       key: deleting({ 'keyward.io/delete-now': 'true' }),
