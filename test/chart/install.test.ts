@@ -54,7 +54,15 @@ describe('kubectl apply --dry-run=server', () => {
     const objects = parseManifests(text);
     expect(objects.length).toBeGreaterThan(5);
     const r = await kubectl(['apply', '--dry-run=server', '-f', '-'], { input: text, allowFailure: true });
-    expect(r.stderr).toBe('');
+    // Only kubectl's note about objects that exist without its last-applied annotation (the CRD,
+    // when an earlier suite installed it with helm) may appear; no other warning or error.
+    const stderr = r.stderr
+      .split('\n')
+      .filter(
+        (line) =>
+          line.trim() !== '' && !/missing the kubectl.kubernetes.io\/last-applied-configuration/.test(line),
+      );
+    expect(stderr).toEqual([]);
     expect(r.code).toBe(0);
     // kubectl reports each object it sent.
     const reported = r.stdout.trim().split('\n');
