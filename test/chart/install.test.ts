@@ -96,6 +96,7 @@ describe('kubectl apply --dry-run=server', () => {
 describe('helm install, upgrade and uninstall', () => {
   let firstCa = '';
   let firstCert = '';
+  let firstChecksum = '';
 
   it('installs the CRD, both Deployments, Services, ServiceAccounts, RBAC and the CA ConfigMap', async () => {
     await adoptCrd(RELEASE, ns);
@@ -136,6 +137,8 @@ describe('helm install, upgrade and uninstall', () => {
     const secret = await getJson(['secret', `${ENGINE}-tls`, '-n', ns]);
     firstCa = cm.data['ca.crt'].trim();
     firstCert = secret.data['tls.crt'];
+    firstChecksum = en.spec.template.metadata.annotations['checksum/tls'];
+    expect(firstChecksum).toMatch(/^[0-9a-f]{64}$/);
     expect(Buffer.from(secret.data['ca.crt'], 'base64').toString().trim()).toBe(firstCa);
   });
 
@@ -160,6 +163,8 @@ describe('helm install, upgrade and uninstall', () => {
     expect(cm.data['ca.crt'].trim()).toBe(firstCa);
     const secret = await getJson(['secret', `${ENGINE}-tls`, '-n', ns]);
     expect(secret.data['tls.crt']).toBe(firstCert);
+    // Same certificate, same checksum: the upgrade rolls the engine for its own change only.
+    expect(en.spec.template.metadata.annotations['checksum/tls']).toBe(firstChecksum);
     const history = await helm(['history', RELEASE, '--namespace', ns, '-o', 'json']);
     expect((JSON.parse(history.stdout) as unknown[]).length).toBe(2);
   });

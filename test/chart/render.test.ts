@@ -3,7 +3,7 @@
  * TLS material, the pods' hardening, RBAC rules, the values schema refusing bad values, and the
  * CRD copy kept equal to crds/.
  */
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -240,6 +240,11 @@ describe('helm template with the default values', () => {
     expect(cm.data['ca.crt'].trim()).toBe(pem('ca.crt').trim());
     // The CA's private key is never stored.
     expect(Object.keys(secret.data).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
+    // The engine pods carry a checksum of this very certificate, so a new one rolls them.
+    const material = JSON.stringify({ ca: pem('ca.crt'), crt: pem('tls.crt'), key: pem('tls.key') });
+    expect(en.spec.template.metadata.annotations['checksum/tls']).toBe(
+      createHash('sha256').update(material).digest('hex'),
+    );
   });
 
   it('renders the CRD from crds/ unchanged, with helm labels and the keep policy', () => {
@@ -419,6 +424,7 @@ describe('helm template with other switches', () => {
       (v: { name: string }) => v.name === 'tls',
     );
     expect(vol.secret.secretName).toBe('keyward-cert');
+    expect(find(objects, 'Deployment', ENGINE).spec.template.metadata.annotations).toBeUndefined();
 
     const ca = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----';
     const withCa = await render({ tls: { existingSecret: 'keyward-cert', caBundle: ca } });

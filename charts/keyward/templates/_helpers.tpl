@@ -120,3 +120,29 @@ topologySpreadConstraints:
 priorityClassName: {{ . }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The generated TLS material as JSON {crt, key, ca}: the Secret's when it exists (upgrade), else a
+new CA and serving certificate. Computed once per render and memoized in .Values (never stored in
+the release), so tls.yaml and the engine's checksum/tls annotation see the same certificate.
+*/}}
+{{- define "keyward.tls.material" -}}
+{{- if not (hasKey .Values "__keywardTlsMaterial") -}}
+{{- $secretName := include "keyward.tls.secretName" . -}}
+{{- $m := dict -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace $secretName -}}
+{{- if and $existing $existing.data (index $existing.data "tls.crt") (index $existing.data "tls.key") (index $existing.data "ca.crt") -}}
+{{- $m = dict "crt" (index $existing.data "tls.crt" | b64dec) "key" (index $existing.data "tls.key" | b64dec) "ca" (index $existing.data "ca.crt" | b64dec) -}}
+{{- else -}}
+{{- $svc := include "keyward.engine.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $dns := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.clusterDomain) -}}
+{{- $dns = concat $dns .Values.tls.extraDnsNames -}}
+{{- $caCert := genCA (printf "%s CA" (include "keyward.fullname" .)) (int .Values.tls.validityDays) -}}
+{{- $cert := genSignedCert (printf "%s.%s.svc" $svc $ns) nil $dns (int .Values.tls.validityDays) $caCert -}}
+{{- $m = dict "crt" $cert.Cert "key" $cert.Key "ca" $caCert.Cert -}}
+{{- end -}}
+{{- $_ := set .Values "__keywardTlsMaterial" $m -}}
+{{- end -}}
+{{- get .Values "__keywardTlsMaterial" | toJson -}}
+{{- end -}}
