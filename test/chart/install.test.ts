@@ -107,6 +107,12 @@ describe('helm install, upgrade and uninstall', () => {
     expect(r.stdout).toContain('resourceNames: [orders]');
     expect(r.stdout).toContain('audience: keyward');
     expect(r.stdout).toContain(`https://${ENGINE}.${ns}.svc/v1/namespaces/my-app/keys/orders/encrypt`);
+    // The manifests NOTES tells users to apply are valid (checked in this test's namespace).
+    const blocks = [...r.stdout.matchAll(/<<'YAML'\n([\s\S]*?)\nYAML\n/g)].map((m) => m[1] ?? '');
+    expect(blocks).toHaveLength(2);
+    for (const block of blocks) {
+      await kubectl(['apply', '--dry-run=server', '-f', '-'], { input: block.replaceAll('my-app', ns) });
+    }
 
     expect(await names('deployments')).toEqual([ENGINE, OPERATOR]);
     const op = await getJson(['deployment', OPERATOR, '-n', ns]);
