@@ -22,6 +22,8 @@ export const USAGE = `Usage: keyward operator [flags]
   --identity ID             this replica's identity in the Lease (default host_random)
   --master-key-secret NAME  the master-key Secret (default keyward-master-key; created if absent)
   --workers N               concurrent reconciles (default 32)
+  --usage-namespace NS      namespace of the engines' usage-report ConfigMaps (default --namespace)
+  --usage-interval DURATION how often usage is folded into keys, at most once per key (default 60s)
   -h, --help                show this help
 Durations: 1500ms, 20s, 5m, 72h.`;
 
@@ -48,6 +50,8 @@ export async function main(argv: string[]): Promise<void> {
       identity: { type: 'string' },
       'master-key-secret': { type: 'string' },
       workers: { type: 'string', default: '32' },
+      'usage-namespace': { type: 'string' },
+      'usage-interval': { type: 'string', default: '60s' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -75,6 +79,8 @@ export async function main(argv: string[]): Promise<void> {
     identity: values.identity,
     masterKeySecret: values['master-key-secret'],
     workers: Number(values.workers),
+    usageNamespace: values['usage-namespace'],
+    usageIntervalMs: parseDuration(values['usage-interval'] ?? '60s'),
     log,
   });
   if (operator.metricsPort !== undefined) log.info({ port: operator.metricsPort }, 'health server listening');

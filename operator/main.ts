@@ -16,8 +16,10 @@ import {
   type KubernetesListObject,
   type KubernetesObject,
   makeInformer,
+  type V1ConfigMap,
   type V1Secret,
 } from '@kubernetes/client-node';
+import { parseUsageReport, USAGE_REPORT_LABEL, type UsageReport } from '../engine/cluster/usage-report.ts';
 import { DEFAULT_DELETION_DELAY_MS } from '../engine/keys/lifecycle.ts';
 import { EventRecorder } from './events.ts';
 import { SupervisedInformer } from './informer-supervisor.ts';
@@ -29,7 +31,11 @@ import { ensureMasterKey, MASTER_KEY_SECRET, MaterialStore } from './material-st
 import { OperatorMetrics, startHealthServer } from './metrics.ts';
 import { KeyReconciler, queueKey } from './reconciler.ts';
 import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from './types.ts';
+import { reportsForKey } from './usage.ts';
 import { runWorkers, WorkQueue } from './workqueue.ts';
+
+/** Usage reports not refreshed for a day belong to replicas that are gone. */
+const STALE_REPORT_MS = 86_400_000;
 
 /** Options of `runOperator`. Only `namespace` matters in production; the rest have defaults. */
 export interface OperatorOptions {
@@ -58,6 +64,10 @@ export interface OperatorOptions {
   stallMs?: number;
   /** Period of the full resync (every cached Key is queued again). */
   resyncMs?: number;
+  /** Namespace of the engines' usage-report ConfigMaps; default `namespace`. */
+  usageNamespace?: string;
+  /** How often usage reports are folded into keys (at most once per key per period); 60 s. */
+  usageIntervalMs?: number;
   log?: Logger;
 }
 
@@ -141,6 +151,35 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
     stallMs: options.stallMs,
     log,
   });
+  // Engine usage reports (engine/cluster/usage-report.ts), parsed once per ConfigMap change.
+  const usageNs = options.usageNamespace ?? namespace;
+  const usageIntervalMs = options.usageIntervalMs ?? 60_000;
+  const reports = new Map<string, UsageReport>();
+  const usageReports = new SupervisedInformer<KubernetesObject>({
+    name: 'usage-reports',
+    create: (list) =>
+      makeInformer<KubernetesObject>(
+        kc,
+        `/api/v1/namespaces/${usageNs}/configmaps`,
+        list,
+        `${USAGE_REPORT_LABEL}=true`,
+      ),
+    list: async () =>
+      (await core.listNamespacedConfigMap({
+        namespace: usageNs,
+        labelSelector: `${USAGE_REPORT_LABEL}=true`,
+      })) as KubernetesListObject<KubernetesObject>,
+    onEvent: (type, obj) => {
+      const name = obj.metadata?.name ?? '';
+      const report = type === 'delete' ? undefined : parseUsageReport((obj as V1ConfigMap).data);
+      if (report === undefined) reports.delete(name);
+      else reports.set(name, report);
+    },
+    onRestart: (reason) =>
+      metrics?.informerRestarts.inc({ informer: 'usage-reports', reason: reason.split(':')[0] ?? reason }),
+    stallMs: options.stallMs,
+    log,
+  });
   const cachedKeys = (): KeyResource[] => informer.list() as unknown as KeyResource[];
   metrics = new OperatorMetrics({
     queueDepth: () => queue.length,
@@ -164,7 +203,7 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
       options.metricsPort,
     );
   }
-  await Promise.all([informer.start(), secrets.start()]);
+  await Promise.all([informer.start(), secrets.start(), usageReports.start()]);
 
   // Leading: ensure the master key, then run workers until leadership ends.
   let workers: AbortController | undefined;
@@ -194,6 +233,12 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
         lifecycle,
         now: Date.now,
         log,
+        usageReports: (ns, name) => {
+          const id = `${ns}/${name}`;
+          const all = [...reports.values()];
+          return all.some((r) => r.keys?.[id] !== undefined) ? reportsForKey(all, ns, name) : [];
+        },
+        usageIntervalMs,
       });
       reconcilerRef = reconciler;
       for (const k of cachedKeys()) queue.add(queueKey(k.metadata.namespace, k.metadata.name));
@@ -201,6 +246,20 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
         for (const k of cachedKeys()) queue.add(queueKey(k.metadata.namespace, k.metadata.name));
       }, options.resyncMs ?? 600_000);
       resync.unref();
+      // Usage: queue the keys the engines reported, and drop reports of replicas long gone.
+      const usageTimer = setInterval(() => {
+        const now = Date.now();
+        for (const [cmName, report] of reports) {
+          if (now - report.reportedTime > STALE_REPORT_MS) {
+            core.deleteNamespacedConfigMap({ name: cmName, namespace: usageNs }).catch(() => undefined);
+            continue;
+          }
+          for (const entry of Object.values(report.keys ?? {})) {
+            if (!watchNs || entry.namespace === watchNs) queue.add(queueKey(entry.namespace, entry.name));
+          }
+        }
+      }, usageIntervalMs);
+      usageTimer.unref();
       try {
         await runWorkers(
           queue,
@@ -225,6 +284,7 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
         );
       } finally {
         clearInterval(resync);
+        clearInterval(usageTimer);
       }
     })();
   };
@@ -262,7 +322,7 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
       await running?.catch(() => undefined);
       electionCtl.abort();
       await electing;
-      await Promise.all([informer.stop(), secrets.stop()]);
+      await Promise.all([informer.stop(), secrets.stop(), usageReports.stop()]);
       if (health) await new Promise<void>((r) => health.server.close(() => r()));
     },
   };

@@ -12,7 +12,7 @@
  *   {store: namespace, name, usage, version} (engine/crypto/wrap.ts). The Secret's base64 value is
  *   exactly `KeyVersionRecord.wrapped`.
  */
-import type { KeyRecord, KeyVersionRecord } from '../engine/keys/model.ts';
+import type { KeyOperation, KeyRecord, KeyVersionRecord } from '../engine/keys/model.ts';
 
 /** Secret type of material Secrets. */
 export const MATERIAL_SECRET_TYPE = 'keyward.io/key-material';
@@ -39,6 +39,13 @@ export interface StoredKey {
   rotateHandled?: string;
   /** Fingerprint of the current version (not secret). */
   fingerprint?: string;
+  /**
+   * Usage already counted into `record.operationCounts`, per engine instance
+   * (`identity/instance` → cumulative counts), so folding reports is exact (operator/usage.ts).
+   */
+  usageSeen?: Record<string, Partial<Record<KeyOperation, number>>>;
+  /** When usage was last folded in (epoch ms): folds are at most once per interval. */
+  usageFoldedTime?: number;
 }
 
 /** `record.json`: the record without material, plus the operator's bookkeeping. */
@@ -48,6 +55,8 @@ export interface StoredRecordJson extends Omit<KeyRecord, 'versions'> {
   ownerUid?: string;
   rotateHandled?: string;
   fingerprint?: string;
+  usageSeen?: StoredKey['usageSeen'];
+  usageFoldedTime?: number;
 }
 
 /** The Secret fields this module produces and reads (a subset of V1Secret). */
@@ -85,6 +94,8 @@ export function encodeMaterialSecret(operatorNamespace: string, stored: StoredKe
   if (stored.ownerUid !== undefined) json.ownerUid = stored.ownerUid;
   if (stored.rotateHandled !== undefined) json.rotateHandled = stored.rotateHandled;
   if (stored.fingerprint !== undefined) json.fingerprint = stored.fingerprint;
+  if (stored.usageSeen !== undefined) json.usageSeen = stored.usageSeen;
+  if (stored.usageFoldedTime !== undefined) json.usageFoldedTime = stored.usageFoldedTime;
   const data: Record<string, string> = {
     [RECORD_ENTRY]: Buffer.from(JSON.stringify(json)).toString('base64'),
   };
@@ -116,7 +127,16 @@ export function decodeMaterialSecret(secret: Pick<MaterialSecret, 'data'>): Stor
   if (raw === undefined) throw new Error('material Secret has no record.json');
   const json = JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as StoredRecordJson;
   if (json.format !== RECORD_FORMAT) throw new Error(`unknown material record format ${String(json.format)}`);
-  const { format: _format, ownerUid, rotateHandled, fingerprint, versions, ...rest } = json;
+  const {
+    format: _format,
+    ownerUid,
+    rotateHandled,
+    fingerprint,
+    usageSeen,
+    usageFoldedTime,
+    versions,
+    ...rest
+  } = json;
   const record: KeyRecord = {
     ...rest,
     versions: versions.map((v) => {
@@ -129,5 +149,7 @@ export function decodeMaterialSecret(secret: Pick<MaterialSecret, 'data'>): Stor
   if (ownerUid !== undefined) stored.ownerUid = ownerUid;
   if (rotateHandled !== undefined) stored.rotateHandled = rotateHandled;
   if (fingerprint !== undefined) stored.fingerprint = fingerprint;
+  if (usageSeen !== undefined) stored.usageSeen = usageSeen;
+  if (usageFoldedTime !== undefined) stored.usageFoldedTime = usageFoldedTime;
   return stored;
 }

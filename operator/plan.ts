@@ -9,6 +9,8 @@
  * rotate value); the Key's status is only a projection of it. Deciding from the Secret keeps
  * every step idempotent: a plan carried out twice changes nothing the second time.
  */
+
+import type { UsageReport } from '../engine/cluster/usage-report.ts';
 import {
   applyKeyUpdate,
   applyNewVersion,
@@ -31,6 +33,7 @@ import {
   ROTATE_ANNOTATION,
   toKubeTime,
 } from './types.ts';
+import { foldUsage } from './usage.ts';
 
 /** An Event to record on the Key. Messages never hold anything secret. */
 export interface PlannedEvent {
@@ -80,6 +83,8 @@ export interface PlanInput {
   stored: StoredKey | undefined;
   now: number;
   lifecycle: LifecycleOptions;
+  /** The engines' usage reports for this key (`reportsForKey`), folded in at most once per interval. */
+  usage?: { reports: readonly UsageReport[]; minIntervalMs: number };
 }
 
 /** The KeySpec of a Key (the apiserver applied the defaults; these fallbacks mirror them). */
@@ -209,6 +214,15 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
         reason: 'Rotated',
         message: `manual rotation (${ROTATE_ANNOTATION}=${rotate}): version ${current.record.currentVersion} is current`,
       });
+    }
+  }
+
+  // The engines' usage reports, at most once per interval (each fold is a Secret write).
+  if (input.usage !== undefined && now - (current.usageFoldedTime ?? 0) >= input.usage.minIntervalMs) {
+    const folded = foldUsage(current, m.uid, input.usage.reports);
+    if (folded !== undefined) {
+      current = { ...folded, usageFoldedTime: now };
+      changed = true;
     }
   }
 

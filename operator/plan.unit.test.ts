@@ -300,3 +300,54 @@ describe('buildStatus and the Secret format', () => {
     ]);
   });
 });
+
+describe('planReconcile: usage reports', () => {
+  const rep = (encrypt: number, at: number) => [
+    {
+      format: 1,
+      identity: 'e',
+      instance: 'i1',
+      startedTime: NOW,
+      reportedTime: at,
+      keys: {
+        'team-a/orders': {
+          namespace: 'team-a',
+          name: 'orders',
+          uid: 'uid-1',
+          lastUsedTime: at,
+          counts: { encrypt },
+        },
+      },
+    },
+  ];
+
+  it('folds usage into the record at most once per interval, then shows it in status', () => {
+    const a = apply({
+      key: keyObj(),
+      stored: created(),
+      now: NOW + 1000,
+      lifecycle: LC,
+      usage: { reports: rep(3, NOW + 500), minIntervalMs: 60_000 },
+    });
+    expect(a.stored?.record.operationCounts).toEqual({ encrypt: 3 });
+    expect(a.stored?.usageFoldedTime).toBe(NOW + 1000);
+    const early = planReconcile({
+      key: keyObj(),
+      stored: a.stored,
+      now: NOW + 30_000,
+      lifecycle: LC,
+      usage: { reports: rep(7, NOW + 20_000), minIntervalMs: 60_000 },
+    });
+    expect(early.stored).toBeUndefined();
+    const later = apply({
+      key: keyObj(),
+      stored: a.stored,
+      now: NOW + 61_000,
+      lifecycle: LC,
+      usage: { reports: rep(7, NOW + 20_000), minIntervalMs: 60_000 },
+    });
+    expect(later.stored?.record.operationCounts).toEqual({ encrypt: 7 });
+    const status = buildStatus(keyObj(), later.stored, undefined, NOW + 61_000);
+    expect(status).toMatchObject({ lastUsedTime: '2026-11-29T10:00:20Z', operationCounts: { encrypt: 7 } });
+  });
+});

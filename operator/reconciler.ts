@@ -11,6 +11,7 @@
  * computed from the Secret, the source of truth. Conflicts (409) throw: the work queue retries.
  */
 import type { CustomObjectsApi } from '@kubernetes/client-node';
+import type { UsageReport } from '../engine/cluster/usage-report.ts';
 import type { LifecycleOptions } from '../engine/keys/lifecycle.ts';
 import type { EventRecorder } from './events.ts';
 import { isNotFound, MERGE_PATCH } from './kube.ts';
@@ -42,6 +43,10 @@ export interface ReconcilerDeps {
   lifecycle: LifecycleOptions;
   now: () => number;
   log: Logger;
+  /** The engines' usage reports narrowed to one key (`reportsForKey`); absent: no folding. */
+  usageReports?: (namespace: string, name: string) => UsageReport[];
+  /** Minimum time between two usage folds of one key. */
+  usageIntervalMs?: number;
 }
 
 /** The queue key of a Key. */
@@ -80,7 +85,17 @@ export class KeyReconciler {
     if (key === undefined) return undefined;
     const loaded = await this.d.material.load(namespace, name);
     const now = this.d.now();
-    const plan = planReconcile({ key, stored: loaded?.stored, now, lifecycle: this.d.lifecycle });
+    const reports = this.d.usageReports?.(namespace, name);
+    const plan = planReconcile({
+      key,
+      stored: loaded?.stored,
+      now,
+      lifecycle: this.d.lifecycle,
+      usage:
+        reports === undefined || reports.length === 0
+          ? undefined
+          : { reports, minIntervalMs: this.d.usageIntervalMs ?? 60_000 },
+    });
 
     if (plan.addFinalizer)
       key = await this.patchFinalizers(key, [...(key.metadata.finalizers ?? []), FINALIZER]);

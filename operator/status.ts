@@ -100,6 +100,7 @@ export function buildStatus(
   if (scheduled !== undefined) status.deletionScheduledTime = scheduled;
   if (stored.fingerprint !== undefined) status.fingerprint = stored.fingerprint;
   if (r.lastUsedTime !== undefined) status.lastUsedTime = toKubeTime(r.lastUsedTime);
+  if (Object.keys(r.operationCounts).length > 0) status.operationCounts = { ...r.operationCounts };
   if (generation !== undefined) status.observedGeneration = generation;
   if (stored.rotateHandled !== undefined) status.rotateHandled = stored.rotateHandled;
   return status;
