@@ -203,7 +203,10 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
       options.metricsPort,
     );
   }
-  await Promise.all([informer.start(), secrets.start(), usageReports.start()]);
+  await Promise.all([informer.start(), secrets.start()]);
+  // Usage history is optional: without access to the reports (or before they list), keys are
+  // still reconciled, so startup does not wait for this informer.
+  void usageReports.start();
 
   // Leading: ensure the master key, then run workers until leadership ends.
   let workers: AbortController | undefined;
