@@ -18,8 +18,8 @@ import {
   type KubernetesObject,
   makeInformer,
 } from '@kubernetes/client-node';
-import { MERGE_PATCH, poolConnections } from '../operator/kube.ts';
-import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from '../operator/types.ts';
+import { MERGE_PATCH, poolConnections } from '../engine/kube/client.ts';
+import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from '../engine/kube/key-resource.ts';
 import {
   BIN_DIR,
   type ClusterState,

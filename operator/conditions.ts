@@ -3,8 +3,8 @@
  * `setCondition`, so lastTransitionTime changes only when a condition's status changes (the
  * metav1.Condition contract); a new reason or message alone keeps the old time.
  */
-import type { Condition } from './types.ts';
-import { toKubeTime } from './types.ts';
+import type { Condition } from '../engine/kube/key-resource.ts';
+import { toKubeTime } from '../engine/kube/key-resource.ts';
 
 /** What a caller states about one condition; the helper fills in lastTransitionTime. */
 export interface ConditionUpdate {

@@ -4,10 +4,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { EventsV1Api } from '@kubernetes/client-node';
-import { describeError, microTime } from './kube.ts';
+import { describeError, microTime } from '../engine/kube/client.ts';
+import { KEY_GROUP, KEY_VERSION, type KeyResource } from '../engine/kube/key-resource.ts';
 import type { Logger } from './log.ts';
 import type { PlannedEvent } from './plan.ts';
-import { KEY_GROUP, KEY_VERSION, type KeyResource } from './types.ts';
 
 /** The reportingController of every Event. */
 export const REPORTING_CONTROLLER = 'keyward.io/operator';

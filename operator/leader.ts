@@ -9,7 +9,7 @@
  * All writes carry the resourceVersion read, so two candidates never both win.
  */
 import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node';
-import { describeError, isConflict, isNotFound, microTime } from './kube.ts';
+import { describeError, isConflict, isNotFound, microTime } from '../engine/kube/client.ts';
 import type { Logger } from './log.ts';
 
 /** Options of the elector. */

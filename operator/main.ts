@@ -21,16 +21,16 @@ import {
 } from '@kubernetes/client-node';
 import { parseUsageReport, USAGE_REPORT_LABEL, type UsageReport } from '../engine/cluster/usage-report.ts';
 import { DEFAULT_DELETION_DELAY_MS } from '../engine/keys/lifecycle.ts';
+import { describeError, poolConnections } from '../engine/kube/client.ts';
+import { SupervisedInformer } from '../engine/kube/informer-supervisor.ts';
+import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from '../engine/kube/key-resource.ts';
+import { KEY_NAME_LABEL, KEY_NAMESPACE_LABEL, MATERIAL_LABEL } from '../engine/kube/material-secret.ts';
 import { EventRecorder } from './events.ts';
-import { SupervisedInformer } from './informer-supervisor.ts';
-import { describeError, poolConnections } from './kube.ts';
 import { LeaderElector } from './leader.ts';
 import { createLogger, type Logger } from './log.ts';
-import { KEY_NAME_LABEL, KEY_NAMESPACE_LABEL, MATERIAL_LABEL } from './material-secret.ts';
 import { ensureMasterKey, MASTER_KEY_SECRET, MaterialStore } from './material-store.ts';
 import { OperatorMetrics, startHealthServer } from './metrics.ts';
 import { KeyReconciler, queueKey } from './reconciler.ts';
-import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from './types.ts';
 import { reportsForKey } from './usage.ts';
 import { runWorkers, WorkQueue } from './workqueue.ts';
 

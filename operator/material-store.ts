@@ -8,19 +8,21 @@ import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import { fingerprint } from '../engine/crypto/fingerprint.ts';
 import { generateMaterialAsync } from '../engine/crypto/material.ts';
 import { wrapMaterial } from '../engine/crypto/wrap.ts';
-import { isConflict, isNotFound } from './kube.ts';
+import { isConflict, isNotFound } from '../engine/kube/client.ts';
+import {
+  MASTER_KEY_ENTRY,
+  MASTER_KEY_SECRET,
+  masterKeyFromSecret,
+} from '../engine/kube/master-key-secret.ts';
 import {
   decodeMaterialSecret,
   encodeMaterialSecret,
   MANAGED_BY,
   materialSecretName,
   type StoredKey,
-} from './material-secret.ts';
+} from '../engine/kube/material-secret.ts';
 
-/** Default name of the master-key Secret. */
-export const MASTER_KEY_SECRET = 'keyward-master-key';
-/** `data` entry holding the 32-byte master key. */
-export const MASTER_KEY_ENTRY = 'master.key';
+export { MASTER_KEY_ENTRY, MASTER_KEY_SECRET } from '../engine/kube/master-key-secret.ts';
 
 /**
  * Returns the master key from Secret `name`, creating it with 32 random bytes when absent. An
@@ -34,7 +36,7 @@ export async function ensureMasterKey(
 ): Promise<KeyObject> {
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
-      return masterKeyFrom(await core.readNamespacedSecret({ name, namespace }));
+      return masterKeyFromSecret(await core.readNamespacedSecret({ name, namespace }));
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
@@ -59,17 +61,6 @@ export async function ensureMasterKey(
     }
   }
   throw new Error('could not read or create the master-key Secret');
-}
-
-function masterKeyFrom(secret: V1Secret): KeyObject {
-  const value = secret.data?.[MASTER_KEY_ENTRY];
-  const raw = value === undefined ? undefined : Buffer.from(value, 'base64');
-  if (raw === undefined || raw.length !== 32) {
-    throw new Error(`the master-key Secret must hold 32 bytes in data["${MASTER_KEY_ENTRY}"]`);
-  }
-  const key = createSecretKey(raw);
-  raw.fill(0);
-  return key;
 }
 
 /** A material Secret as read: the decoded key and the resourceVersion to write against. */

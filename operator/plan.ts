@@ -23,7 +23,6 @@ import {
   transition,
 } from '../engine/keys/lifecycle.ts';
 import type { KeyRecord, KeySpec } from '../engine/keys/model.ts';
-import type { StoredKey } from './material-secret.ts';
 import {
   CANCEL_DELETION_ANNOTATION,
   DELETE_NOW_ANNOTATION,
@@ -32,7 +31,8 @@ import {
   kubeTimeMs,
   ROTATE_ANNOTATION,
   toKubeTime,
-} from './types.ts';
+} from '../engine/kube/key-resource.ts';
+import type { StoredKey } from '../engine/kube/material-secret.ts';
 import { foldUsage } from './usage.ts';
 
 /** An Event to record on the Key. Messages never hold anything secret. */

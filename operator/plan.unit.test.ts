@@ -1,9 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { DAY_MS, type LifecycleOptions } from '../engine/keys/lifecycle.ts';
-import { decodeMaterialSecret, encodeMaterialSecret, type StoredKey } from './material-secret.ts';
+import { FINALIZER, type KeyResource } from '../engine/kube/key-resource.ts';
+import {
+  decodeMaterialSecret,
+  encodeMaterialSecret,
+  type StoredKey,
+} from '../engine/kube/material-secret.ts';
 import { type PlanInput, planReconcile } from './plan.ts';
 import { buildStatus } from './status.ts';
-import { FINALIZER, type KeyResource } from './types.ts';
 
 const NOW = Date.parse('2026-11-29T10:00:00Z');
 const LC: LifecycleOptions = { deletionDelayMs: 20_000 };

@@ -13,13 +13,7 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { UsageReport } from '../engine/cluster/usage-report.ts';
 import type { LifecycleOptions } from '../engine/keys/lifecycle.ts';
-import type { EventRecorder } from './events.ts';
-import { isNotFound, MERGE_PATCH } from './kube.ts';
-import type { Logger } from './log.ts';
-import type { StoredKey } from './material-secret.ts';
-import type { MaterialStore } from './material-store.ts';
-import { planReconcile } from './plan.ts';
-import { buildStatus, sameStatus } from './status.ts';
+import { isNotFound, MERGE_PATCH } from '../engine/kube/client.ts';
 import {
   FINALIZER,
   KEY_GROUP,
@@ -27,7 +21,13 @@ import {
   KEY_VERSION,
   type KeyResource,
   type KeyResourceStatus,
-} from './types.ts';
+} from '../engine/kube/key-resource.ts';
+import type { StoredKey } from '../engine/kube/material-secret.ts';
+import type { EventRecorder } from './events.ts';
+import type { Logger } from './log.ts';
+import type { MaterialStore } from './material-store.ts';
+import { planReconcile } from './plan.ts';
+import { buildStatus, sameStatus } from './status.ts';
 import type { WorkResult } from './workqueue.ts';
 
 /** How long our own status write stands in for a cache that has not shown it yet. */

@@ -4,11 +4,11 @@
  * status does. Nothing secret is read or written here: the record's wrapped material is ignored.
  */
 import { nextRotationTime } from '../engine/keys/lifecycle.ts';
+import type { KeyResource, KeyResourceStatus } from '../engine/kube/key-resource.ts';
+import { toKubeTime } from '../engine/kube/key-resource.ts';
+import type { StoredKey } from '../engine/kube/material-secret.ts';
 import { setConditions } from './conditions.ts';
-import type { StoredKey } from './material-secret.ts';
 import type { MaterialConflict } from './plan.ts';
-import type { KeyResource, KeyResourceStatus } from './types.ts';
-import { toKubeTime } from './types.ts';
 
 /**
  * The status of `key` given its material after reconciliation (`stored`), or the conflict that

@@ -13,7 +13,7 @@ import {
   type UsageReport,
 } from '../engine/cluster/usage-report.ts';
 import type { KeyOperation } from '../engine/keys/model.ts';
-import type { StoredKey } from './material-secret.ts';
+import type { StoredKey } from '../engine/kube/material-secret.ts';
 
 /** Per engine instance (`identity/instance`): the cumulative counts already folded. */
 export type UsageSeen = Record<string, Partial<Record<KeyOperation, number>>>;

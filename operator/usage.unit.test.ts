@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { UsageReport } from '../engine/cluster/usage-report.ts';
 import { createKeyRecord } from '../engine/keys/lifecycle.ts';
-import type { StoredKey } from './material-secret.ts';
-import { decodeMaterialSecret, encodeMaterialSecret } from './material-secret.ts';
+import type { StoredKey } from '../engine/kube/material-secret.ts';
+import { decodeMaterialSecret, encodeMaterialSecret } from '../engine/kube/material-secret.ts';
 import { foldUsage, reportsForKey } from './usage.ts';
 
 const T = Date.parse('2026-11-29T10:00:00Z');

@@ -11,14 +11,14 @@
 import type { JsonWebKey, KeyObject } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { InformerEvent } from '../../operator/informer-supervisor.ts';
-import { decodeMaterialSecret, materialSecretName, type StoredKey } from '../../operator/material-secret.ts';
-import { type KeyResource, kubeTimeMs } from '../../operator/types.ts';
 import { fingerprint } from '../crypto/fingerprint.ts';
 import type { CryptoEngine, KeyRing } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import type { KeyOperation, KeyRecord } from '../keys/model.ts';
 import { checkRegion } from '../keys/spec.ts';
+import type { InformerEvent } from '../kube/informer-supervisor.ts';
+import { type KeyResource, kubeTimeMs } from '../kube/key-resource.ts';
+import { decodeMaterialSecret, materialSecretName, type StoredKey } from '../kube/material-secret.ts';
 import type {
   BatchInputs,
   BatchOperation,

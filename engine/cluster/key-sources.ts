@@ -4,7 +4,7 @@
  * errors and stalls, see operator/informer-supervisor.ts), and the master key from the Secret the
  * operator creates. Nothing here writes.
  */
-import { createSecretKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -15,11 +15,11 @@ import {
   type V1Secret,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { type InformerEvent, SupervisedInformer } from '../../operator/informer-supervisor.ts';
-import { describeError, isNotFound } from '../../operator/kube.ts';
-import { MATERIAL_LABEL } from '../../operator/material-secret.ts';
-import { MASTER_KEY_ENTRY, MASTER_KEY_SECRET } from '../../operator/material-store.ts';
-import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from '../../operator/types.ts';
+import { describeError, isNotFound } from '../kube/client.ts';
+import { type InformerEvent, SupervisedInformer } from '../kube/informer-supervisor.ts';
+import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from '../kube/key-resource.ts';
+import { MASTER_KEY_SECRET, masterKeyFromSecret } from '../kube/master-key-secret.ts';
+import { MATERIAL_LABEL } from '../kube/material-secret.ts';
 
 /** The label selector of material Secrets. */
 export const MATERIAL_SELECTOR = `${MATERIAL_LABEL}=true`;
@@ -124,7 +124,7 @@ export class KeySources {
           name: this.#masterName,
           namespace: this.namespace,
         });
-        this.#master = masterKeyFrom(secret);
+        this.#master = masterKeyFromSecret(secret);
         this.#log.info({ secret: this.#masterName }, 'master key loaded');
         return;
       } catch (err) {
@@ -140,16 +140,4 @@ export class KeySources {
       delay = Math.min(delay * 2, 5_000);
     }
   }
-}
-
-/** The 32-byte master key of the Secret; an error that names the entry, never its bytes. */
-function masterKeyFrom(secret: V1Secret): KeyObject {
-  const value = secret.data?.[MASTER_KEY_ENTRY];
-  const raw = value === undefined ? undefined : Buffer.from(value, 'base64');
-  if (raw === undefined || raw.length !== 32) {
-    throw new Error(`the master-key Secret must hold 32 bytes in data["${MASTER_KEY_ENTRY}"]`);
-  }
-  const key = createSecretKey(raw);
-  raw.fill(0);
-  return key;
 }

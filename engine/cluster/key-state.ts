@@ -6,11 +6,11 @@
  * key that any of them says is not Enabled.
  */
 
-import type { StoredKey } from '../../operator/material-secret.ts';
-import type { KeyResource } from '../../operator/types.ts';
 import { KeywardError } from '../errors.ts';
 import { checkUsable } from '../keys/lifecycle.ts';
 import type { KeyState } from '../keys/model.ts';
+import type { KeyResource } from '../kube/key-resource.ts';
+import type { StoredKey } from '../kube/material-secret.ts';
 
 /** The state the API shows and the engine enforces. */
 export function effectiveState(key: KeyResource, stored: StoredKey): KeyState {

@@ -22,6 +22,7 @@ import {
   type TlsMaterial,
   type TlsMode,
 } from '../http/tls.ts';
+import { poolConnections } from '../kube/client.ts';
 import { ClusterKeyBackend } from './cluster-backend.ts';
 import { InsecureNoAuth } from './insecure-auth.ts';
 import { KeySources } from './key-sources.ts';
@@ -114,7 +115,8 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
       },
     );
   }
-  const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfig);
+  // Reused connections: every uncached TokenReview and SubjectAccessReview is on a request's path.
+  const kc = poolConnections(options.kubeConfig ?? loadKubeConfig(options.kubeconfig));
   const namespace = options.namespace ?? DEFAULT_ENGINE_NAMESPACE;
   const identity = options.identity ?? process.env.POD_NAME ?? hostname();
 

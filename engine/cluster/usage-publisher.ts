@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CoreV1Api, V1ConfigMap } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { describeError, isConflict, isNotFound } from '../../operator/kube.ts';
+import { describeError, isConflict, isNotFound } from '../kube/client.ts';
 import {
   USAGE_REPORT_ENTRY,
   USAGE_REPORT_FORMAT,

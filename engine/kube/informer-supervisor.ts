@@ -10,8 +10,8 @@
  * everything after a restart and misses nothing that changed meanwhile.
  */
 import type { Informer, KubernetesListObject, KubernetesObject, ObjectCache } from '@kubernetes/client-node';
-import { describeError, statusOf } from './kube.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from 'pino';
+import { describeError, statusOf } from './client.ts';
 
 /** What a supervised informer reports. */
 export type InformerEvent = 'add' | 'update' | 'delete';

@@ -3,7 +3,7 @@
  * operator uses for it. The CRD in `crds/keys.keyward.io.yaml` documents each field for users;
  * these types mirror it. Times in status are RFC 3339 strings, as Kubernetes shows them.
  */
-import type { KeyBoundary, KeyOperation, KeyState, KeyUsage } from '../engine/keys/model.ts';
+import type { KeyBoundary, KeyOperation, KeyState, KeyUsage } from '../keys/model.ts';
 
 /** API group of the Key resource. */
 export const KEY_GROUP = 'keyward.io';

@@ -23,7 +23,7 @@ import {
   decodeMaterialSecret,
   encodeMaterialSecret,
   materialSecretName,
-} from '../../operator/material-secret.ts';
+} from '../../engine/kube/material-secret.ts';
 import { MASTER_KEY_ENTRY, MASTER_KEY_SECRET } from '../../operator/material-store.ts';
 import { REPO_ROOT } from '../../scripts/cluster/cluster.ts';
 import { cluster, createNamespace, kubectl, makeKubeConfig, waitFor } from './harness.ts';

@@ -18,9 +18,13 @@ import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { fingerprint } from '../../engine/crypto/fingerprint.ts';
 import { unwrapMaterial } from '../../engine/crypto/wrap.ts';
 import type { KeyUsage } from '../../engine/keys/model.ts';
-import { decodeMaterialSecret, materialSecretName, type StoredKey } from '../../operator/material-secret.ts';
+import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from '../../engine/kube/key-resource.ts';
+import {
+  decodeMaterialSecret,
+  materialSecretName,
+  type StoredKey,
+} from '../../engine/kube/material-secret.ts';
 import { MASTER_KEY_ENTRY, MASTER_KEY_SECRET } from '../../operator/material-store.ts';
-import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from '../../operator/types.ts';
 import { kubeconfigPath, kubectl, makeKubeConfig, waitFor } from '../cluster/harness.ts';
 
 /** Repository root. */
