@@ -121,6 +121,7 @@ describe('the operator ServiceAccount', () => {
       [true, 'update', 'leases.coordination.k8s.io', '-n', ns],
       [true, 'list', 'configmaps', '-n', ns],
       [true, 'watch', 'configmaps', '-n', ns],
+      [true, 'delete', 'configmaps', '-n', ns],
     ]);
   });
 

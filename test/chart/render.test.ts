@@ -279,7 +279,7 @@ describe('helm template with the default values', () => {
     const opNs = find(objects, 'Role', OPERATOR);
     expect(ruleVerbs(opNs, '', 'secrets')).toEqual(['create', 'delete', 'get', 'list', 'update', 'watch']);
     expect(ruleVerbs(opNs, 'coordination.k8s.io', 'leases')).toEqual(['create', 'get', 'update']);
-    expect(ruleVerbs(opNs, '', 'configmaps')).toEqual(['list', 'watch']);
+    expect(ruleVerbs(opNs, '', 'configmaps')).toEqual(['delete', 'list', 'watch']);
 
     const enCluster = find(objects, 'ClusterRole', ENGINE);
     expect(ruleVerbs(enCluster, 'keyward.io', 'keys')).toEqual(['get', 'list', 'watch']);
