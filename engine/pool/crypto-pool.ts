@@ -34,6 +34,10 @@ interface Pending {
   rejecters: Array<(error: KeywardError) => void>;
 }
 
+// The smallest share of a burst worth a task of its own: below it, the message round trip costs
+// more than the work it spreads.
+const MIN_CHUNK = 32;
+
 const WORKER_URL = new URL('./worker.ts', import.meta.url).href;
 
 /** Runs batches of crypto on worker threads; see the module comment. */
@@ -43,12 +47,16 @@ export class CryptoPool {
   readonly #piscina: Piscina<BatchTask, ArrayBuffer>;
   readonly #coalescing = new Map<string, Pending>();
   readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #threads: number;
+  #tasksInFlight = 0;
+  #tasksDispatched = 0;
   #pendingItems = 0;
   #flushScheduled = false;
   #closing = false;
 
   constructor(options: CryptoPoolOptions = {}) {
     const threads = options.threads ?? availableParallelism();
+    this.#threads = threads;
     this.maxBatch = options.maxBatch ?? 512;
     this.maxPendingItems = options.maxPendingItems ?? 65_536;
     this.#piscina = new Piscina({
@@ -63,6 +71,11 @@ export class CryptoPool {
     // Piscina emits 'error' for a worker that dies with no task in flight; the worker is
     // replaced either way, and an unhandled 'error' event would kill the process.
     this.#piscina.on('error', () => {});
+  }
+
+  /** Worker tasks (batches) sent since start: with itemsDispatched, the mean batch size. */
+  get tasksDispatched(): number {
+    return this.#tasksDispatched;
   }
 
   /** Items waiting to be batched or running in a worker. */
@@ -96,14 +109,11 @@ export class CryptoPool {
     pending.items.push(fields);
     pending.resolvers.push(resolve);
     pending.rejecters.push(reject);
-    if (pending.items.length >= this.maxBatch) {
+    if (pending.items.length >= this.maxBatch && this.#tasksInFlight < this.#threads) {
       this.#coalescing.delete(batchKey);
-      this.#dispatch(pending);
-    } else if (!this.#flushScheduled) {
-      // One macrotask turn gathers every caller that became ready in this turn: under load that
-      // is a full batch, when idle it costs well under a millisecond.
-      this.#flushScheduled = true;
-      setImmediate(this.#flush);
+      this.#dispatch(pending, 0, pending.items.length);
+    } else {
+      this.#scheduleFlush();
     }
     return promise;
   }
@@ -154,15 +164,41 @@ export class CryptoPool {
     this.#pendingItems += count;
   }
 
+  // One macrotask turn gathers every caller that became ready in this turn: under load that is
+  // a full batch, when idle it costs well under a millisecond.
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(this.#flush);
+  }
+
+  /**
+   * Sends what has been coalesced to the idle workers, spread over them so that a burst keeps
+   * every thread busy (one batch per burst would leave the other workers and the main thread
+   * waiting). While every worker is busy, items stay here and keep coalescing: a settling task
+   * flushes again, so batches grow with load instead of queueing as many small tasks.
+   */
   readonly #flush = (): void => {
     this.#flushScheduled = false;
-    for (const pending of this.#coalescing.values()) this.#dispatch(pending);
-    this.#coalescing.clear();
+    for (const [batchKey, pending] of this.#coalescing) {
+      const idle = this.#threads - this.#tasksInFlight;
+      if (idle <= 0 && !this.#closing) return;
+      this.#coalescing.delete(batchKey);
+      const count = pending.items.length;
+      const chunks = Math.max(
+        Math.ceil(count / this.maxBatch),
+        Math.min(Math.max(idle, 1), Math.ceil(count / MIN_CHUNK)),
+      );
+      const size = Math.ceil(count / chunks);
+      for (let start = 0; start < count; start += size)
+        this.#dispatch(pending, start, Math.min(count, start + size));
+    }
   };
 
-  #dispatch(pending: Pending): void {
-    const { resolvers, rejecters } = pending;
-    this.#runTask(pending.op, pending.key, pending.params, pending.items).then(
+  #dispatch(pending: Pending, start: number, end: number): void {
+    const resolvers = pending.resolvers.slice(start, end);
+    const rejecters = pending.rejecters.slice(start, end);
+    this.#runTask(pending.op, pending.key, pending.params, pending.items.slice(start, end)).then(
       (outcomes) => {
         for (let i = 0; i < outcomes.length; i++) resolvers[i]!(outcomes[i]!);
       },
@@ -188,8 +224,12 @@ export class CryptoPool {
       })
       .finally(() => {
         this.#pendingItems -= items.length;
+        this.#tasksInFlight--;
         this.#inFlight.delete(task);
+        if (this.#coalescing.size > 0) this.#scheduleFlush();
       });
+    this.#tasksInFlight++;
+    this.#tasksDispatched++;
     this.#inFlight.add(task);
     return task;
   }

@@ -109,12 +109,23 @@ describe('CryptoPool', () => {
 
   it('coalesces concurrent single calls into shared batches', async () => {
     const engine = newEngine({ threads: 1 });
+    const before = engine.pool.tasksDispatched;
     const ops = Array.from({ length: 300 }, () => engine.encrypt(aes, { plaintext: Buffer.from('x') }));
-    // All 300 were queued in one turn, so at most one task per 512 items was needed; the pool
-    // counts them as pending until their batch settles.
     expect(engine.pool.pendingItems).toBe(300);
     await Promise.all(ops);
+    // 300 calls made in one turn, one idle worker: one task carried them all.
+    expect(engine.pool.tasksDispatched - before).toBe(1);
     expect(engine.pool.pendingItems).toBe(0);
+  });
+
+  it('spreads a burst of single calls over the idle workers', async () => {
+    const engine = newEngine({ threads: 2 });
+    await engine.encrypt(aes, { plaintext: Buffer.from('warm') });
+    const before = engine.pool.tasksDispatched;
+    await Promise.all(
+      Array.from({ length: 256 }, () => engine.encrypt(aes, { plaintext: Buffer.from('x') })),
+    );
+    expect(engine.pool.tasksDispatched - before).toBe(2);
   });
 
   it('fails only the callers of a worker killed mid-batch, with a retryable error, and recovers', async () => {
