@@ -15,6 +15,7 @@ import {
   type DataKeyOutput,
   type DecryptInput,
   type EncryptInput,
+  finishPlan,
   type KeyRing,
   type PlaintextOutput,
   type Plan,
@@ -174,7 +175,10 @@ export class CryptoEngine {
   }
 
   async #single<T>(plan: Plan<T>): Promise<T> {
-    return plan.finish(await this.pool.submit(plan.op, plan.key, plan.params, plan.batchKey, plan.fields));
+    return finishPlan(
+      plan,
+      await this.pool.submit(plan.op, plan.key, plan.params, plan.batchKey, plan.fields),
+    );
   }
 
   async #batchReEncrypt(
@@ -233,7 +237,7 @@ export class CryptoEngine {
           );
           outcomes.forEach((outcome, j) => {
             try {
-              results[indexes[j]!] = { ok: true, value: plans[j]!.finish(outcome) };
+              results[indexes[j]!] = { ok: true, value: finishPlan(plans[j]!, outcome) };
             } catch (error) {
               results[indexes[j]!] = { ok: false, error: asKeywardError(error) };
             }

@@ -70,7 +70,13 @@ export interface DataKeyOutput {
   keyVersion: number;
 }
 
-/** One item ready for the pool, with the function that turns its outcome into the API result. */
+/** How a worker outcome becomes the API result (see `finishPlan`). */
+type ResultKind = 'ciphertext' | 'plaintext' | 'signature' | 'verify' | 'data-key';
+
+/**
+ * One item ready for the pool, and what `finishPlan` needs to turn its outcome into the API
+ * result. Plain data, no closure: a batch allocates as little per item as it can.
+ */
 export interface Plan<T> {
   op: WorkerOp;
   key: TaskKey;
@@ -78,7 +84,44 @@ export interface Plan<T> {
   /** Items with equal batch keys may share a worker task. */
   batchKey: string;
   fields: ItemFields;
-  finish(outcome: ItemOutcome): T;
+  result: ResultKind;
+  /** The key version the result names (encrypt, sign, data-key). */
+  version: number;
+  /** data-key: plaintext bytes at the start of the outcome, and whether the caller gets them. */
+  dataKeyBytes?: number;
+  includePlaintext?: boolean;
+  /** Phantom: the result type. */
+  readonly _result?: T;
+}
+
+/** Turns a worker outcome into the API result of `plan`, or throws the item's error. */
+export function finishPlan<T>(plan: Plan<T>, outcome: ItemOutcome): T {
+  return finishAny(plan, outcome) as T;
+}
+
+function finishAny(plan: Plan<unknown>, outcome: ItemOutcome): unknown {
+  switch (plan.result) {
+    case 'verify':
+      return { valid: typeof outcome !== 'number' && outcome[0] === 1 };
+    case 'ciphertext':
+      if (typeof outcome === 'number') failed(outcome);
+      return { ciphertext: formatCiphertext(plan.version, outcome), keyVersion: plan.version };
+    case 'plaintext':
+      if (typeof outcome === 'number') failed(outcome);
+      return { plaintext: outcome };
+    case 'signature':
+      if (typeof outcome === 'number') failed(outcome, 'data');
+      return { signature: formatCiphertext(plan.version, outcome), keyVersion: plan.version };
+    case 'data-key': {
+      if (typeof outcome === 'number') failed(outcome, 'data-key');
+      const bytes = plan.dataKeyBytes!;
+      const ciphertext = formatCiphertext(plan.version, outcome.subarray(bytes));
+      if (plan.includePlaintext)
+        return { ciphertext, plaintext: outcome.subarray(0, bytes), keyVersion: plan.version };
+      outcome.fill(0, 0, bytes); // the caller asked not to see it: do not leave it in memory either
+      return { ciphertext, keyVersion: plan.version };
+    }
+  }
 }
 
 /** Which usages allow which operation (PRODUCT.md §2). */
@@ -120,7 +163,14 @@ export function taskKey(ring: KeyRing, version: number): TaskKey | undefined {
   if (key === undefined) {
     const material = ring.material(version);
     if (material === undefined) return undefined;
-    key = { id: `${ring.id}#${version}`, usage: ring.usage, convergent: ring.convergent, material };
+    // An exact-size copy: a view into a larger (pooled) buffer would send the whole buffer to the
+    // worker with every task, since structured clone copies a view's entire backing store.
+    key = {
+      id: `${ring.id}#${version}`,
+      usage: ring.usage,
+      convergent: ring.convergent,
+      material: new Uint8Array(material),
+    };
     versions.set(version, key);
   }
   return key;
@@ -171,10 +221,8 @@ export function planEncrypt(ring: KeyRing, input: EncryptInput): Plan<Ciphertext
     params: {},
     batchKey: `${key.id}|${op}`,
     fields: op === 'rsa-encrypt' ? [input.plaintext] : [input.plaintext, input.aad, input.context],
-    finish: (outcome) => {
-      if (typeof outcome === 'number') failed(outcome);
-      return { ciphertext: formatCiphertext(version, outcome), keyVersion: version };
-    },
+    result: 'ciphertext',
+    version,
   };
 }
 
@@ -196,10 +244,8 @@ export function planDecrypt(ring: KeyRing, input: DecryptInput): Plan<PlaintextO
     params: {},
     batchKey: `${key.id}|${op}`,
     fields: op === 'rsa-decrypt' ? [body] : [body, input.aad, input.context],
-    finish: (outcome) => {
-      if (typeof outcome === 'number') failed(outcome);
-      return { plaintext: outcome };
-    },
+    result: 'plaintext',
+    version,
   };
 }
 
@@ -228,10 +274,8 @@ export function planSign(ring: KeyRing, input: SignInput): Plan<SignatureOutput>
     params,
     batchKey: `${key.id}|sign|${params.algorithm}|${params.prehashed}`,
     fields: [input.data],
-    finish: (outcome) => {
-      if (typeof outcome === 'number') failed(outcome, 'data');
-      return { signature: formatCiphertext(version, outcome), keyVersion: version };
-    },
+    result: 'signature',
+    version,
   };
 }
 
@@ -257,7 +301,8 @@ export function planVerify(ring: KeyRing, input: VerifyInput): Plan<VerifyOutput
     params,
     batchKey: `${key.id}|verify|${params.algorithm}|${params.prehashed}`,
     fields: [input.data, parsed.body],
-    finish: (outcome) => ({ valid: typeof outcome !== 'number' && outcome[0] === 1 }),
+    result: 'verify',
+    version: parsed.version,
   };
 }
 
@@ -282,12 +327,9 @@ export function planDataKey(ring: KeyRing, input: DataKeyInput): Plan<DataKeyOut
     params: { dataKeyBytes: bytes },
     batchKey: `${key.id}|data-key|${bytes}`,
     fields: [input.aad, input.context],
-    finish: (outcome) => {
-      if (typeof outcome === 'number') failed(outcome, 'data-key');
-      const ciphertext = formatCiphertext(version, outcome.subarray(bytes));
-      if (includePlaintext) return { ciphertext, plaintext: outcome.subarray(0, bytes), keyVersion: version };
-      outcome.fill(0, 0, bytes); // the caller asked not to see it: do not leave it in memory either
-      return { ciphertext, keyVersion: version };
-    },
+    result: 'data-key',
+    version,
+    dataKeyBytes: bytes,
+    includePlaintext,
   };
 }
