@@ -29,7 +29,6 @@ const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 const MAIN = join(import.meta.dirname, '../engine/cli/main.ts');
 const TOKEN = `bench-${randomBytes(16).toString('hex')}`;
 const PLAINTEXT_1K = randomBytes(1024).toString('base64');
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 // ---- the baseline server (child process) ----------------------------------------------------------
 
@@ -37,8 +36,10 @@ function runBaselineServer(): void {
   const key = createSecretKey(randomBytes(32));
   const expected = createHash('sha256').update(tokenFromEnv()).digest();
   const seal = (b64: unknown): { ciphertext: string; keyVersion: number } | { error: { code: string } } => {
-    if (typeof b64 !== 'string' || !BASE64.test(b64)) return { error: { code: 'INVALID_ARGUMENT' } };
+    if (typeof b64 !== 'string') return { error: { code: 'INVALID_ARGUMENT' } };
+    // The same strict check as the engine's edge (engine/http/base64.ts): decode, re-encode, compare.
     const plaintext = Buffer.from(b64, 'base64');
+    if (plaintext.toString('base64') !== b64) return { error: { code: 'INVALID_ARGUMENT' } };
     const nonce = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', key, nonce);
     const body = Buffer.concat([nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
