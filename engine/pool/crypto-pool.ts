@@ -32,12 +32,16 @@ interface Pending {
   items: ItemFields[];
   resolvers: Array<(outcome: ItemOutcome) => void>;
   rejecters: Array<(error: KeywardError) => void>;
+  /** When the first item arrived (performance.now()), to bound its wait. */
+  since: number;
 }
 
 // The smallest share of a burst worth a task of its own: below it, the message round trip costs
 // more than the work it spreads.
 const MIN_CHUNK = 32;
 const TASKS_PER_WORKER = 2;
+// The longest an item waits to be batched (PRODUCT.md §5: a millisecond or less).
+const MAX_WAIT_MS = 1;
 
 const WORKER_URL = new URL('./worker.ts', import.meta.url).href;
 
@@ -54,6 +58,7 @@ export class CryptoPool {
   #tasksDispatched = 0;
   #pendingItems = 0;
   #flushScheduled = false;
+  #waitTimer: ReturnType<typeof setTimeout> | undefined;
   #closing = false;
 
   constructor(options: CryptoPoolOptions = {}) {
@@ -107,7 +112,7 @@ export class CryptoPool {
     this.#admit(1);
     let pending = this.#coalescing.get(batchKey);
     if (pending === undefined) {
-      pending = { op, key, params, items: [], resolvers: [], rejecters: [] };
+      pending = { op, key, params, items: [], resolvers: [], rejecters: [], since: performance.now() };
       this.#coalescing.set(batchKey, pending);
     }
     const { promise, resolve, reject } = Promise.withResolvers<ItemOutcome>();
@@ -169,6 +174,14 @@ export class CryptoPool {
     this.#pendingItems += count;
   }
 
+  #armWaitTimer(): void {
+    if (this.#waitTimer !== undefined) return;
+    this.#waitTimer = setTimeout(() => {
+      this.#waitTimer = undefined;
+      this.#flush();
+    }, MAX_WAIT_MS);
+  }
+
   // One macrotask turn gathers every caller that became ready in this turn: under load that is
   // a full batch, when idle it costs well under a millisecond.
   #scheduleFlush(): void {
@@ -185,11 +198,24 @@ export class CryptoPool {
    */
   readonly #flush = (): void => {
     this.#flushScheduled = false;
+    const now = performance.now();
     for (const [batchKey, pending] of this.#coalescing) {
       const idle = this.#taskSlots - this.#tasksInFlight;
       if (idle <= 0 && !this.#closing) return;
-      this.#coalescing.delete(batchKey);
       const count = pending.items.length;
+      // While other work runs, a small batch waits (at most MAX_WAIT_MS) for company: a task per
+      // handful of items spends more on the thread hop than on the crypto. An idle pool sends at
+      // once, so a lone caller never waits.
+      if (
+        count < MIN_CHUNK &&
+        this.#tasksInFlight > 0 &&
+        now - pending.since < MAX_WAIT_MS &&
+        !this.#closing
+      ) {
+        this.#armWaitTimer();
+        continue;
+      }
+      this.#coalescing.delete(batchKey);
       const chunks = Math.max(
         Math.ceil(count / this.maxBatch),
         Math.min(Math.max(idle, 1), Math.ceil(count / MIN_CHUNK)),
