@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, kubectl } from '../cluster/harness.ts';
 import {
+  createOperatorNamespace,
   getKey,
   installCrd,
   isReady,
@@ -24,7 +25,7 @@ let op: OperatorProcess | undefined;
 beforeAll(async () => {
   await installCrd();
   ns = await createNamespace('kw-del');
-  opNs = await createNamespace('kw-del-op');
+  opNs = await createOperatorNamespace('kw-del-op');
 });
 
 afterAll(async () => {

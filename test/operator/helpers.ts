@@ -25,7 +25,8 @@ import {
   type StoredKey,
 } from '../../engine/kube/material-secret.ts';
 import { MASTER_KEY_ENTRY, MASTER_KEY_SECRET } from '../../operator/material-store.ts';
-import { kubeconfigPath, kubectl, makeKubeConfig, waitFor } from '../cluster/harness.ts';
+import { type ChartServiceAccountKubeconfigs, installChartServiceAccounts } from '../chart/helpers.ts';
+import { createNamespace, kubeconfigPath, kubectl, makeKubeConfig, waitFor } from '../cluster/harness.ts';
 
 /** Repository root. */
 export const ROOT = join(import.meta.dirname, '..', '..');
@@ -202,12 +203,33 @@ export interface StartOptions {
   extra?: string[];
 }
 
-/** Starts `node operator/cli.ts` for the test cluster. */
+/** Kubeconfigs of the chart's ServiceAccounts, by operator namespace (see createOperatorNamespace). */
+const chartCredentials = new Map<string, ChartServiceAccountKubeconfigs>();
+
+/**
+ * Creates the operator's namespace and installs the chart's RBAC and ServiceAccounts into it, so
+ * that `startOperator` runs the operator as the chart's operator ServiceAccount, not as admin:
+ * every suite that uses it proves the chart grants the operator enough (issue 6).
+ */
+export async function createOperatorNamespace(prefix: string): Promise<string> {
+  const namespace = await createNamespace(prefix);
+  chartCredentials.set(namespace, await installChartServiceAccounts(namespace, `rel-${namespace}`));
+  return namespace;
+}
+
+/** The kubeconfig of the chart's engine ServiceAccount for an operator namespace. */
+export function engineKubeconfig(opNs: string): string {
+  const credentials = chartCredentials.get(opNs);
+  if (credentials === undefined) throw new Error(`${opNs} was not made by createOperatorNamespace`);
+  return credentials.engine;
+}
+
+/** Starts `node operator/cli.ts` for the test cluster (as the chart's ServiceAccount when it can). */
 export function startOperator(o: StartOptions): OperatorProcess {
   const args = [
     join(ROOT, 'operator', 'cli.ts'),
     '--kubeconfig',
-    o.kubeconfig ?? kubeconfigPath(),
+    o.kubeconfig ?? chartCredentials.get(o.opNs)?.operator ?? kubeconfigPath(),
     '--namespace',
     o.opNs,
     '--watch-namespace',

@@ -9,6 +9,7 @@ import { parse } from 'yaml';
 import { createNamespace, kubectl } from '../cluster/harness.ts';
 import {
   checkMaterial,
+  createOperatorNamespace,
   getKey,
   installCrd,
   isReady,
@@ -28,7 +29,7 @@ let op: OperatorProcess;
 beforeAll(async () => {
   await installCrd();
   ns = await createNamespace('kw-keys');
-  opNs = await createNamespace('kw-keys-op');
+  opNs = await createOperatorNamespace('kw-keys-op');
   op = startOperator({ opNs, watchNs: ns, identity: 'keys-op', deletionDelay: '60s' });
   await op.port;
 });

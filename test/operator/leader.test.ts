@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, kubectl, waitFor } from '../cluster/harness.ts';
 import {
+  createOperatorNamespace,
   installCrd,
   isReady,
   keyManifest,
@@ -22,7 +23,7 @@ const replicas: OperatorProcess[] = [];
 beforeAll(async () => {
   await installCrd();
   ns = await createNamespace('kw-ha');
-  opNs = await createNamespace('kw-ha-op');
+  opNs = await createOperatorNamespace('kw-ha-op');
 });
 
 afterAll(async () => {

@@ -8,6 +8,7 @@ import { USAGE_REPORT_ENTRY, USAGE_REPORT_LABEL } from '../../engine/cluster/usa
 import { createNamespace, kubectl, waitFor } from '../cluster/harness.ts';
 import {
   clients,
+  createOperatorNamespace,
   installCrd,
   isReady,
   keyManifest,
@@ -25,7 +26,7 @@ let op: OperatorProcess | undefined;
 beforeAll(async () => {
   await installCrd();
   ns = await createNamespace('kw-use');
-  opNs = await createNamespace('kw-use-op');
+  opNs = await createOperatorNamespace('kw-use-op');
 });
 
 afterAll(async () => {
