@@ -11,8 +11,9 @@ import { CryptoEngine } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import { KeyService } from '../service/key-service.ts';
 import { writeFileAtomic } from '../store/atomic-write.ts';
+import { lockDataDir } from '../store/data-dir-lock.ts';
 import { FileKeyStore } from '../store/file-key-store.ts';
-import { loadOrCreateMasterKey } from '../store/master-key.ts';
+import { ensureDataDir, loadOrCreateMasterKey } from '../store/master-key.ts';
 import { loadOrCreateAdminToken } from './admin-token.ts';
 import { TokenAuthenticator } from './auth.ts';
 import { buildServer } from './server.ts';
@@ -73,6 +74,21 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       { field: 'tls' },
     );
   }
+  await ensureDataDir(opts.dataDir);
+  const unlock = await lockDataDir(opts.dataDir);
+  try {
+    return await startLocked(opts, env, unlock);
+  } catch (err) {
+    await unlock();
+    throw err;
+  }
+}
+
+async function startLocked(
+  opts: StandaloneOptions,
+  env: Readonly<Record<string, string | undefined>>,
+  unlock: () => Promise<void>,
+): Promise<Standalone> {
   const master = await loadOrCreateMasterKey(opts.dataDir, env);
   const store = await FileKeyStore.open(opts.dataDir);
   const engine = new CryptoEngine(opts.threads === undefined ? {} : { threads: opts.threads });
@@ -126,6 +142,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       await app.close();
       await service.close();
       await rm(infoPath, { force: true });
+      await unlock();
     })();
     return closing;
   };
