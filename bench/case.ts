@@ -7,6 +7,8 @@ export interface BenchCase {
   name: string;
   /** What the baseline is, for the printed table. */
   baselineLabel: string;
+  /** False to skip the untimed warm-up (a case whose one round is already long). */
+  warmUp?: boolean;
   /** Prepares shared state (keys, servers); called once before the rounds. */
   setup?(): Promise<void>;
   /** Runs the engine path for about `durationMs` and returns what it measured. */

@@ -261,6 +261,7 @@ export function operatorCases(): BenchCase[] {
   return [
     {
       name: 'operator-1000-keys',
+      warmUp: false,
       baselineLabel: `target ${target} keys/s (1000 Keys to Ready, real apiserver)`,
       engine: async () => ({ opsPerSec: (await measureOperatorKeys()).opsPerSec }),
       baseline: async () => ({ opsPerSec: target }),

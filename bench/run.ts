@@ -51,6 +51,11 @@ async function runCase(c: BenchCase, rounds: number, durationMs: number): Promis
   const baseline: BenchSample[] = [];
   const ratios: number[] = [];
   try {
+    // Untimed warm-up of both sides, so no round measures JIT compilation or worker start-up.
+    if (c.warmUp !== false) {
+      await c.engine(Math.min(500, durationMs));
+      await c.baseline(Math.min(500, durationMs));
+    }
     for (let r = 0; r < rounds; r++) {
       // Alternate which side goes first so slow drift of a shared machine hits both alike.
       let e: BenchSample;

@@ -50,6 +50,12 @@ describe('Key CRD validation', () => {
     ['convergent RSA2048', 'conv-rsa', { usage: 'RSA2048', convergent: true }, /spec\.convergent/],
     ['convergent ECDSA', 'conv-ec', { usage: 'ECDSA', convergent: true }, /spec\.convergent/],
     ['Isolated without region', 'iso-noreg', { usage: 'AES256', boundary: 'Isolated' }, /spec\.region/],
+    [
+      'a region on a Global key',
+      'glob-reg',
+      { usage: 'AES256', boundary: 'Global', region: 'kr-1' },
+      /spec\.region is only allowed/,
+    ],
     ['an unknown usage', 'bad-usage', { usage: 'DES' }, /spec\.usage/],
     ['a bad state', 'bad-state', { usage: 'AES256', state: 'Destroyed' }, /spec\.state/],
   ];
