@@ -8,6 +8,7 @@ const clusterSuites = ['test/cluster/**/*.test.ts', 'test/operator/**/*.test.ts'
 export default defineConfig({
   test: {
     pool: 'forks',
+    reporters: ['default', './test/summary-reporter.ts'],
     projects: [
       {
         extends: true,
