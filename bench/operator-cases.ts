@@ -78,6 +78,7 @@ export async function measureOperatorKeys(options: OperatorBenchOptions = {}): P
   const ns = `kw-bench-${suffix}`;
   const opNs = `kw-bench-op-${suffix}`;
   let operator: ChildProcess | undefined;
+  let stopWatcher: () => void = () => undefined;
   try {
     execFileSync(join(BIN_DIR, 'kubectl'), [
       '--kubeconfig',
@@ -160,8 +161,15 @@ export async function measureOperatorKeys(options: OperatorBenchOptions = {}): P
     };
     watcher.on('add', onKey);
     watcher.on('update', onKey);
+    // A dropped watch is restarted, but never after the measurement stopped it: the informer
+    // reports an error when its connection closes, and a restart then would outlive the run.
+    let watching = true;
+    stopWatcher = () => {
+      watching = false;
+      watcher.stop();
+    };
     watcher.on('error', () => {
-      setTimeout(() => void watcher.start().catch(() => undefined), 500);
+      if (watching) setTimeout(() => void (watching && watcher.start().catch(() => undefined)), 500);
     });
     await watcher.start();
 
@@ -188,7 +196,7 @@ export async function measureOperatorKeys(options: OperatorBenchOptions = {}): P
     await Promise.all(Array.from({ length: options.createConcurrency ?? 32 }, creator));
     const createdMs = Date.now() - started;
     await allReady;
-    watcher.stop();
+    stopWatcher();
     const elapsedMs = Date.now() - started;
     return {
       name: 'operator-1000-keys',
@@ -199,6 +207,7 @@ export async function measureOperatorKeys(options: OperatorBenchOptions = {}): P
       createdMs,
     };
   } finally {
+    stopWatcher();
     operator?.kill('SIGKILL');
     if (ownDir !== undefined) {
       await down({ dir: ownDir });

@@ -8,7 +8,7 @@
  * adds versions (a rotation) updates the cache in place, anything else (a new incarnation, a
  * changed wrapped blob) replaces it and zeroes the old material, as does the Secret's deletion.
  */
-import type { JsonWebKey, KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { fingerprint } from '../crypto/fingerprint.ts';
@@ -19,21 +19,8 @@ import { checkRegion } from '../keys/spec.ts';
 import type { InformerEvent } from '../kube/informer-supervisor.ts';
 import { type KeyResource, kubeTimeMs } from '../kube/key-resource.ts';
 import { decodeMaterialSecret, materialSecretName, type StoredKey } from '../kube/material-secret.ts';
-import type {
-  BatchInputs,
-  BatchOperation,
-  BatchOutputs,
-  BatchResult,
-  CiphertextOutput,
-  DataKeyInput,
-  DecryptInput,
-  EncryptInput,
-  KeyBackend,
-  KeyView,
-  SignatureOutput,
-  SignInput,
-  VerifyInput,
-} from '../service/backend.ts';
+import type { KeyBackend, KeyView } from '../service/backend.ts';
+import { CryptoBackend } from '../service/crypto-backend.ts';
 import { MaterialCache } from '../service/rings.ts';
 import { toKeyView } from '../service/view.ts';
 import type { KeySources } from './key-sources.ts';
@@ -70,10 +57,9 @@ function compatible(a: KeyRecord, b: KeyRecord): boolean {
 }
 
 /** See the module comment. */
-export class ClusterKeyBackend implements KeyBackend {
+export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
   readonly admin = undefined;
   readonly #sources: KeySources;
-  readonly #engine: CryptoEngine;
   readonly #counter: UsageCounter;
   readonly #region: string | undefined;
   readonly #log: Logger;
@@ -82,8 +68,8 @@ export class ClusterKeyBackend implements KeyBackend {
   #closed = false;
 
   constructor(o: ClusterBackendOptions) {
+    super(o.engine);
     this.#sources = o.sources;
-    this.#engine = o.engine;
     this.#counter = o.counter;
     this.#region = o.region;
     this.#log = o.log;
@@ -120,10 +106,6 @@ export class ClusterKeyBackend implements KeyBackend {
 
   ready(): boolean {
     return !this.#closed && this.#sources.synced();
-  }
-
-  queueDepth(): number {
-    return this.#engine.pool.pendingItems;
   }
 
   // ---- reads -----------------------------------------------------------------------------------
@@ -163,52 +145,6 @@ export class ClusterKeyBackend implements KeyBackend {
 
   // ---- crypto ----------------------------------------------------------------------------------
 
-  async encrypt(namespace: string, name: string, input: EncryptInput): Promise<CiphertextOutput> {
-    return this.#engine.encrypt(this.#usable(namespace, name, 'encrypt'), input);
-  }
-
-  async decrypt(namespace: string, name: string, input: DecryptInput): Promise<{ plaintext: Buffer }> {
-    return this.#engine.decrypt(this.#usable(namespace, name, 'decrypt'), input);
-  }
-
-  async reEncrypt(namespace: string, name: string, input: DecryptInput): Promise<CiphertextOutput> {
-    return this.#engine.reEncrypt(this.#usable(namespace, name, 're-encrypt'), input);
-  }
-
-  async sign(namespace: string, name: string, input: SignInput): Promise<SignatureOutput> {
-    return this.#engine.sign(this.#usable(namespace, name, 'sign'), input);
-  }
-
-  async verify(namespace: string, name: string, input: VerifyInput): Promise<{ valid: boolean }> {
-    return this.#engine.verify(this.#usable(namespace, name, 'verify'), input);
-  }
-
-  async dataKey(
-    namespace: string,
-    name: string,
-    input: DataKeyInput,
-  ): Promise<{ ciphertext: string; plaintext?: Buffer; keyVersion: number }> {
-    return this.#engine.dataKey(this.#usable(namespace, name, 'generate-data-key'), input);
-  }
-
-  async publicKey(
-    namespace: string,
-    name: string,
-    version?: number,
-  ): Promise<{ keyVersion: number; pem: string; jwk: JsonWebKey }> {
-    return this.#engine.publicKey(this.#usable(namespace, name, 'get-public-key'), version);
-  }
-
-  async batch<O extends BatchOperation>(
-    namespace: string,
-    name: string,
-    op: O,
-    items: BatchInputs[O][],
-  ): Promise<BatchResult<BatchOutputs[O]>[]> {
-    const ring = this.#usable(namespace, name, op, items.length);
-    return this.#engine.batch(op, ring, items);
-  }
-
   /** Stops serving and zeroes every unwrapped version (the engine and sources close elsewhere). */
   close(): void {
     this.#closed = true;
@@ -233,7 +169,7 @@ export class ClusterKeyBackend implements KeyBackend {
   }
 
   /** The ring of a key that may be used here, recording the use. The crypto hot path. */
-  #usable(namespace: string, name: string, op: KeyOperation, count = 1): KeyRing {
+  protected override usableRing(namespace: string, name: string, op: KeyOperation, count: number): KeyRing {
     this.#checkReady();
     const key = this.#sources.keys.get(name, namespace);
     if (key === undefined) throw notFound(name);

@@ -30,24 +30,14 @@ import { KeyedQueue } from '../store/keyed-queue.ts';
 import { validateNamespace } from '../store/namespace.ts';
 import type {
   ActionResult,
-  BatchInputs,
-  BatchOperation,
-  BatchOutputs,
-  BatchResult,
-  CiphertextOutput,
   CreateKeyInput,
-  DataKeyInput,
-  DecryptInput,
-  EncryptInput,
   KeyAction,
   KeyAdmin,
   KeyBackend,
   KeyPatch,
   KeyView,
-  SignatureOutput,
-  SignInput,
-  VerifyInput,
 } from './backend.ts';
+import { CryptoBackend } from './crypto-backend.ts';
 import { MaterialCache } from './rings.ts';
 import { Scheduler } from './scheduler.ts';
 import { UsageRecorder, withUsage } from './usage.ts';
@@ -84,11 +74,10 @@ function notFound(name: string): KeywardError {
 }
 
 /** See the module comment. Create with `KeyService.start`. */
-export class KeyService implements KeyBackend, KeyAdmin {
+export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   readonly admin: KeyAdmin = this;
   readonly #store: FileKeyStore;
   readonly #master: KeyObject;
-  readonly #engine: CryptoEngine;
   readonly #log: Logger;
   readonly #region: string | undefined;
   readonly #deletionDelayMs: number;
@@ -102,9 +91,9 @@ export class KeyService implements KeyBackend, KeyAdmin {
   #closed = false;
 
   private constructor(opts: KeyServiceOptions) {
+    super(opts.engine);
     this.#store = opts.store;
     this.#master = opts.master;
-    this.#engine = opts.engine;
     this.#log = opts.logger;
     this.#region = opts.region;
     this.#deletionDelayMs = opts.deletionDelayMs ?? DEFAULT_DELETION_DELAY_MS;
@@ -143,10 +132,6 @@ export class KeyService implements KeyBackend, KeyAdmin {
 
   ready(): boolean {
     return this.#ready && !this.#closed;
-  }
-
-  queueDepth(): number {
-    return this.#engine.pool.pendingItems;
   }
 
   // ---- reads -----------------------------------------------------------------------------------
@@ -264,52 +249,6 @@ export class KeyService implements KeyBackend, KeyAdmin {
 
   // ---- crypto ----------------------------------------------------------------------------------
 
-  async encrypt(namespace: string, name: string, input: EncryptInput): Promise<CiphertextOutput> {
-    return this.#engine.encrypt(this.#usable(namespace, name, 'encrypt'), input);
-  }
-
-  async decrypt(namespace: string, name: string, input: DecryptInput): Promise<{ plaintext: Buffer }> {
-    return this.#engine.decrypt(this.#usable(namespace, name, 'decrypt'), input);
-  }
-
-  async reEncrypt(namespace: string, name: string, input: DecryptInput): Promise<CiphertextOutput> {
-    return this.#engine.reEncrypt(this.#usable(namespace, name, 're-encrypt'), input);
-  }
-
-  async sign(namespace: string, name: string, input: SignInput): Promise<SignatureOutput> {
-    return this.#engine.sign(this.#usable(namespace, name, 'sign'), input);
-  }
-
-  async verify(namespace: string, name: string, input: VerifyInput): Promise<{ valid: boolean }> {
-    return this.#engine.verify(this.#usable(namespace, name, 'verify'), input);
-  }
-
-  async dataKey(
-    namespace: string,
-    name: string,
-    input: DataKeyInput,
-  ): Promise<{ ciphertext: string; plaintext?: Buffer; keyVersion: number }> {
-    return this.#engine.dataKey(this.#usable(namespace, name, 'generate-data-key'), input);
-  }
-
-  async publicKey(
-    namespace: string,
-    name: string,
-    version?: number,
-  ): Promise<{ keyVersion: number; pem: string; jwk: import('node:crypto').JsonWebKey }> {
-    return this.#engine.publicKey(this.#usable(namespace, name, 'get-public-key'), version);
-  }
-
-  async batch<O extends BatchOperation>(
-    namespace: string,
-    name: string,
-    op: O,
-    items: BatchInputs[O][],
-  ): Promise<BatchResult<BatchOutputs[O]>[]> {
-    const ring = this.#usable(namespace, name, op, items.length);
-    return this.#engine.batch(op, ring, items);
-  }
-
   // ---- lifecycle plumbing ------------------------------------------------------------------------
 
   /** Writes pending usage history to the store, one write per touched key. */
@@ -336,7 +275,7 @@ export class KeyService implements KeyBackend, KeyAdmin {
     this.#scheduler.stop();
     clearInterval(this.#flushTimer);
     await this.flushUsage();
-    await this.#engine.close();
+    await this.engine.close();
     for (const e of this.#entries.values()) e.cache.destroy();
   }
 
@@ -347,7 +286,12 @@ export class KeyService implements KeyBackend, KeyAdmin {
   }
 
   /** The ring of a key that may be used here, recording the use. The crypto hot path. */
-  #usable(namespace: string, name: string, op: KeyOperation, count = 1): ReturnType<MaterialCache['ring']> {
+  protected override usableRing(
+    namespace: string,
+    name: string,
+    op: KeyOperation,
+    count: number,
+  ): ReturnType<MaterialCache['ring']> {
     const id = indexKey(namespace, name);
     const entry = this.#entries.get(id);
     if (entry === undefined) throw notFound(name);
