@@ -24,7 +24,8 @@ export function formatCiphertext(version: number, body: Uint8Array): string {
   if (!Number.isInteger(version) || version < 1 || version > MAX_FORMAT_VERSION) {
     throw new KeywardError('INTERNAL', 'key version out of range for the ciphertext format');
   }
-  const b64 = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('base64');
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const b64 = bytes.toString('base64');
   return `keyward:v${version}:${b64}`;
 }
 
