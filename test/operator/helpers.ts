@@ -217,6 +217,13 @@ export async function createOperatorNamespace(prefix: string): Promise<string> {
   return namespace;
 }
 
+/** The kubeconfig of the chart's operator ServiceAccount for an operator namespace. */
+export function operatorKubeconfig(opNs: string): string {
+  const credentials = chartCredentials.get(opNs);
+  if (credentials === undefined) throw new Error(`${opNs} was not made by createOperatorNamespace`);
+  return credentials.operator;
+}
+
 /** The kubeconfig of the chart's engine ServiceAccount for an operator namespace. */
 export function engineKubeconfig(opNs: string): string {
   const credentials = chartCredentials.get(opNs);

@@ -7,14 +7,17 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { apiserverUrl, createNamespace, kubectl, makeKubeConfig } from '../cluster/harness.ts';
+import { apiserverUrl, createNamespace, kubectl } from '../cluster/harness.ts';
 import {
+  createOperatorNamespace,
   installCrd,
   isReady,
   keyManifest,
   metric,
   type OperatorProcess,
+  operatorKubeconfig,
   sleep,
   startOperator,
   waitForKey,
@@ -29,7 +32,7 @@ const sockets = new Set<Socket>();
 beforeAll(async () => {
   await installCrd();
   ns = await createNamespace('kw-cut');
-  opNs = await createNamespace('kw-cut-op');
+  opNs = await createOperatorNamespace('kw-cut-op');
   const target = new URL(apiserverUrl());
   proxy = createServer((client) => {
     const upstream = connect(Number(target.port), target.hostname);
@@ -57,7 +60,9 @@ function cutEverything(): number {
 }
 
 it('keeps reconciling after its watch connections are cut', async () => {
-  const kc = makeKubeConfig();
+  // The chart's operator ServiceAccount, through the cutting proxy.
+  const kc = new KubeConfig();
+  kc.loadFromFile(operatorKubeconfig(opNs));
   const port = (proxy.address() as { port: number }).port;
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('no cluster in kubeconfig');
