@@ -1,23 +1,13 @@
 import { createSecretKey, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { invalidCiphertext, KeywardError } from '../errors.ts';
+import { invalidCiphertext } from '../errors.ts';
 import { MIN_AES_BODY, openAesGcm, sealAesGcm } from './aes-gcm.ts';
+import { errorOf } from './fixtures/error-of.ts';
 import { GCM_AES256_VECTORS } from './fixtures/gcm-mcgrew-viega.ts';
 import { GCM_CAVP_AES256_VECTORS } from './fixtures/gcm-nist-cavp.ts';
 import { formatCiphertext, parseCiphertext } from './format.ts';
 
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
-
-/** Captures the thrown error's JSON form, to compare code, message and field at once. */
-function errorOf(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(KeywardError);
-    return (err as KeywardError).toJSON();
-  }
-  return 'did not throw';
-}
 
 const INVALID = invalidCiphertext().toJSON();
 

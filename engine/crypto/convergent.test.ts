@@ -1,6 +1,6 @@
 import { createHmac, createSecretKey, hkdfSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { invalidCiphertext, KeywardError } from '../errors.ts';
+import { invalidCiphertext } from '../errors.ts';
 import { openAesGcm } from './aes-gcm.ts';
 import {
   CONVERGENT_INFO,
@@ -10,20 +10,11 @@ import {
   openConvergent,
   sealConvergent,
 } from './convergent.ts';
+import { errorOf } from './fixtures/error-of.ts';
 import { HKDF_SHA256_VECTORS } from './fixtures/hkdf-rfc5869.ts';
 import { hkdfSha256 } from './hkdf.ts';
 
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
-
-function errorOf(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(KeywardError);
-    return (err as KeywardError).toJSON();
-  }
-  return 'did not throw';
-}
 
 describe('hkdfSha256 (RFC 5869 Appendix A)', () => {
   for (const v of HKDF_SHA256_VECTORS) {

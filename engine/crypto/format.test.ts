@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { invalidCiphertext, KeywardError } from '../errors.ts';
+import { errorOf } from './fixtures/error-of.ts';
 import { formatCiphertext, formatSignature, parseCiphertext, parseSignature } from './format.ts';
-
-function errorOf(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(KeywardError);
-    return (err as KeywardError).toJSON();
-  }
-  return 'did not throw';
-}
 
 describe('formatCiphertext / parseCiphertext', () => {
   it('round-trips every body length 1..64 and several versions', () => {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { invalidCiphertext, KeywardError } from '../errors.ts';
+import { invalidCiphertext } from '../errors.ts';
+import { errorOf } from './fixtures/error-of.ts';
 import { openssl, type Scratch, scratch } from './fixtures/openssl.ts';
 import { formatCiphertext, parseCiphertext } from './format.ts';
 import { MAX_RSA_OAEP_PLAINTEXT } from './limits.ts';
@@ -8,16 +9,6 @@ import { generateMaterial } from './material.ts';
 import { type PreparedKeyPair, prepareKey } from './prepared-key.ts';
 import { exportPublicKey } from './public-key.ts';
 import { decryptRsaOaep, encryptRsaOaep } from './rsa-oaep.ts';
-
-function errorOf(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(KeywardError);
-    return (err as KeywardError).toJSON();
-  }
-  return 'did not throw';
-}
 
 const OAEP = [
   '-pkeyopt',

@@ -1,17 +1,8 @@
 import { createSecretKey, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { invalidCiphertext, KeywardError } from '../errors.ts';
+import { errorOf } from './fixtures/error-of.ts';
 import { unwrapMaterial, WRAP_FORMAT_V1, type WrapBinding, wrapAad, wrapMaterial } from './wrap.ts';
-
-function errorOf(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(KeywardError);
-    return (err as KeywardError).toJSON();
-  }
-  return 'did not throw';
-}
 
 const INVALID = invalidCiphertext('wrapped').toJSON();
 const master = createSecretKey(randomBytes(32));
