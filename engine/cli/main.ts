@@ -14,6 +14,15 @@ import { buildProgram } from './program.ts';
 
 const isVerify = process.argv[2] === 'verify';
 
+// `keyward key list | head`: when the reader goes away, stop quietly, as other CLIs do, instead
+// of dying on an unhandled EPIPE with a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 function fail(message: string, code: number): void {
   process.stderr.write(`keyward: ${message.split('\n')[0]}\n`);
   process.exitCode = isVerify ? 2 : code;

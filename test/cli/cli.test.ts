@@ -1,9 +1,10 @@
 /** The full lifecycle through the `keyward` CLI against a real `keyward serve` process (TLS auto). */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type ServerProcess, startServerProcess } from './harness.ts';
+import { MAIN, runCli, type ServerProcess, startServerProcess } from './harness.ts';
 
 let dataDir: string;
 let server: ServerProcess;
@@ -142,6 +143,24 @@ describe('keyward CLI', { timeout: 120_000 }, () => {
     expect(noServer.code).toBe(1);
     expect(noServer.stderr).toMatch(/^keyward: no server found: set KEYWARD_ADDR/);
     await rm(empty, { recursive: true, force: true });
+  });
+
+  it('exits quietly when its reader closes the pipe (keyward key list | true), not with EPIPE', async () => {
+    await kw(['key', 'create', 'piped', '--usage', 'AES256']);
+    // `true` exits at once, so the CLI writes its answer into a closed pipe.
+    const shell = spawnSync(
+      'bash',
+      [
+        '-c',
+        `"${process.execPath}" "${MAIN}" key list --data-dir "${dataDir}" 2>"$ERR" | true; echo \${PIPESTATUS[0]}`,
+      ],
+      {
+        env: { ...process.env, KEYWARD_TOKEN: '', KEYWARD_ADDR: '', ERR: join(dataDir, 'pipe.err') },
+        encoding: 'utf8',
+      },
+    );
+    expect(shell.stdout.trim()).toBe('0');
+    expect(await readFile(join(dataDir, 'pipe.err'), 'utf8')).toBe('');
   });
 
   it('works from KEYWARD_ADDR and KEYWARD_TOKEN alone, trusting only a given CA', async () => {
