@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
-# Builds the test control plane from Go modules: etcd, kube-apiserver, kubectl
-# and helm, into .controlplane/bin (git-ignored). Versions come from
-# test/controlplane/go.mod; each binary is stamped with them through -ldflags so
-# that `/version`, `kubectl version` and `helm version` tell the truth.
+# Builds the test cluster's binaries from Go modules into .controlplane/bin (git-ignored).
 #
-# A binary is rebuilt only when it is missing or when go.mod, go.sum or this
-# script changed since it was built (a stamp file records their digest), so a
-# warm run costs a hash and nothing else.
+#   control plane (default): etcd, etcdctl, kube-apiserver, kubectl, helm
+#   --node adds the real node's: kubelet, kube-controller-manager, kube-scheduler,
+#                                kube-proxy, coredns
 #
-# Usage: scripts/cluster/build.sh [--force]
+# Versions come from test/controlplane/go.mod (CoreDNS from test/controlplane/coredns/go.mod,
+# a module of its own so that its dependencies never move Kubernetes'); each binary is stamped
+# with them through -ldflags so that `/version`, `kubectl version` and `helm version` tell the
+# truth.
+#
+# A binary is rebuilt only when it is missing or when its module's go.mod/go.sum or this script
+# changed since it was built (a stamp file records their digest), so a warm run costs a hash.
+#
+# Usage: scripts/cluster/build.sh [--force] [--node]
 # Env:   KEYWARD_CP_BIN overrides the output folder.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 MOD="$ROOT/test/controlplane"
+DNS_MOD="$MOD/coredns"
 BIN="${KEYWARD_CP_BIN:-$ROOT/.controlplane/bin}"
 FORCE=0
-[[ "${1:-}" == "--force" ]] && FORCE=1
+NODE=0
+for arg in "$@"; do
+  case "$arg" in
+    --force) FORCE=1 ;;
+    --node) NODE=1 ;;
+    -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "build.sh: unknown argument '$arg' (use --force, --node)" >&2; exit 2 ;;
+  esac
+done
 
 command -v go >/dev/null || { echo "build.sh: Go is required (go.mod says which version)" >&2; exit 1; }
 mkdir -p "$BIN"
@@ -26,13 +40,17 @@ exec 9>"$BIN/.build.lock"
 flock 9
 
 DIGEST="$(cat "$MOD/go.mod" "$MOD/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
-TOOLS=(etcd kube-apiserver kubectl helm)
+DNS_DIGEST="$(cat "$DNS_MOD/go.mod" "$DNS_MOD/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
+TOOLS=(etcd etcdctl kube-apiserver kubectl helm)
+[[ $NODE == 1 ]] && TOOLS+=(kubelet kube-controller-manager kube-scheduler kube-proxy coredns)
+
+digest_of() { if [[ "$1" == coredns ]]; then echo "$DNS_DIGEST"; else echo "$DIGEST"; fi; }
 
 needs_build() {
   local name="$1"
   [[ $FORCE == 1 ]] && return 0
   [[ -x "$BIN/$name" ]] || return 0
-  [[ "$(cat "$BIN/.stamp-$name" 2>/dev/null)" == "$DIGEST" ]] || return 0
+  [[ "$(cat "$BIN/.stamp-$name" 2>/dev/null)" == "$(digest_of "$name")" ]] || return 0
   return 1
 }
 
@@ -41,16 +59,16 @@ for t in "${TOOLS[@]}"; do
   if needs_build "$t"; then todo+=("$t"); fi
 done
 if [[ ${#todo[@]} == 0 ]]; then
-  echo "control plane binaries are up to date in $BIN (${TOOLS[*]})"
+  echo "cluster binaries are up to date in $BIN (${TOOLS[*]})"
   exit 0
 fi
 
-cd "$MOD"
 # The Keyward repo's VCS state says nothing about these tools; CGO off gives
 # static binaries and needs no C compiler, as upstream builds kube-apiserver.
 export GOFLAGS="-buildvcs=false -mod=readonly"
 export CGO_ENABLED=0
 
+cd "$MOD"
 modver() { go list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}' "$1"; }
 K8S="$(modver k8s.io/kubernetes)"             # v1.35.4
 STAGING="$(modver k8s.io/component-base)"     # v0.35.4
@@ -74,21 +92,28 @@ done
 etcd_ldflags="-X go.etcd.io/etcd/api/v3/version.GitSHA=module-$ETCD"
 
 build() {
-  local name="$1" pkg="$2" ldflags="$3" start
+  local name="$1" dir="$2" pkg="$3" ldflags="$4" start
   start=$SECONDS
   echo "building $name from $pkg ..."
-  go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$name.tmp" "$pkg"
+  (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$name.tmp" "$pkg")
   mv -f "$BIN/$name.tmp" "$BIN/$name"
-  echo "$DIGEST" >"$BIN/.stamp-$name"
+  digest_of "$name" >"$BIN/.stamp-$name"
   echo "built $name in $((SECONDS - start)) s"
 }
 
 for t in "${todo[@]}"; do
   case "$t" in
-    etcd) build etcd go.etcd.io/etcd/server/v3 "$etcd_ldflags" ;;
-    kube-apiserver) build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags" ;;
-    kubectl) build kubectl k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags" ;;
-    helm) build helm helm.sh/helm/v3/cmd/helm "$helm_ldflags" ;;
+    etcd) build etcd "$MOD" go.etcd.io/etcd/server/v3 "$etcd_ldflags" ;;
+    etcdctl) build etcdctl "$MOD" go.etcd.io/etcd/etcdctl/v3 "$etcd_ldflags" ;;
+    kube-apiserver) build kube-apiserver "$MOD" k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags" ;;
+    kubectl) build kubectl "$MOD" k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags" ;;
+    helm) build helm "$MOD" helm.sh/helm/v3/cmd/helm "$helm_ldflags" ;;
+    kubelet) build kubelet "$MOD" k8s.io/kubernetes/cmd/kubelet "$k8s_ldflags" ;;
+    kube-controller-manager)
+      build kube-controller-manager "$MOD" k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags" ;;
+    kube-scheduler) build kube-scheduler "$MOD" k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags" ;;
+    kube-proxy) build kube-proxy "$MOD" k8s.io/kubernetes/cmd/kube-proxy "$k8s_ldflags" ;;
+    coredns) build coredns "$DNS_MOD" github.com/coredns/coredns "" ;;
   esac
 done
-echo "control plane binaries ready in $BIN: k8s $K8S, etcd $ETCD, helm $HELM"
+echo "cluster binaries ready in $BIN: k8s $K8S, etcd $ETCD, helm $HELM"
