@@ -227,7 +227,7 @@ export class KmsPlugin {
     if (versionTag(id) !== parsed.tag)
       throw new KeywardError(
         'KEY_NOT_FOUND',
-        `key_id names an earlier incarnation of key ${this.#key} (destroyed and created again); its data cannot be decrypted`,
+        `key_id names a version ${version} that key ${this.#key} does not have: an earlier incarnation of the key (destroyed and created again) or a forged key_id`,
         { field: 'key_id' },
       );
     this.#checkUsable(snap);
