@@ -10,7 +10,6 @@ import { kmsClientConstructor } from '../../engine/kms/proto.ts';
 import { MAIN } from '../cli/harness.ts';
 
 export { MAIN, runCli, startServerProcess } from '../cli/harness.ts';
-export { waitFor } from '../cluster/harness.ts';
 
 type Callback<T> = (err: ServiceError | null, value?: T) => void;
 interface RawClient {
@@ -141,4 +140,28 @@ export async function startPlugin(
     await new Promise((r) => setTimeout(r, 50));
   }
   return plugin;
+}
+
+/**
+ * Polls `check` until it returns a value other than undefined, or throws after `timeoutMs`.
+ * (test/cluster/harness.ts has the same helper, but importing it pulls vitest into the bench.)
+ */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+  intervalMs = 200,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
 }

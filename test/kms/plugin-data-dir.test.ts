@@ -116,7 +116,8 @@ describe('kms-plugin with a local data dir', () => {
     await bad(p.client.encrypt(Buffer.alloc(0)), GrpcStatus.INVALID_ARGUMENT, /plaintext must not be empty/);
     await bad(p.client.encrypt(Buffer.alloc(513)), GrpcStatus.INVALID_ARGUMENT, /at most 512 bytes/);
     const flipped = Buffer.from(v1Ciphertext);
-    flipped[flipped.length - 3] ^= 1;
+    const at = flipped.length - 3;
+    flipped[at] = flipped[at]! ^ 1;
     await bad(p.client.decrypt(flipped, v1KeyId), GrpcStatus.INVALID_ARGUMENT, /ciphertext is invalid/);
     await bad(
       p.client.decrypt(Buffer.from('garbage'), v1KeyId),

@@ -140,7 +140,7 @@ describe('kms-plugin with a remote engine', () => {
     await local.stop();
   });
 
-  it("follows a rotation and reports a disabled key", async () => {
+  it('follows a rotation and reports a disabled key', async () => {
     const before = (await p.client.status()).key_id;
     old = await p.client.encrypt(seed());
     await cli('key', 'rotate', 'etcd-kek');
