@@ -116,7 +116,7 @@ async function plugins(): Promise<PluginPair> {
     join(root, 'engine.sock'),
     ['--key', 'default/etcd-kek', '--data-dir', dataDir],
     {
-      env: { KEYWARD_LOG_LEVEL: 'warn' },
+      env: { KEYWARD_LOG_LEVEL: 'info' },
     },
   );
   const baselineSocket = join(root, 'baseline.sock');
@@ -231,7 +231,7 @@ function apiserverStartCase(): BenchCase {
       const dataDir = await dataDirWithKey(root);
       const socket = join(root, 'kms.sock');
       const plugin = await startPlugin(socket, ['--key', 'default/etcd-kek', '--data-dir', dataDir], {
-        env: { KEYWARD_LOG_LEVEL: 'warn' },
+        env: { KEYWARD_LOG_LEVEL: 'info' },
       });
       const base = join(DEFAULT_CLUSTER_DIR, 'runs', `bench-kms-${process.pid}`);
       const kms = await KmsControlPlane.start(join(base, 'kms'), encryptionConfig('keyward', socket));

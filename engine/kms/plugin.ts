@@ -9,7 +9,8 @@
  *   cannot pin the version (a remote engine, which always uses its current one) and finds the key
  *   rotated since Status refuses the Encrypt: the next Status reports the new `key_id`.
  * - Status answers `healthz: "ok"` only after a fresh encrypt/decrypt round trip through the
- *   backend; otherwise healthz says why, in one line, and the apiserver shows it in /readyz.
+ *   backend; otherwise healthz says why, in one line (the apiserver shows it in /readyz), and
+ *   the `key_id` is empty (see `status`).
  * - a `key_id` is never reused (key-id.ts, key-id-history.ts).
  * Each ciphertext is bound to its `key_id` as AES-GCM additional data, so a ciphertext presented
  * with another `key_id` does not decrypt.
@@ -90,15 +91,21 @@ export class KmsPlugin {
     this.#log = opts.logger;
   }
 
-  /** The `key_id` Status last reported, if any. */
+  /** The `key_id` of the last healthy Status, if any. */
   get keyId(): string | undefined {
-    return this.#reported?.keyId ?? this.#history.last;
+    return this.#reported?.keyId;
   }
 
   /**
    * Status: reads the key afresh, checks it can serve, runs a round trip, and reports the
    * current version's `key_id`. Concurrent calls share one check. Never throws: a failure is an
-   * unhealthy answer that keeps the last `key_id` (empty only when none was ever reported).
+   * unhealthy answer with the reason in `healthz` and an empty `key_id`.
+   *
+   * Why empty: kube-apiserver (v1.35) extends the life of its current DEK seed on every Status
+   * whose `key_id` matches, healthy or not, but never on an invalid (empty) one. An empty `key_id`
+   * therefore gives every failure, a disabled key or an unreachable engine included, the same
+   * bounded grace as a plugin that is down: writes go on for at most 3 minutes, then stop until
+   * the key serves again. The apiserver keeps its own last `key_id` meanwhile.
    */
   status(timeoutMs: number): Promise<StatusResponse> {
     this.#status ??= this.#checkStatus(timeoutMs).finally(() => {
@@ -116,11 +123,12 @@ export class KmsPlugin {
       healthz = reason(err);
     }
     if (healthz !== this.#health) {
-      if (healthz === 'ok') this.#log.info({ key: this.#key, keyId: this.keyId }, 'kms plugin healthy');
+      if (healthz === 'ok')
+        this.#log.info({ key: this.#key, keyId: this.#reported?.keyId }, 'kms plugin healthy');
       else this.#log.warn({ key: this.#key, healthz }, 'kms plugin unhealthy');
       this.#health = healthz;
     }
-    return { version: KMS_API_VERSION, healthz, key_id: this.keyId ?? '' };
+    return { version: KMS_API_VERSION, healthz, key_id: healthz === 'ok' ? this.#reported!.keyId : '' };
   }
 
   async #probe(timeoutMs: number): Promise<void> {

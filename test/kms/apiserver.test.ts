@@ -172,7 +172,7 @@ describe('Secrets at rest through keyward kms-plugin', () => {
     }
   });
 
-  it("a disabled key fails the apiserver's kms-providers check with the plugin's reason, and enabling it recovers", async () => {
+  it("a disabled key fails the apiserver's kms-providers check with the plugin's reason, a restarted apiserver cannot use Secrets, and enabling recovers", async () => {
     await keyCli('disable', 'etcd-kek');
     const body = await waitFor(
       'kms-providers to fail',
@@ -183,17 +183,28 @@ describe('Secrets at rest through keyward kms-plugin', () => {
       60_000,
       1_000,
     );
-    expect(body).toContain('key default/etcd-kek is Disabled');
+    expect(body).toContain('got unexpected healthz status: key default/etcd-kek is Disabled');
+    // A disabled key gives no key_id: a new apiserver gets no DEK seed, so it can neither read
+    // Secrets it has not opened nor write any (the running one stops writing within 3 minutes,
+    // as with a stopped plugin below).
+    await cp.restartApiserver({ ready: false });
+    const read = await cp.kubectl(['get', 'secret', '-n', ns, 'before-0']);
+    expect(read.code).not.toBe(0);
+    expect(read.stderr).toMatch(/Internal error occurred/);
+    const write = await cp.kubectl(['create', '-f', '-'], secretManifest('while-disabled', 'x'));
+    expect(write.code).not.toBe(0);
+
     await keyCli('enable', 'etcd-kek');
     await waitFor(
-      'kms-providers to pass',
-      async () => ((await cp.health('/readyz/kms-providers')).status === 200 ? true : undefined),
+      'the apiserver to become ready',
+      async () => ((await cp.health('/readyz')).status === 200 ? true : undefined),
       60_000,
       1_000,
     );
+    for (const [name, value] of secrets) expect(await readSecret(name)).toBe(value);
     await createSecret('after-enable');
     expect(await readSecret('after-enable')).toBe(secrets.get('after-enable'));
-  });
+  }, 180_000);
 
   it('with the plugin stopped: /readyz reports kms-providers, writes fail clearly once the DEK expires, and all recovers when it returns', async () => {
     await stopKmsPlugin();

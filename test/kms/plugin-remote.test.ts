@@ -151,7 +151,7 @@ describe('kms-plugin with a remote engine', () => {
 
     await cli('key', 'disable', 'etcd-kek');
     expect(await unhealthy(p)).toMatch(/^key default\/etcd-kek is Disabled/);
-    expect((await p.client.status()).key_id).toBe(after);
+    expect((await p.client.status()).key_id).toBe('');
     expect((await grpcError(p.client.encrypt(seed()))).code).toBe(GrpcStatus.FAILED_PRECONDITION);
     await cli('key', 'enable', 'etcd-kek');
     expect(await healthy(p)).toBe(after);
@@ -165,7 +165,7 @@ describe('kms-plugin with a remote engine', () => {
       const st = await p.client.status(20_000);
       expect(Date.now() - started).toBeLessThan(10_000);
       expect(st.healthz).toMatch(/^the engine at https:\/\/127\.0\.0\.1:\d+ did not answer within \d+ ms$/);
-      expect(st.key_id).toBe(keyId);
+      expect(st.key_id).toBe('');
       const err = await grpcError(p.client.decrypt(old.ciphertext, old.key_id, 20_000));
       expect(err.code).toBe(GrpcStatus.UNAVAILABLE);
       expect(err.details).toMatch(/did not answer within/);
@@ -183,7 +183,7 @@ describe('kms-plugin with a remote engine', () => {
       healthz: expect.stringMatching(
         /^cannot reach the engine at https:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)$/,
       ),
-      key_id: keyId,
+      key_id: '',
     });
     expect((await grpcError(p.client.encrypt(seed()))).code).toBe(GrpcStatus.UNAVAILABLE);
     server = await startServerProcess(dataDir, ['--port', String(port)]);
