@@ -182,6 +182,20 @@ describe('kms-plugin with a local data dir', () => {
     expect((await p.client.decrypt(v1Ciphertext, v1KeyId)).plaintext.equals(v1Seed)).toBe(true);
   });
 
+  it('a hung plugin (SIGSTOP) times the caller out, and answers normally after SIGCONT', async () => {
+    p.proc.kill('SIGSTOP');
+    try {
+      const err = await grpcError(p.client.status(1_000));
+      expect(err.code).toBe(GrpcStatus.DEADLINE_EXCEEDED);
+      // Calls queued while it was stopped arrive past their deadline; they must not upset it.
+      await Promise.allSettled([p.client.encrypt(seed(), 500), p.client.decrypt(v1Ciphertext, v1KeyId, 500)]);
+    } finally {
+      p.proc.kill('SIGCONT');
+    }
+    expect((await p.client.status()).healthz).toBe('ok');
+    expect((await p.client.decrypt(v1Ciphertext, v1KeyId)).plaintext.equals(v1Seed)).toBe(true);
+  });
+
   it('stops cleanly on SIGTERM and removes its socket', async () => {
     expect(await p.stop()).toBe(0);
     expect(existsSync(p.socketPath)).toBe(false);
