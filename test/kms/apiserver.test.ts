@@ -91,6 +91,41 @@ async function storedKeyId(name: string): Promise<string> {
   return m[0];
 }
 
+/** Waits until `path` answers 200 (`pass`) or not (`fail`); resolves with the last body. */
+function health(path: string, want: 'pass' | 'fail', timeoutMs = 60_000): Promise<string> {
+  return waitFor(
+    `${path} to ${want}`,
+    async () => {
+      const res = await cp.health(path);
+      return (res.status === 200) === (want === 'pass') ? res.body : undefined;
+    },
+    timeoutMs,
+    1_000,
+  );
+}
+
+/** A Secret read and a Secret write both fail, and nothing else does. */
+async function secretsUnusable(): Promise<void> {
+  const read = await cp.kubectl(['get', 'secret', '-n', ns, 'before-0']);
+  expect(read.code).not.toBe(0);
+  expect(read.stderr).toMatch(/Internal error occurred/);
+  const write = await cp.kubectl(
+    ['create', '-f', '-'],
+    secretManifest(`refused-${randomBytes(3).toString('hex')}`, 'x'),
+  );
+  expect(write.code).not.toBe(0);
+  expect(write.stderr).toMatch(/Internal error occurred/);
+  // ConfigMaps are not encrypted: they keep working.
+  await cp.kubectlOk(['get', 'configmap', '-n', ns, 'plain']);
+}
+
+/** Every Secret written so far reads back, and a new one can be written and read. */
+async function secretsUsable(name: string): Promise<void> {
+  for (const [n, value] of secrets) expect(await readSecret(n)).toBe(value);
+  await createSecret(name);
+  expect(await readSecret(name)).toBe(secrets.get(name));
+}
+
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'kw-kms-'));
   socketPath = join(root, 'kms.sock');
@@ -174,49 +209,22 @@ describe('Secrets at rest through keyward kms-plugin', () => {
 
   it("a disabled key fails the apiserver's kms-providers check with the plugin's reason, a restarted apiserver cannot use Secrets, and enabling recovers", async () => {
     await keyCli('disable', 'etcd-kek');
-    const body = await waitFor(
-      'kms-providers to fail',
-      async () => {
-        const res = await cp.health('/readyz/kms-providers');
-        return res.status === 200 ? undefined : res.body;
-      },
-      60_000,
-      1_000,
-    );
+    const body = await health('/readyz/kms-providers', 'fail');
     expect(body).toContain('got unexpected healthz status: key default/etcd-kek is Disabled');
     // A disabled key gives no key_id: a new apiserver gets no DEK seed, so it can neither read
     // Secrets it has not opened nor write any (the running one stops writing within 3 minutes,
     // as with a stopped plugin below).
     await cp.restartApiserver({ ready: false });
-    const read = await cp.kubectl(['get', 'secret', '-n', ns, 'before-0']);
-    expect(read.code).not.toBe(0);
-    expect(read.stderr).toMatch(/Internal error occurred/);
-    const write = await cp.kubectl(['create', '-f', '-'], secretManifest('while-disabled', 'x'));
-    expect(write.code).not.toBe(0);
+    await secretsUnusable();
 
     await keyCli('enable', 'etcd-kek');
-    await waitFor(
-      'the apiserver to become ready',
-      async () => ((await cp.health('/readyz')).status === 200 ? true : undefined),
-      60_000,
-      1_000,
-    );
-    for (const [name, value] of secrets) expect(await readSecret(name)).toBe(value);
-    await createSecret('after-enable');
-    expect(await readSecret('after-enable')).toBe(secrets.get('after-enable'));
+    await health('/readyz', 'pass');
+    await secretsUsable('after-enable');
   }, 180_000);
 
   it('with the plugin stopped: /readyz reports kms-providers, writes fail clearly once the DEK expires, and all recovers when it returns', async () => {
     await stopKmsPlugin();
-    const body = await waitFor(
-      'kms-providers to fail',
-      async () => {
-        const res = await cp.health('/readyz/kms-providers');
-        return res.status === 200 ? undefined : res.body;
-      },
-      60_000,
-      1_000,
-    );
+    const body = await health('/readyz/kms-providers', 'fail');
     expect(body).toMatch(
       /kms-provider-0: failed to perform status section of the healthz check for KMS Provider keyward/,
     );
@@ -248,38 +256,18 @@ describe('Secrets at rest through keyward kms-plugin', () => {
     expect(await readSecret('before-0')).toBe(secrets.get('before-0'));
 
     await startKmsPlugin();
-    await waitFor(
-      'kms-providers to pass again',
-      async () => ((await cp.health('/readyz/kms-providers')).status === 200 ? true : undefined),
-      90_000,
-      1_000,
-    );
-    await createSecret('back');
-    expect(await readSecret('back')).toBe(secrets.get('back'));
+    await health('/readyz/kms-providers', 'pass', 90_000);
+    await secretsUsable('back');
   }, 480_000);
 
   it('an apiserver restarted while the plugin is down cannot read or write Secrets, and recovers when the plugin returns', async () => {
     await stopKmsPlugin();
     await cp.restartApiserver({ ready: false });
     expect((await cp.health('/readyz')).status).toBe(500);
-    const read = await cp.kubectl(['get', 'secret', '-n', ns, 'before-0']);
-    expect(read.code).not.toBe(0);
-    expect(read.stderr).toMatch(/Internal error occurred/);
-    const write = await cp.kubectl(['create', '-f', '-'], secretManifest('while-down', 'x'));
-    expect(write.code).not.toBe(0);
-    expect(write.stderr).toMatch(/Internal error occurred/);
-    // Nothing else is affected: ConfigMaps are not encrypted.
-    await cp.kubectlOk(['get', 'configmap', '-n', ns, 'plain']);
+    await secretsUnusable();
 
     await startKmsPlugin();
-    await waitFor(
-      'the apiserver to become ready',
-      async () => ((await cp.health('/readyz')).status === 200 ? true : undefined),
-      90_000,
-      1_000,
-    );
-    for (const [name, value] of secrets) expect(await readSecret(name)).toBe(value);
-    await createSecret('after-recovery');
-    expect(await readSecret('after-recovery')).toBe(secrets.get('after-recovery'));
+    await health('/readyz', 'pass', 90_000);
+    await secretsUsable('after-recovery');
   }, 300_000);
 });

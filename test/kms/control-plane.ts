@@ -70,6 +70,8 @@ function run(
         resolve({ code: error ? (error.code as number) : 0, stdout, stderr: stderr.toString('utf8') });
       },
     );
+    // A command that exits before reading its input must not crash the test with EPIPE.
+    child.stdin?.on('error', () => {});
     child.stdin?.end(input ?? '');
   });
 }
