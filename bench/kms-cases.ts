@@ -111,6 +111,15 @@ interface PluginPair {
 /** A data dir with one key, the real plugin on it, and the baseline plugin. */
 async function plugins(): Promise<PluginPair> {
   const root = await mkdtemp(join(tmpdir(), 'kw-kms-bench-'));
+  try {
+    return await startPlugins(root);
+  } catch (err) {
+    await rm(root, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function startPlugins(root: string): Promise<PluginPair> {
   const dataDir = await dataDirWithKey(root);
   const engine = await startPlugin(
     join(root, 'engine.sock'),

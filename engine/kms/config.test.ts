@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type KmsPluginFlags, parseListen, parseTimeout, resolveKmsPluginConfig } from './config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'keyward-kms-config-'));
@@ -9,6 +9,8 @@ const tokenFile = join(dir, 'token');
 writeFileSync(tokenFile, 'token-0123456789abcdef\n');
 const caFile = join(dir, 'ca.pem');
 writeFileSync(caFile, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const base: KmsPluginFlags = { listen: 'unix:///run/keyward/kms.sock', key: 'default/etcd-kek' };
 

@@ -142,14 +142,14 @@ afterAll(async () => {
   await cp?.down();
   await plugin?.kill9();
   await server?.stop();
+  await rm(root, { recursive: true, force: true });
+  await rm(clusterDir, { recursive: true, force: true });
   // Nothing secret in the plugin's logs, in any encoding.
   const logs = [...stoppedPlugins, ...(plugin ? [plugin] : [])].map((p) => p.output()).join('\n');
   for (const value of secrets.values()) {
     expect(logs).not.toContain(value);
     expect(logs).not.toContain(Buffer.from(value).toString('base64'));
   }
-  await rm(root, { recursive: true, force: true });
-  await rm(clusterDir, { recursive: true, force: true });
 });
 
 describe('Secrets at rest through keyward kms-plugin', () => {

@@ -66,13 +66,13 @@ afterAll(async () => {
   // Nothing secret in any plugin's log: not the seeds it sealed, in any encoding, nor the master key.
   const logs = plugins.map((p) => p.output()).join('\n');
   const master = readFileSync(join(dataDir, 'master.key'));
+  await rm(root, { recursive: true, force: true });
   for (const secret of [...plaintexts, master]) {
     for (const form of [secret.toString('hex'), secret.toString('base64'), secret.toString('base64url')]) {
       expect(logs).not.toContain(form);
     }
   }
   expect(logs).toContain('"kms plugin serving"');
-  await rm(root, { recursive: true, force: true });
 });
 
 describe('kms-plugin with a local data dir', () => {

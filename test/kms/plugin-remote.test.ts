@@ -93,13 +93,13 @@ afterAll(async () => {
   server?.proc.kill('SIGCONT');
   for (const p of plugins) await p.kill9();
   await server?.stop();
+  await rm(root, { recursive: true, force: true });
   const logs = plugins.map((p) => p.output()).join('\n');
   for (const secret of [...plaintexts, Buffer.from(adminToken)]) {
     for (const form of [secret.toString('hex'), secret.toString('base64'), secret.toString('utf8')]) {
       if (form.length >= 16) expect(logs).not.toContain(form);
     }
   }
-  await rm(root, { recursive: true, force: true });
 });
 
 describe('kms-plugin with a remote engine', () => {
