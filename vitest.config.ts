@@ -2,7 +2,13 @@ import { configDefaults, defineConfig } from 'vitest/config';
 
 // Suites that talk to the test control plane (scripts/cluster). They share one apiserver, so
 // they run one file at a time, each in namespaces of its own.
-const clusterSuites = ['test/cluster/**/*.test.ts', 'test/operator/**/*.test.ts', 'test/chart/**/*.test.ts'];
+const clusterSuites = [
+  'test/cluster/**/*.test.ts',
+  'test/operator/**/*.test.ts',
+  'test/chart/**/*.test.ts',
+  // Starts a private control plane of its own (it restarts the apiserver), but needs the binaries.
+  'test/kms/apiserver.test.ts',
+];
 
 // Every test has a timeout, so no caller can hang the suite.
 export default defineConfig({

@@ -128,6 +128,7 @@ async function main(): Promise<void> {
     ...engineCases(),
     ...(await optionalCases('./http-cases.ts', 'httpCases')),
     ...(await optionalCases('./operator-cases.ts', 'operatorCases')),
+    ...(await optionalCases('./kms-cases.ts', 'kmsCases')),
   ].filter((c) => only === undefined || only.includes(c.name));
 
   const results: CaseResult[] = [];

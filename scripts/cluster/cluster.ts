@@ -66,6 +66,8 @@ export interface UpOptions {
   ownerPid?: number;
   /** Run build.sh first (a no-op when the binaries are current). Default true. */
   build?: boolean;
+  /** Extra kube-apiserver flags, after the defaults (e.g. `--encryption-provider-config=...`). */
+  apiserverArgs?: string[];
 }
 
 /** Reads `<dir>/state.json`, or null when there is none or it is unreadable. */
@@ -157,6 +159,7 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
     '--disable-admission-plugins=ServiceAccount',
     '--allow-privileged=true',
     '--profiling=false',
+    ...(options.apiserverArgs ?? []),
   ]);
   const server = `https://127.0.0.1:${apiPort}`;
   const certFile = join(dataDir, 'certs', 'apiserver.crt');
