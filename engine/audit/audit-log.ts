@@ -235,6 +235,11 @@ export class AuditLog implements AuditRecorder {
     });
   }
 
+  /** Resolves once everything queued so far has been written (or dropped). */
+  flush(): Promise<void> {
+    return this.#serial(() => this.#drain());
+  }
+
   /** Writes what is queued and a closing checkpoint, and closes the sinks. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -333,6 +338,9 @@ export class AuditLog implements AuditRecorder {
         if (p.checkpoint !== 'interval' || since > 0) checkpoint(p.checkpoint, p.time);
         continue;
       }
+      // A segment record restarts the count: a crashed run's unsealed records are not known to
+      // the next run, and the count is a consistency check only (the MAC covers the whole chain).
+      if (p.own?.type === 'segment') since = 0;
       since++;
       add(p.event ? eventText(p.event, h) : ownText(p.own!, h), p);
       if (since >= this.#every) checkpoint('records', p.time);

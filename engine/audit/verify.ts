@@ -258,6 +258,8 @@ export class Verifier {
       }
     }
     if (type === 'checkpoint' && !this.#checkpoint(at, st, rec, prev)) return false;
+    // A segment record restarts the count of records since the last checkpoint (as the writer does).
+    if (type === 'segment') st.since = 0;
     if (type !== 'checkpoint' && st.since !== undefined) st.since++;
     if (type === 'segment' && st.type !== 'segment') st.runEnd = { type: st.type, reason: st.reason };
     st.seq = seq;
