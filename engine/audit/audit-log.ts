@@ -27,6 +27,12 @@ import { type AuditSink, type SegmentSink, SinkWriteError } from './sinks.ts';
 export const DEFAULT_CHECKPOINT_RECORDS = 1000;
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 5000;
 
+/**
+ * Events waiting for a write that does not return (a hung disk or a reader that stopped reading
+ * stdout) are capped: past this many, events are dropped and counted, and `write()` refuses.
+ */
+export const MAX_PENDING_EVENTS = 100_000;
+
 /** Options of {@link AuditLog.open}. */
 export interface AuditLogOptions {
   /**
@@ -219,7 +225,7 @@ export class AuditLog implements AuditRecorder {
 
   record(event: AuditEvent): void {
     if (this.#closed) return;
-    if (this.#failed !== undefined) {
+    if (this.#failed !== undefined || this.#queue.length >= MAX_PENDING_EVENTS) {
       this.#drop(1);
       return;
     }
@@ -228,7 +234,7 @@ export class AuditLog implements AuditRecorder {
   }
 
   write(event: AuditEvent): Promise<void> {
-    if (!this.healthy) return Promise.reject(auditUnavailable());
+    if (!this.healthy || this.#queue.length >= MAX_PENDING_EVENTS) return Promise.reject(auditUnavailable());
     return new Promise((resolve, reject) => {
       this.#queue.push({ event, time: this.#now(), resolve, reject });
       this.#schedule();

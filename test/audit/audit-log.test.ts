@@ -5,9 +5,9 @@
  */
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AuditLog } from '../../engine/audit/audit-log.ts';
+import { AuditLog, MAX_PENDING_EVENTS } from '../../engine/audit/audit-log.ts';
 import { SegmentSink, StreamSink } from '../../engine/audit/sinks.ts';
 import { checkpointKeys, verifyFiles } from '../../engine/audit/verify-files.ts';
 import { event, masterKey, readLines, removeDir, segmentFiles, tempDir, verifyDir } from './fixtures.ts';
@@ -193,5 +193,26 @@ describe('AuditLog', () => {
       skipForeignLines: true,
     });
     expect(r).toMatchObject({ valid: true, skippedLines: 1, records: 8 });
+  });
+
+  it('caps what waits behind a write that never returns (a reader that stopped reading)', async () => {
+    // A stand-in for a stdout pipe whose reader was stopped: writes after the opening one never end.
+    let writes = 0;
+    const stuck = new Writable({
+      write(_chunk, _enc, done) {
+        if (writes++ === 0) done();
+      },
+    });
+    const log = await AuditLog.open({
+      name: 'stuck',
+      streams: [new StreamSink(stuck)],
+      masterKey: () => undefined,
+      checkpointIntervalMs: 60_000,
+    });
+    log.record(event(0));
+    await until('the write to hang', () => writes === 2);
+    for (let i = 0; i < MAX_PENDING_EVENTS + 5; i++) log.record(event(i));
+    expect(log.stats.dropped).toBe(5);
+    await expect(log.write(event(1))).rejects.toMatchObject({ code: 'UNAVAILABLE' });
   });
 });
