@@ -44,7 +44,9 @@ export class ChainHasher {
     h.init();
     h.update(Buffer.from(prevHex, 'hex'));
     h.update(leaf);
-    return h.digest('hex');
+    // Node's native hex encoding beats hash-wasm's JS one (measured in a CPU profile).
+    const out = h.digest('binary');
+    return Buffer.from(out.buffer, out.byteOffset, out.byteLength).toString('hex');
   }
 }
 

@@ -61,6 +61,9 @@ export class SegmentSink implements AuditSink {
   #fh: FileHandle | undefined;
   #segment = 0;
   #size = 0;
+  /** The fdatasync of the last checkpoint, still running; its failure fails the next write. */
+  #syncing: Promise<void> | undefined;
+  #syncError: unknown;
 
   constructor(dir: string, segmentBytes: number) {
     this.dir = dir;
@@ -142,9 +145,16 @@ export class SegmentSink implements AuditSink {
     return next;
   }
 
+  /**
+   * Writes `data`; resolves once the OS has it (it then survives the process being killed). With
+   * `sync`, an fdatasync follows, so that a power loss costs at most what came after: it runs
+   * while later lines are written (nobody waits on the disk), and if it fails, the next write
+   * fails.
+   */
   async write(data: Buffer, sync: boolean): Promise<void> {
     const fh = this.#fh;
     if (fh === undefined) throw new SinkWriteError(this.name, 0, new Error('no open segment'));
+    if (this.#syncError !== undefined) throw new SinkWriteError(this.name, 0, this.#syncError);
     let written = 0;
     try {
       while (written < data.length) {
@@ -152,9 +162,19 @@ export class SegmentSink implements AuditSink {
         written += bytesWritten;
         this.#size += bytesWritten;
       }
-      if (sync) await fh.datasync();
     } catch (err) {
       throw new SinkWriteError(this.name, written, err);
+    }
+    if (sync && this.#syncing === undefined) {
+      this.#syncing = fh.datasync().then(
+        () => {
+          this.#syncing = undefined;
+        },
+        (err: unknown) => {
+          this.#syncing = undefined;
+          this.#syncError = err;
+        },
+      );
     }
   }
 
@@ -165,6 +185,9 @@ export class SegmentSink implements AuditSink {
   async #closeFile(): Promise<void> {
     const fh = this.#fh;
     this.#fh = undefined;
+    // A segment is closed only once its last checkpoint is on disk.
+    await this.#syncing;
+    this.#syncError = undefined;
     if (fh !== undefined) {
       try {
         await fh.close();
