@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   for (const file of await readdir(profDir)) {
     const p = JSON.parse(await readFile(join(profDir, file), 'utf8')) as Profile;
     const self = new Map<number, number>();
-    p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
+    for (const [i, id] of p.samples.entries()) self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0));
     const parent = new Map<number, number>();
     for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
     const byId = new Map(p.nodes.map((n) => [n.id, n]));
