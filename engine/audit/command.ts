@@ -73,7 +73,7 @@ export function auditCommand(): Command {
         .addHelpText(
           'after',
           `
-Exit status: 0 valid, 1 tampered (the first bad record is named by file and line), 2 error.
+Exit status: 0 valid, 1 tampered or not closed (the first bad record is named by file and line), 2 error.
 Without a master key only the chain can be checked: whoever can write the log could rebuild it.`,
         )
         .action(async (paths: string[], flags: VerifyFlags) => {
@@ -132,7 +132,7 @@ function print(report: VerifyReport, format: 'text' | 'json'): void {
   if (report.error !== undefined) out.push(`error: ${report.error}`);
   else if (report.finding !== undefined) {
     const f = report.finding;
-    out.push(`tampered: ${f.file}:${f.line}: ${f.message}`);
+    out.push(`${f.kind === 'unclosed' ? 'not closed' : 'tampered'}: ${f.file}:${f.line}: ${f.message}`);
     out.push(`  (${summary} checked before it)`);
   } else {
     out.push(`valid: ${summary}`);

@@ -33,6 +33,11 @@ export interface Finding {
   chain?: string;
   seq?: number;
   message: string;
+  /**
+   * `unclosed` when the only fault is the end: no closing checkpoint, or a cut last line. A cut
+   * tail and a live or crashed writer look alike there, so it still fails (exit 1) without `open`.
+   */
+  kind: 'tampered' | 'unclosed';
 }
 
 /** The outcome of a verification. */
@@ -306,8 +311,8 @@ export class Verifier {
     return true;
   }
 
-  #fail(at: Place, st: ChainState | undefined, message: string): false {
-    this.#finding = { file: at.file, line: at.line, ...(st ? { chain: st.name } : {}), message };
+  #fail(at: Place, st: ChainState | undefined, message: string, kind: Finding['kind'] = 'tampered'): false {
+    this.#finding = { file: at.file, line: at.line, ...(st ? { chain: st.name } : {}), message, kind };
     return false;
   }
 
@@ -321,6 +326,7 @@ export class Verifier {
               st.torn,
               st,
               'the log ends with an incomplete line: a crash during a write, or a cut (--open accepts a crashed writer)',
+              'unclosed',
             );
             break;
           }
@@ -338,6 +344,7 @@ export class Verifier {
               st.at,
               st,
               `chain ${st.name} ends here without a closing checkpoint: the tail was cut, or the writer is running or crashed (--open accepts a live log)`,
+              'unclosed',
             );
             break;
           }

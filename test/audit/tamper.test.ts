@@ -67,6 +67,7 @@ describe('tamper cases', () => {
     const r = await verifyDir(dir, [master]);
     expect(r.finding).toMatchObject({ file, line: at });
     expect(r.finding!.message).toMatch(/hash does not match its content/);
+    expect(r.finding!.kind).toBe('tampered');
   });
 
   it('an edited byte in the chain fields: that line', async () => {
@@ -133,6 +134,7 @@ describe('tamper cases', () => {
     const r = await verifyDir(dir, [master]);
     expect(r.finding).toMatchObject({ file: last, line: keep });
     expect(r.finding!.message).toMatch(/without a closing checkpoint/);
+    expect(r.finding!.kind).toBe('unclosed');
     // A live writer's log is accepted with --open, and says how much of it is not sealed yet.
     const open = await verifyDir(dir, [master], { open: true });
     expect(open.valid).toBe(true);

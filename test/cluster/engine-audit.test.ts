@@ -8,7 +8,8 @@
  */
 
 import type { KeyObject } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -162,6 +163,16 @@ describe('cluster engine audit records', () => {
     ]);
     expect(requests[3]!.principal).toBeUndefined();
     for (const r of requests) expect(r.source).toBe('127.0.0.1');
+    // Neither the callers' tokens (nor their hashes) nor what they sent or got back.
+    const text =
+      segmentFiles(auditDir)
+        .map((f) => readFileSync(f, 'utf8'))
+        .join('') + stdout;
+    const needles = [enc.body.ciphertext, enc.body.ciphertext.split(':')[2], b64('cluster secret')];
+    for (const token of Object.values(tokens)) {
+      needles.push(token, token.split('.')[2]!, createHash('sha256').update(token).digest('base64url'));
+    }
+    for (const needle of needles) expect(text.includes(needle)).toBe(false);
   });
 
   it('keep one chain named after the replica, on stdout and in the files alike, that verifies', async () => {
