@@ -129,6 +129,7 @@ async function main(): Promise<void> {
     ...(await optionalCases('./http-cases.ts', 'httpCases')),
     ...(await optionalCases('./operator-cases.ts', 'operatorCases')),
     ...(await optionalCases('./kms-cases.ts', 'kmsCases')),
+    ...(await optionalCases('./audit-cases.ts', 'auditCases')),
   ].filter((c) => only === undefined || only.includes(c.name));
 
   const results: CaseResult[] = [];

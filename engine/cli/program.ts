@@ -4,6 +4,7 @@
  * before `buildProgram` runs.
  */
 import { Command } from 'commander';
+import { auditCommand } from '../audit/command.ts';
 import { kmsPluginCommand } from '../kms/command.ts';
 import { registerCryptoCommands } from './crypto-commands.ts';
 import { keyCommand } from './key-commands.ts';
@@ -34,6 +35,7 @@ default ./.data). Exit status: 0 on success, 1 on error; verify exits 0 valid, 1
   program.addCommand(keyCommand());
   registerCryptoCommands(program);
   program.addCommand(kmsPluginCommand());
+  program.addCommand(auditCommand());
   for (const registrar of registrars) registrar(program);
   return program;
 }

@@ -1,6 +1,7 @@
 /** `keyward serve`: the standalone engine (what `npm start` runs). */
 import { join } from 'node:path';
 import { Command } from 'commander';
+import { addAuditOptions, auditConfigFromFlags, defaultAuditConfig } from '../audit/config.ts';
 import { ADMIN_TOKEN_FILE } from '../http/admin-token.ts';
 import { createLogger } from '../http/logger.ts';
 import { DEFAULT_PORT, startStandalone } from '../http/standalone.ts';
@@ -16,7 +17,7 @@ function port(value: string): number {
 
 /** Builds `keyward serve`. */
 export function serveCommand(): Command {
-  return new Command('serve')
+  const cmd = new Command('serve')
     .description('run the standalone key engine (HTTPS REST API, file-backed key store)')
     .option(
       '--data-dir <dir>',
@@ -37,6 +38,7 @@ export function serveCommand(): Command {
       'FOR TESTS ONLY: shorten the 72 h deletion delay (e.g. 20s)',
     )
     .action(async (opts) => {
+      const audit = auditConfigFromFlags(opts, defaultAuditConfig());
       const logger = createLogger();
       const tls = parseTlsMode(opts.tls);
       let deletionDelayMs: number | undefined;
@@ -56,6 +58,7 @@ export function serveCommand(): Command {
         ...(opts.region === undefined ? {} : { region: opts.region }),
         ...(opts.threads === undefined ? {} : { threads: opts.threads }),
         ...(deletionDelayMs === undefined ? {} : { deletionDelayMs }),
+        audit,
       });
       const out: string[] = [`Keyward listening on ${server.url} (data dir ${opts.dataDir})`];
       if (server.tls) {
@@ -74,6 +77,11 @@ export function serveCommand(): Command {
             : `Admin token: in ${join(opts.dataDir, ADMIN_TOKEN_FILE)}`,
         );
       }
+      out.push(
+        audit.enabled
+          ? `Audit log in ${join(opts.dataDir, 'audit')}${audit.required ? ' (required: requests are refused when it cannot write)' : ''}`
+          : 'Audit log off (--no-audit)',
+      );
       out.push('Try: keyward key create my-key --usage AES256');
       process.stdout.write(`${out.join('\n')}\n`);
 
@@ -90,4 +98,5 @@ export function serveCommand(): Command {
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
     });
+  return addAuditOptions(cmd);
 }

@@ -2,10 +2,17 @@
  * A small stand-alone entry of the cluster engine, for tests and for running it without the full
  * CLI: `node engine/cluster/cli.ts --kubeconfig FILE --namespace keyward-system [--port N]
  * [--host ADDR] [--tls auto|off|CERT,KEY] [--region R] [--identity ID] [--threads N]
- * [--insecure-no-auth]`. Prints one JSON line `{"url", "caFile", "fingerprint256"}` on stdout once
+ * [--insecure-no-auth] [--no-audit] [--audit-required] [--audit-dir DIR] [--audit-checkpoint-records N]
+ * [--audit-checkpoint-interval D] [--audit-segment-size S]` (audit records go to stdout, docs/audit.md). Prints one JSON line `{"url", "caFile", "fingerprint256"}` on stdout once
  * listening; SIGTERM or SIGINT drain and stop it.
  */
 import { parseArgs } from 'node:util';
+import {
+  AUDIT_PARSE_ARGS,
+  auditConfigFromFlags,
+  auditFlagsFromParsed,
+  defaultAuditConfig,
+} from '../audit/config.ts';
 import { parseTlsMode } from '../http/tls.ts';
 import { type ClusterEngineOptions, runClusterEngine } from './main.ts';
 
@@ -25,6 +32,7 @@ export function parseClusterEngineArgs(argv: readonly string[]): ClusterEngineOp
       threads: { type: 'string' },
       'usage-report-ms': { type: 'string' },
       'insecure-no-auth': { type: 'boolean' },
+      ...AUDIT_PARSE_ARGS,
     },
   });
   const int = (name: string, v: string | undefined): number | undefined => {
@@ -47,6 +55,10 @@ export function parseClusterEngineArgs(argv: readonly string[]): ClusterEngineOp
   if (threads !== undefined) o.threads = threads;
   const usageMs = int('usage-report-ms', values['usage-report-ms']);
   if (usageMs !== undefined) o.usageReportMs = usageMs;
+  const audit = auditFlagsFromParsed(values);
+  if (Object.keys(audit).length > 0) {
+    o.audit = auditConfigFromFlags(audit, { ...defaultAuditConfig(), stdout: true });
+  }
   return o;
 }
 

@@ -135,7 +135,11 @@ export class KubeAuthenticator implements Authenticator {
     if (decision.expiresAt !== undefined && decision.expiresAt <= this.#now()) {
       throw new KeywardError('UNAUTHENTICATED', 'the token has expired');
     }
-    const principal: Principal = { name: decision.user.username, groups: [...decision.user.groups] };
+    const principal: Principal = {
+      name: decision.user.username,
+      ...(decision.user.uid === undefined ? {} : { uid: decision.user.uid }),
+      groups: [...decision.user.groups],
+    };
     USERS.set(principal, decision.user);
     return principal;
   }

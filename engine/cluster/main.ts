@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { type AuditConfig, defaultAuditConfig, openAudit } from '../audit/config.ts';
 import { CryptoEngine } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import type { Authenticator } from '../http/auth.ts';
@@ -64,6 +65,8 @@ export interface ClusterEngineOptions {
   masterKeySecret?: string;
   /** Tuning of TokenReview/SAR caching and timeouts. */
   auth?: Omit<KubeAuthOptions, 'kubeConfig' | 'log'>;
+  /** The audit log (docs/audit.md): JSON lines on stdout, and segment files with `dir`; on by default. */
+  audit?: AuditConfig;
   /** Credentials for TokenReview and SAR when they differ from `kubeConfig` (tests use a dead one). */
   authKubeConfig?: KubeConfig;
   logger?: Logger;
@@ -162,11 +165,18 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
     ...(options.usageReportMs === undefined ? {} : { intervalMs: options.usageReportMs }),
   });
 
+  // Each replica keeps its own chain, named after it; checkpoints wait for the master key.
+  const audit = await openAudit(options.audit ?? { ...defaultAuditConfig(), stdout: true }, {
+    name: identity,
+    masterKey: () => sources.master(),
+    log,
+  });
   const { app } = buildServer({
     backend,
     auth,
     logger: log,
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+    ...(audit ? { audit: audit.http } : {}),
   });
   try {
     // Serve /livez at once; /readyz says not ready until the informers have listed and the
@@ -176,6 +186,7 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
     void sources.start();
   } catch (err) {
     await app.close();
+    await audit?.log.close();
     await sources.stop();
     await engine.close();
     throw err;
@@ -192,6 +203,7 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
   const close = (): Promise<void> => {
     closing ??= (async () => {
       await app.close();
+      await audit?.log.close();
       await usage.stop();
       await sources.stop();
       await engine.close();

@@ -11,6 +11,8 @@ import { KeywardError } from '../errors.ts';
 export interface Principal {
   /** A user or ServiceAccount name, for logs and audit. Never a token. */
   name: string;
+  /** The Kubernetes user's uid (TokenReview), for audit. */
+  uid?: string;
   groups?: string[];
 }
 

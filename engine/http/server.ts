@@ -13,6 +13,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
+import type { HttpAudit } from '../audit/http-audit.ts';
 import { KeywardError } from '../errors.ts';
 import type { KeyBackend } from '../service/backend.ts';
 import type { Authenticator } from './auth.ts';
@@ -29,6 +30,8 @@ export interface ServerOptions {
   logger: Logger;
   /** PEM key and certificate; plain HTTP when absent. */
   tls?: { key: string; cert: string };
+  /** The audit log's hooks (engine/audit/http-audit.ts); no audit records when absent. */
+  audit?: HttpAudit;
 }
 
 /** Namespaces are Kubernetes namespace names (DNS-1123 labels). */
@@ -117,7 +120,8 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
   const openapi = buildOpenApi(ROUTES);
   app.get('/openapi.json', async () => openapi);
 
-  for (const route of ROUTES) registerRoute(app, route, backend, auth, metrics);
+  opts.audit?.install(app, metrics.registry);
+  for (const route of ROUTES) registerRoute(app, route, backend, auth, metrics, opts.audit);
   return { app, metrics };
 }
 
@@ -127,6 +131,7 @@ function registerRoute(
   backend: KeyBackend,
   auth: Authenticator,
   metrics: HttpMetrics,
+  audit: HttpAudit | undefined,
 ): void {
   const serializable = route.tag === 'crypto';
   app.route({
@@ -148,6 +153,7 @@ function registerRoute(
         });
       }
       const principal = await auth.authenticate({ headers: request.headers, remoteAddress: request.ip });
+      audit?.identify(request, principal);
       await auth.authorize(principal, route.verb, namespace, name);
       if (route.admin && backend.admin === undefined) {
         throw new KeywardError(

@@ -4,9 +4,13 @@
  * find the server (URL and certificate to trust) without configuration.
  */
 import { rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit-log.ts';
+import { type AuditConfig, defaultAuditConfig, openAudit } from '../audit/config.ts';
+import { AUDIT_DIR } from '../audit/verify-files.ts';
 import { CryptoEngine } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import { KeyService } from '../service/key-service.ts';
@@ -47,6 +51,8 @@ export interface StandaloneOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** Worker threads of the crypto pool. */
   threads?: number;
+  /** The audit log (docs/audit.md); on by default, in `<data-dir>/audit`. */
+  audit?: AuditConfig;
 }
 
 /** A running standalone engine. */
@@ -56,6 +62,8 @@ export interface Standalone {
   service: KeyService;
   tls: TlsMaterial | undefined;
   token: { token: string; source: 'env' | 'file'; created: boolean };
+  /** The audit log, unless disabled. */
+  audit: AuditLog | undefined;
   /** Stops accepting, drains, flushes usage, stops the workers, removes server.json. */
   close(): Promise<void>;
 }
@@ -111,15 +119,28 @@ async function startLocked(
   if (opts.tls.mode === 'auto') tls = await loadOrCreateAutoCert(opts.dataDir, opts.host);
   else if (opts.tls.mode === 'files') tls = await loadCertFiles(opts.tls.cert, opts.tls.key);
 
+  const auditConfig = { dir: join(opts.dataDir, AUDIT_DIR), ...(opts.audit ?? defaultAuditConfig()) };
+  let audit: Awaited<ReturnType<typeof openAudit>>;
+  try {
+    audit = await openAudit(auditConfig, { name: hostname(), masterKey: () => master, log: opts.logger });
+  } catch (err) {
+    await service.close();
+    throw new KeywardError(
+      'UNAVAILABLE',
+      `cannot write the audit log in ${auditConfig.dir} (${(err as Error).message}); --no-audit runs without one`,
+    );
+  }
   const { app } = buildServer({
     backend: service,
     auth: new TokenAuthenticator(token.token),
     logger: opts.logger,
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+    ...(audit ? { audit: audit.http } : {}),
   });
   try {
     await app.listen({ host: opts.host, port: opts.port });
   } catch (err) {
+    await audit?.log.close();
     await service.close();
     throw err;
   }
@@ -140,11 +161,12 @@ async function startLocked(
   const close = (): Promise<void> => {
     closing ??= (async () => {
       await app.close();
+      await audit?.log.close();
       await service.close();
       await rm(infoPath, { force: true });
       await unlock();
     })();
     return closing;
   };
-  return { url, app, service, tls, token, close };
+  return { url, app, service, tls, token, audit: audit?.log, close };
 }

@@ -183,6 +183,7 @@ describe('helm template with the default values', () => {
       '--port=8443',
       '--tls=/etc/keyward/tls/tls.crt,/etc/keyward/tls/tls.key',
       '--identity=$(POD_NAME)',
+      '--audit-required',
     ]);
     for (const d of [op, en]) {
       const c = d.spec.template.spec.containers[0];

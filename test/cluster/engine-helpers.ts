@@ -279,8 +279,9 @@ export async function spawnEngine(args: string[]): Promise<EngineProcess> {
     let out = '';
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve(out.slice(0, nl));
+      // The listening line; audit records (JSON lines too) share stdout.
+      const line = out.split('\n').find((l) => l.startsWith('{"url"'));
+      if (line !== undefined) resolve(line);
     });
     child.once('exit', (code) => reject(new Error(`engine exited ${code}: ${err}`)));
   });

@@ -1,0 +1,498 @@
+/**
+ * The audit log: one hash chain (chain.ts) written to its sinks (sinks.ts), with keyed checkpoints
+ * (checkpoint-key.ts) every N records or T milliseconds, whichever comes first, and at rotation
+ * and close. docs/audit.md describes the format this writes.
+ *
+ * Cost on the request path: `record()` only queues the event. Queued events are sealed and
+ * written together once per event-loop turn (setImmediate): their canonical text, a BLAKE3 leaf
+ * and link each, then one write of all their lines. Writes never overlap, so the chain on disk is
+ * in order.
+ *
+ * When a sink fails (disk full, unwritable, a closed pipe) the log is unhealthy: `write()` (what
+ * `--audit-required` uses) rejects at once and `record()` drops the event and counts it. Every
+ * second it retries: a new segment begins whose first record says how many events were dropped
+ * and how many bytes of a cut line the failed segment ends with, and the chain goes on.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { ChainHasher, GENESIS_PREV, HASH_HEX, recordLine } from './chain.ts';
+import { type CheckpointKey, deriveCheckpointKey, type MasterKeyInput } from './checkpoint-key.ts';
+import { auditUnavailable } from './errors.ts';
+import type { AuditEvent } from './record.ts';
+import { eventText, ownText, type RecordHead } from './records.ts';
+import { type AuditSink, type SegmentSink, SinkWriteError } from './sinks.ts';
+
+/** Default checkpoint policy: every 1000 records or 5 seconds. */
+export const DEFAULT_CHECKPOINT_RECORDS = 1000;
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 5000;
+
+/**
+ * Events waiting for a write that does not return (a hung disk or a reader that stopped reading
+ * stdout) are capped: past this many, events are dropped and counted, and `write()` refuses.
+ */
+export const MAX_PENDING_EVENTS = 100_000;
+
+/** Options of {@link AuditLog.open}. */
+export interface AuditLogOptions {
+  /**
+   * What the chain is named after (a host or pod name); a new chain gets a random suffix so that
+   * runs never share a name. A chain continued from existing segments keeps its name.
+   */
+  name: string;
+  /** Segment files (standalone; optional in cluster mode). The chain continues from their tail. */
+  segments?: SegmentSink;
+  /** Streams that get every line too (stdout in cluster mode). */
+  streams?: AuditSink[];
+  checkpointRecords?: number;
+  checkpointIntervalMs?: number;
+  /** The master key, when known (the cluster engine reads it after start); checkpoints wait for it. */
+  masterKey: () => MasterKeyInput | undefined;
+  /** How long to wait before retrying failed sinks; 1 s. */
+  retryMs?: number;
+  now?: () => number;
+  log?: Logger;
+}
+
+/** Counters of the log (also exposed as metrics by http-audit.ts). */
+export interface AuditStats {
+  /** Records written (all types). */
+  written: number;
+  /** Events dropped because a sink had failed. */
+  dropped: number;
+  /** Sink failures. */
+  failures: number;
+  checkpoints: number;
+}
+
+/** What phase 2 (operator actions) and the HTTP hooks use. */
+export interface AuditRecorder {
+  /** Queues an event; never throws, never waits (dropped and counted while the log is unhealthy). */
+  record(event: AuditEvent): void;
+  /** Queues an event and resolves once every sink has it; rejects (503) if it cannot be recorded. */
+  write(event: AuditEvent): Promise<void>;
+  /** False while a sink is failing. */
+  readonly healthy: boolean;
+}
+
+interface Pending {
+  event?: AuditEvent;
+  /** A record of the log's own (segment, start). */
+  own?: Record<string, unknown>;
+  /** A checkpoint, with its reason. */
+  checkpoint?: 'start' | 'records' | 'interval' | 'rotate' | 'close';
+  time: number;
+  resolve?: () => void;
+  reject?: (err: Error) => void;
+}
+
+interface Sealed {
+  lines: string[];
+  owners: Array<Pending | undefined>;
+  /** Chain state after each line. */
+  heads: string[];
+  sinces: number[];
+  checkpointAt: number[];
+  sync: boolean;
+}
+
+let isoMs = Number.NaN;
+let isoText = '';
+/** ISO-8601 of `ms`; records of one millisecond (many, under load) share one formatting. */
+const iso = (ms: number): string => {
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoText = new Date(ms).toISOString();
+  }
+  return isoText;
+};
+
+/** See the module comment. */
+export class AuditLog implements AuditRecorder {
+  readonly chain: string;
+  readonly stats: AuditStats = { written: 0, dropped: 0, failures: 0, checkpoints: 0 };
+  readonly #hasher: ChainHasher;
+  readonly #segments: SegmentSink | undefined;
+  readonly #streams: AuditSink[];
+  readonly #every: number;
+  readonly #intervalMs: number;
+  readonly #retryMs: number;
+  readonly #masterKey: () => MasterKeyInput | undefined;
+  readonly #now: () => number;
+  readonly #log: Logger | undefined;
+  #seq: number;
+  #head: string;
+  #since = 0;
+  #queue: Pending[] = [];
+  #tail: Promise<void> = Promise.resolve();
+  #scheduled = false;
+  #failed: Error | undefined;
+  #droppedSinceFailure = 0;
+  #tornBytes = 0;
+  #key: { master: MasterKeyInput; key: CheckpointKey } | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  private constructor(o: AuditLogOptions, hasher: ChainHasher, chain: string, seq: number, head: string) {
+    this.#hasher = hasher;
+    this.#segments = o.segments;
+    this.#streams = o.streams ?? [];
+    this.#every = o.checkpointRecords ?? DEFAULT_CHECKPOINT_RECORDS;
+    this.#intervalMs = o.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
+    this.#retryMs = o.retryMs ?? 1000;
+    this.#masterKey = o.masterKey;
+    this.#now = o.now ?? Date.now;
+    this.#log = o.log;
+    this.chain = chain;
+    this.#seq = seq;
+    this.#head = head;
+  }
+
+  /**
+   * Opens the log: continues the chain of existing segments (or starts one), begins a new
+   * segment, and writes a `start` record and, when the master key is known, a checkpoint. Throws
+   * when the first write fails (an unwritable directory): the caller refuses to start.
+   */
+  static async open(o: AuditLogOptions): Promise<AuditLog> {
+    if (o.segments === undefined && (o.streams ?? []).length === 0)
+      throw new Error('an audit log needs a sink');
+    const hasher = await ChainHasher.create();
+    let chain = `${o.name}/${randomBytes(4).toString('hex')}`;
+    let seq = 0;
+    let head = GENESIS_PREV;
+    let tornBytes = 0;
+    if (o.segments !== undefined) {
+      let tail: Awaited<ReturnType<SegmentSink['tail']>>;
+      try {
+        tail = await o.segments.tail();
+      } catch (err) {
+        o.log?.error(
+          { dir: o.segments.dir, err: (err as Error).message },
+          'the last audit record is damaged; a new chain begins (audit verify will show the break)',
+        );
+      }
+      const last = tail?.last;
+      if (
+        last !== undefined &&
+        typeof last.chain === 'string' &&
+        Number.isSafeInteger(last.seq) &&
+        typeof last.hash === 'string' &&
+        HASH_HEX.test(last.hash)
+      ) {
+        chain = last.chain;
+        seq = (last.seq as number) + 1;
+        head = last.hash;
+        tornBytes = tail?.tornBytes ?? 0;
+        if (last.type !== 'checkpoint' || last.reason !== 'close') {
+          o.log?.warn(
+            { dir: o.segments.dir, lastSeq: last.seq, tornBytes },
+            'the previous run did not close the audit log (a crash or kill); the chain goes on from its last complete record',
+          );
+        }
+      }
+    }
+    const log = new AuditLog(o, hasher, chain, seq, head);
+    const first: Pending[] = [];
+    const time = log.#now();
+    if (o.segments !== undefined) {
+      const segment = await o.segments.openNext();
+      first.push({ own: { type: 'segment', segment, tornBytes: tornBytes || undefined }, time });
+    }
+    first.push({
+      own: {
+        type: 'start',
+        host: hostname(),
+        pid: process.pid,
+        checkpointRecords: log.#every,
+        checkpointIntervalMs: log.#intervalMs,
+      },
+      time,
+    });
+    first.push({ checkpoint: 'start', time });
+    try {
+      await log.#writeBatch(first);
+    } catch (err) {
+      log.#closed = true;
+      clearTimeout(log.#retryTimer);
+      await o.segments?.close();
+      throw err;
+    }
+    log.#timer = setInterval(() => log.#tick(), log.#intervalMs);
+    log.#timer.unref();
+    return log;
+  }
+
+  get healthy(): boolean {
+    return this.#failed === undefined && !this.#closed;
+  }
+
+  /** The sequence number the next record gets. */
+  get nextSeq(): number {
+    return this.#seq;
+  }
+
+  record(event: AuditEvent): void {
+    if (this.#closed) return;
+    if (this.#failed !== undefined || this.#queue.length >= MAX_PENDING_EVENTS) {
+      this.#drop(1);
+      return;
+    }
+    this.#queue.push({ event, time: this.#now() });
+    this.#schedule();
+  }
+
+  write(event: AuditEvent): Promise<void> {
+    if (!this.healthy || this.#queue.length >= MAX_PENDING_EVENTS) return Promise.reject(auditUnavailable());
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ event, time: this.#now(), resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /** Resolves once everything queued so far has been written (or dropped). */
+  flush(): Promise<void> {
+    return this.#serial(() => this.#drain());
+  }
+
+  /** Writes what is queued and a closing checkpoint, and closes the sinks. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    clearTimeout(this.#retryTimer);
+    this.#queue.push({ checkpoint: 'close', time: this.#now() });
+    await this.#serial(() => this.#drain());
+    await this.#segments?.close();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#serial(() => this.#drain());
+    });
+  }
+
+  /** Runs `fn` after everything queued before it: writes never overlap. */
+  #serial(fn: () => Promise<void>): Promise<void> {
+    const run = this.#tail.then(fn, fn);
+    this.#tail = run.catch(() => {});
+    return run;
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      // A full segment is ended before more is written, so no segment grows far past its limit.
+      if (this.#segments?.rotationDue && this.#failed === undefined && !this.#closed) await this.#rotate();
+      const batch = this.#queue;
+      this.#queue = [];
+      if (this.#failed !== undefined) {
+        this.#refuse(batch);
+        continue;
+      }
+      try {
+        await this.#writeBatch(batch);
+      } catch {
+        // #writeBatch settled every waiter and marked the log failed.
+      }
+    }
+  }
+
+  /** Ends the current segment with a checkpoint and begins the next. */
+  async #rotate(): Promise<void> {
+    const time = this.#now();
+    try {
+      await this.#writeBatch([{ checkpoint: 'rotate', time }]);
+      const segment = await this.#segments!.openNext();
+      await this.#writeBatch([{ own: { type: 'segment', segment }, time }]);
+    } catch (err) {
+      // A failed write has marked the log failed already; a segment that cannot be created has not.
+      if (this.#failed === undefined) this.#fail(err as Error, 0);
+    }
+  }
+
+  async #checkpointKey(): Promise<CheckpointKey | undefined> {
+    const master = this.#masterKey();
+    if (master === undefined) return undefined;
+    if (this.#key?.master !== master) this.#key = { master, key: await deriveCheckpointKey(master) };
+    return this.#key.key;
+  }
+
+  /** Seals `batch` into lines (no await between: the hasher is shared). */
+  #seal(batch: Pending[], key: CheckpointKey | undefined): Sealed {
+    const s: Sealed = { lines: [], owners: [], heads: [], sinces: [], checkpointAt: [], sync: false };
+    const hasher = this.#hasher;
+    let head = this.#head;
+    let seq = this.#seq;
+    let since = this.#since;
+    const add = (text: string, owner: Pending | undefined, checkpointTime = -1): void => {
+      const hash = hasher.link(head, hasher.leaf(text));
+      s.lines.push(`${recordLine(text, hash, head)}\n`);
+      s.owners.push(owner);
+      s.heads.push(hash);
+      s.sinces.push(since);
+      s.checkpointAt.push(checkpointTime);
+      head = hash;
+      seq++;
+    };
+    const checkpoint = (reason: string, time: number): void => {
+      if (key === undefined) return;
+      const h: RecordHead = { chain: this.chain, seq, time: iso(time) };
+      const fields = { type: 'checkpoint', reason, records: since, keyId: key.id };
+      const mac = key.mac(head, ownText(fields, h));
+      since = 0;
+      add(ownText({ ...fields, mac }, h), undefined, time);
+      s.sync = true;
+    };
+    for (const p of batch) {
+      const h: RecordHead = { chain: this.chain, seq, time: iso(p.time) };
+      if (p.checkpoint !== undefined) {
+        // An interval checkpoint with nothing new to seal is left out; the others always mark.
+        if (p.checkpoint !== 'interval' || since > 0) checkpoint(p.checkpoint, p.time);
+        continue;
+      }
+      // A segment record restarts the count: a crashed run's unsealed records are not known to
+      // the next run, and the count is a consistency check only (the MAC covers the whole chain).
+      if (p.own?.type === 'segment') since = 0;
+      since++;
+      add(p.event ? eventText(p.event, h) : ownText(p.own!, h), p);
+      if (since >= this.#every) checkpoint('records', p.time);
+    }
+    return s;
+  }
+
+  /**
+   * Seals and writes one batch. On success every waiter resolves. On failure the chain keeps
+   * the lines that reached the segment file whole, their waiters resolve, the rest are refused,
+   * the log turns unhealthy, and the error is rethrown.
+   */
+  async #writeBatch(batch: Pending[]): Promise<void> {
+    let s: Sealed;
+    try {
+      s = this.#seal(batch, await this.#checkpointKey());
+    } catch (err) {
+      // Not a sink failure but a fault of this process: refuse rather than write a broken chain.
+      this.#refuse(batch);
+      this.#fail(err as Error, 0);
+      throw err;
+    }
+    if (s.lines.length === 0) {
+      for (const p of batch) p.resolve?.();
+      return;
+    }
+    const data = Buffer.from(s.lines.join(''), 'utf8');
+    let fileDone = this.#segments === undefined;
+    try {
+      if (this.#segments !== undefined) {
+        await this.#segments.write(data, s.sync);
+        fileDone = true;
+      }
+      for (const stream of this.#streams) await stream.write(data, s.sync);
+    } catch (err) {
+      // The segment file is the record of truth when there is one: what it holds whole is kept.
+      let kept = 0;
+      let torn = 0;
+      if (fileDone && this.#segments !== undefined) kept = s.lines.length;
+      else if (err instanceof SinkWriteError && this.#segments !== undefined) {
+        let bytes = 0;
+        while (kept < s.lines.length) {
+          const next = bytes + Buffer.byteLength(s.lines[kept]!);
+          if (next > err.written) break;
+          bytes = next;
+          kept++;
+        }
+        torn = err.written - bytes;
+      }
+      this.#commit(s, kept);
+      this.#refuse(s.owners.slice(kept).filter((p): p is Pending => p !== undefined));
+      this.#fail(err as Error, torn);
+      throw err;
+    }
+    this.#commit(s, s.lines.length);
+  }
+
+  /** Advances the chain over the first `n` sealed lines and resolves their waiters. */
+  #commit(s: Sealed, n: number): void {
+    if (n === 0) return;
+    this.#head = s.heads[n - 1]!;
+    this.#seq += n;
+    this.#since = s.sinces[n - 1]!;
+    this.stats.written += n;
+    for (let i = 0; i < n; i++) {
+      if (s.checkpointAt[i]! >= 0) this.stats.checkpoints++;
+      s.owners[i]?.resolve?.();
+    }
+  }
+
+  #refuse(pending: Pending[]): void {
+    let events = 0;
+    for (const p of pending) {
+      if (p.event) events++;
+      p.reject?.(auditUnavailable());
+    }
+    this.#drop(events);
+  }
+
+  #drop(n: number): void {
+    this.stats.dropped += n;
+    this.#droppedSinceFailure += n;
+  }
+
+  #fail(err: Error, tornBytes: number): void {
+    const first = this.#failed === undefined;
+    this.#failed = err;
+    this.#tornBytes = tornBytes;
+    this.stats.failures++;
+    if (first) {
+      this.#log?.error(
+        { err: err.message, chain: this.chain },
+        'the audit log cannot write; events are not recorded until it recovers',
+      );
+    }
+    this.#scheduleRetry();
+  }
+
+  #scheduleRetry(): void {
+    if (this.#closed || this.#retryTimer !== undefined) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      void this.#serial(() => this.#recover());
+    }, this.#retryMs);
+    this.#retryTimer.unref();
+  }
+
+  /** Begins a new segment (or, streams only, a new stretch) that says what was lost. */
+  async #recover(): Promise<void> {
+    if (this.#failed === undefined || this.#closed) return;
+    const time = this.#now();
+    try {
+      const segment = this.#segments === undefined ? undefined : await this.#segments.openNext();
+      this.#failed = undefined;
+      const own = {
+        type: 'segment',
+        segment,
+        dropped: this.#droppedSinceFailure || undefined,
+        tornBytes: this.#tornBytes || undefined,
+      };
+      await this.#writeBatch([
+        { own, time },
+        { checkpoint: 'start', time },
+      ]);
+      this.#droppedSinceFailure = 0;
+      this.#tornBytes = 0;
+      this.#log?.warn({ chain: this.chain, segment }, 'the audit log writes again');
+    } catch (err) {
+      if (this.#failed === undefined) this.#fail(err as Error, 0);
+      else this.#scheduleRetry();
+    }
+  }
+
+  #tick(): void {
+    if (this.#failed !== undefined || this.#closed) return;
+    if (this.#since === 0 && this.#queue.length === 0) return;
+    this.#queue.push({ checkpoint: 'interval', time: this.#now() });
+    this.#schedule();
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * `keyward audit verify` over files: expands directories to their segment files (in name order,
+ * which is log order), reads the master keys the checkpoints need, and feeds the verifier.
+ */
+import { createSecretKey, type KeyObject } from 'node:crypto';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ChainHasher } from './chain.ts';
+import { type CheckpointKey, deriveCheckpointKey } from './checkpoint-key.ts';
+import { SEGMENT_FILE } from './sinks.ts';
+import { Verifier, type VerifyOptions, type VerifyReport } from './verify.ts';
+
+/** The audit directory inside a standalone data dir. */
+export const AUDIT_DIR = 'audit';
+
+/** A file the verifier cannot use (exit 2). */
+export class VerifyInputError extends Error {
+  override name = 'VerifyInputError';
+}
+
+/** Files to verify: each FILE as given, each DIR as its segment files in order. */
+export async function expandInputs(paths: readonly string[]): Promise<string[]> {
+  const files: string[] = [];
+  for (const path of paths) {
+    let st: Awaited<ReturnType<typeof stat>>;
+    try {
+      st = await stat(path);
+    } catch (err) {
+      throw new VerifyInputError(`cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    if (st.isDirectory()) {
+      const names = (await readdir(path)).filter((n) => SEGMENT_FILE.test(n)).sort();
+      if (names.length === 0) throw new VerifyInputError(`${path} holds no audit segment files`);
+      files.push(...names.map((n) => join(path, n)));
+    } else {
+      files.push(path);
+    }
+  }
+  return files;
+}
+
+/**
+ * Reads a master key file: exactly 32 raw bytes, or 44 characters of standard base64 (a newline
+ * may follow), as `KEYWARD_MASTER_KEY_FILE` and the master-key Secret's entry hold it.
+ */
+export async function readMasterKeyFile(path: string): Promise<KeyObject> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    throw new VerifyInputError(
+      `cannot read the master key file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  try {
+    if (bytes.length === 32) return createSecretKey(bytes);
+    const text = bytes.toString('latin1').replace(/\r?\n$/, '');
+    if (/^[A-Za-z0-9+/]{43}=$/.test(text)) return createSecretKey(Buffer.from(text, 'base64'));
+  } finally {
+    bytes.fill(0);
+  }
+  throw new VerifyInputError(`${path} must hold a 32-byte master key (raw, or 44 characters of base64)`);
+}
+
+/** Derives the checkpoint keys of the given master keys. */
+export async function checkpointKeys(masters: readonly KeyObject[]): Promise<CheckpointKey[]> {
+  return Promise.all(masters.map((m) => deriveCheckpointKey(m)));
+}
+
+/** Verifies `files` in the order given. */
+export async function verifyFiles(files: readonly string[], options: VerifyOptions): Promise<VerifyReport> {
+  const verifier = new Verifier(options, await ChainHasher.create());
+  for (const file of files) {
+    let buf: Buffer;
+    try {
+      buf = await readFile(file);
+    } catch (err) {
+      throw new VerifyInputError(`cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    if (buf.length === 0) continue;
+    const lines = buf.toString('utf8').split('\n');
+    // A file that ends with a newline splits into a last empty string, which is no line.
+    const terminated = lines.at(-1) === '';
+    if (terminated) lines.pop();
+    // The bytes of a cut last line, counted in the file (a cut may split a UTF-8 sequence).
+    const tornBytes = terminated ? 0 : buf.length - (buf.lastIndexOf(0x0a) + 1);
+    for (let i = 0; i < lines.length; i++) {
+      const last = i === lines.length - 1;
+      if (!verifier.line(file, i + 1, lines[i]!, terminated || !last, last ? tornBytes : undefined)) break;
+    }
+    if (verifier.stopped) break;
+  }
+  return verifier.finish();
+}
