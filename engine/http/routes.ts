@@ -2,6 +2,7 @@
  * The route table of the API (PRODUCT.md §6). `server.ts` registers these with fastify and
  * `openapi.ts` documents them, from the same definitions and schemas.
  */
+import { BODY_LIMITS } from '../crypto/limits.ts';
 import type { SignatureAlgorithm } from '../crypto/signing.ts';
 import { KeywardError } from '../errors.ts';
 import type { KeyOperation } from '../keys/model.ts';
@@ -36,11 +37,11 @@ import {
   publicKeyOut,
   signBody,
   verifyBody,
+  versionParam,
 } from './schemas.ts';
 import type { Schema } from './validate.ts';
 
-/** Body limits: one op (32 KiB plaintext as base64 plus aad and context), a batch, admin. */
-export const BODY_LIMITS = { single: 128 * 1024, batch: 16 * 1024 * 1024, admin: 16 * 1024 } as const;
+export { BODY_LIMITS };
 
 /** What a handler gets. */
 export interface RouteContext {
@@ -339,7 +340,7 @@ export const ROUTES: readonly RouteDef[] = [
     tag: 'crypto',
     verb: 'get-public-key',
     admin: false,
-    query: { version: { type: 'integer', minimum: 1, description: 'Default: the current version.' } },
+    query: { version: versionParam },
     status: 200,
     response: publicKeyOut,
     bodyLimit: BODY_LIMITS.admin,
@@ -367,10 +368,14 @@ export const ROUTES: readonly RouteDef[] = [
   ),
 ];
 
+const VERSION = new RegExp(versionParam.pattern!);
+
 function parseVersion(value: unknown): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || !/^[1-9][0-9]{0,8}$/.test(value)) {
-    throw new KeywardError('INVALID_ARGUMENT', 'version must be a positive integer', { field: 'version' });
+  if (typeof value !== 'string' || !VERSION.test(value)) {
+    throw new KeywardError('INVALID_ARGUMENT', 'version must be an integer from 1 to 999999999', {
+      field: 'version',
+    });
   }
   return Number(value);
 }

@@ -2,13 +2,74 @@
  * The JSON schemas of the API: the routes validate with them and `/openapi.json` is generated
  * from them, so the documentation cannot drift from what the server accepts.
  */
+import {
+  BODY_LIMITS,
+  base64Length,
+  DATA_KEY_BITS,
+  DEFAULT_DATA_KEY_BITS,
+  DEFAULT_ROTATION_PERIOD_DAYS,
+  KEY_BOUNDARY_NAMES,
+  KEY_NAME_PATTERN,
+  KEY_USAGE_NAMES,
+  MAX_AAD,
+  MAX_AES_PLAINTEXT,
+  MAX_BATCH_ITEMS,
+  MAX_CONTEXT,
+  MAX_MEMO_CHARS,
+  MAX_ROTATION_PERIOD_DAYS,
+  MAX_RSA_OAEP_PLAINTEXT,
+  MAX_SIGN_MESSAGE,
+  MAX_VERSION_NUMBER,
+  MIN_CONTEXT,
+  MIN_ROTATION_PERIOD_DAYS,
+  REGION_PATTERN,
+  SHA256_DIGEST_LENGTH,
+  SIGNATURE_ALGORITHM_NAMES,
+} from '../crypto/limits.ts';
 import { HTTP_STATUS } from '../errors.ts';
+import { KEY_OPERATIONS, KEY_STATES } from '../keys/model.ts';
 import type { Schema } from './validate.ts';
 
-const base64 = (description: string): Schema => ({ type: 'string', contentEncoding: 'base64', description });
+/**
+ * Canonical standard base64 with padding: whole quanta, then `xx==` whose second character has
+ * its low 4 bits zero, or `xxx=` whose third has its low 2 bits zero. `decodeBase64` enforces the
+ * same rule by a round trip (faster), so the validator leaves this pattern to it; a unit test
+ * holds the two to the same answers.
+ */
+export const BASE64_PATTERN =
+  '^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$';
 
-/** The key-name rule of PRODUCT.md §2 (uniqueness ignores case). */
-export const KEY_NAME_PATTERN = '^[A-Za-z][A-Za-z0-9_-]{2,14}$';
+/** A base64 field of `minBytes..maxBytes` bytes; over the maximum is 413 PAYLOAD_TOO_LARGE. */
+const base64 = (description: string, maxBytes: number, minBytes = 0): Schema => ({
+  type: 'string',
+  contentEncoding: 'base64',
+  pattern: BASE64_PATTERN,
+  ...(minBytes > 0 ? { minLength: base64Length(minBytes) } : {}),
+  maxLength: base64Length(maxBytes),
+  description,
+});
+
+export { KEY_NAME_PATTERN, MAX_BATCH_ITEMS };
+
+/** A `{name}` path parameter: a key name (400 before any lookup when it is not one). */
+export const keyNameParam: Schema = {
+  type: 'string',
+  pattern: KEY_NAME_PATTERN,
+  description: 'The key name; any ASCII case finds the key.',
+};
+
+/** The `?version=` query parameter of public-key. */
+export const versionParam: Schema = {
+  type: 'string',
+  pattern: `^[1-9][0-9]{0,${String(MAX_VERSION_NUMBER).length - 1}}$`,
+  description: 'A key version (1 to 999999999). Default: the current version.',
+};
+
+const memo: Schema = {
+  type: 'string',
+  maxLength: MAX_MEMO_CHARS,
+  description: `Up to ${MAX_MEMO_CHARS} characters.`,
+};
 
 const rotation: Schema = {
   type: 'object',
@@ -17,9 +78,9 @@ const rotation: Schema = {
     enabled: { type: 'boolean', description: 'Rotate automatically (default true).' },
     periodDays: {
       type: 'integer',
-      minimum: 1,
-      maximum: 730,
-      description: 'Days between rotations (default 90).',
+      minimum: MIN_ROTATION_PERIOD_DAYS,
+      maximum: MAX_ROTATION_PERIOD_DAYS,
+      description: `Days between rotations (default ${DEFAULT_ROTATION_PERIOD_DAYS}).`,
     },
   },
 };
@@ -34,17 +95,16 @@ export const createKeyBody: Schema = {
       pattern: KEY_NAME_PATTERN,
       description: 'Unique in the namespace, ignoring case.',
     },
-    usage: { type: 'string', enum: ['AES256', 'RSA2048', 'ECDSA'] },
+    usage: { type: 'string', enum: KEY_USAGE_NAMES },
     convergent: { type: 'boolean', description: 'AES256 only: deterministic encryption under a context.' },
-    boundary: { type: 'string', enum: ['Global', 'Isolated'] },
+    boundary: { type: 'string', enum: KEY_BOUNDARY_NAMES },
     region: {
       type: 'string',
-      minLength: 1,
-      maxLength: 63,
-      description: 'Required when boundary is Isolated.',
+      pattern: REGION_PATTERN,
+      description: 'Required when boundary is Isolated (and then the region this engine serves).',
     },
     rotation,
-    memo: { type: 'string', maxLength: 100 },
+    memo,
   },
 };
 
@@ -52,7 +112,8 @@ export const patchKeyBody: Schema = {
   type: 'object',
   additionalProperties: false,
   minProperties: 1,
-  properties: { memo: { type: 'string', maxLength: 100 }, rotation },
+  properties: { memo, rotation },
+  description: 'At least one of memo and rotation.',
 };
 
 export const emptyBody: Schema = {
@@ -62,11 +123,15 @@ export const emptyBody: Schema = {
   description: 'Empty, or {}.',
 };
 
-const aad = base64('Additional authenticated data (AES256), up to 8 KiB.');
-const context = base64('Context, 1 to 1024 bytes; required for convergent keys.');
+const aad = base64(`Additional authenticated data (AES256), up to ${MAX_AAD} bytes.`, MAX_AAD);
+const context = base64(
+  `Context, ${MIN_CONTEXT} to ${MAX_CONTEXT} bytes; required by convergent keys, refused by others.`,
+  MAX_CONTEXT,
+  MIN_CONTEXT,
+);
 const algorithm: Schema = {
   type: 'string',
-  enum: ['RSASSA_PSS_SHA_256', 'RSASSA_PKCS1_V1_5_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_256_RAW'],
+  enum: SIGNATURE_ALGORITHM_NAMES,
   description: 'Default: RSASSA_PSS_SHA_256 for RSA2048, ECDSA_SHA_256 (DER) for ECDSA.',
 };
 const ciphertext: Schema = { type: 'string', description: 'keyward:v<N>:<base64>' };
@@ -75,7 +140,14 @@ export const encryptBody: Schema = {
   type: 'object',
   additionalProperties: false,
   required: ['plaintext'],
-  properties: { plaintext: base64('Up to 32 KiB (AES256) or 190 bytes (RSA2048).'), aad, context },
+  properties: {
+    plaintext: base64(
+      `Up to ${MAX_AES_PLAINTEXT} bytes (AES256) or ${MAX_RSA_OAEP_PLAINTEXT} bytes (RSA2048).`,
+      MAX_AES_PLAINTEXT,
+    ),
+    aad,
+    context,
+  },
 };
 
 export const decryptBody: Schema = {
@@ -90,7 +162,10 @@ export const signBody: Schema = {
   additionalProperties: false,
   required: ['data'],
   properties: {
-    data: base64('The message (up to 8 KiB), or a 32-byte SHA-256 digest when prehashed.'),
+    data: base64(
+      `The message (up to ${MAX_SIGN_MESSAGE} bytes), or a ${SHA256_DIGEST_LENGTH}-byte SHA-256 digest when prehashed.`,
+      MAX_SIGN_MESSAGE,
+    ),
     prehashed: { type: 'boolean' },
     algorithm,
   },
@@ -107,7 +182,7 @@ export const dataKeyBody: Schema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    bits: { type: 'integer', enum: [128, 256, 512], description: 'Default 256.' },
+    bits: { type: 'integer', enum: DATA_KEY_BITS, description: `Default ${DEFAULT_DATA_KEY_BITS}.` },
     context,
     aad,
     includePlaintext: { type: 'boolean', description: 'Default true; false for envelope-only use.' },
@@ -123,9 +198,6 @@ export const batchItemSchemas = {
   verify: verifyBody,
 } as const;
 
-/** Most items a batch may hold. */
-export const MAX_BATCH_ITEMS = 1000;
-
 /**
  * A batch body. With `item` (for the OpenAPI document) it describes the items fully; without it
  * (for validation) the items are left unchecked here and checked one by one by the route, so one
@@ -137,8 +209,14 @@ export function batchBody(item?: Schema): Schema {
     additionalProperties: false,
     required: ['requests'],
     properties: {
-      requests: { type: 'array', minItems: 1, maxItems: MAX_BATCH_ITEMS, ...(item ? { items: item } : {}) },
+      requests: {
+        type: 'array',
+        minItems: 1,
+        maxItems: MAX_BATCH_ITEMS,
+        ...(item ? { items: item } : {}),
+      },
     },
+    description: `At most ${BODY_LIMITS.batch} bytes.`,
   };
 }
 
@@ -191,9 +269,9 @@ export const keyView: Schema = {
   properties: {
     name: { type: 'string' },
     namespace: { type: 'string' },
-    usage: { type: 'string', enum: ['AES256', 'RSA2048', 'ECDSA'] },
+    usage: { type: 'string', enum: KEY_USAGE_NAMES },
     convergent: { type: 'boolean' },
-    boundary: { type: 'string', enum: ['Global', 'Isolated'] },
+    boundary: { type: 'string', enum: KEY_BOUNDARY_NAMES },
     region: { type: ['string', 'null'] },
     rotation: {
       type: 'object',
@@ -201,7 +279,7 @@ export const keyView: Schema = {
       properties: { enabled: { type: 'boolean' }, periodDays: { type: 'integer' } },
     },
     memo: { type: 'string' },
-    state: { type: 'string', enum: ['Enabled', 'Disabled', 'PendingDeletion'] },
+    state: { type: 'string', enum: KEY_STATES },
     currentVersion: { type: 'integer' },
     versions: {
       type: 'array',
@@ -218,11 +296,8 @@ export const keyView: Schema = {
     lastUsedTime: nullableTime,
     operationCounts: {
       type: 'object',
-      properties: Object.fromEntries(
-        ['encrypt', 'decrypt', 're-encrypt', 'sign', 'verify', 'generate-data-key', 'get-public-key'].map(
-          (op) => [op, { type: 'integer' }],
-        ),
-      ),
+      additionalProperties: false,
+      properties: Object.fromEntries(KEY_OPERATIONS.map((op) => [op, { type: 'integer' }])),
     },
   },
 };
@@ -265,7 +340,7 @@ const ciphertextOut: Schema = {
 const plaintextOut: Schema = {
   type: 'object',
   required: ['plaintext'],
-  properties: { plaintext: base64('The plaintext.') },
+  properties: { plaintext: base64('The plaintext.', MAX_AES_PLAINTEXT) },
 };
 const signatureOut: Schema = {
   type: 'object',
@@ -288,7 +363,7 @@ export const dataKeyOut: Schema = {
   required: ['ciphertext', 'keyVersion'],
   properties: {
     ciphertext,
-    plaintext: base64('The data key; absent when includePlaintext is false.'),
+    plaintext: base64('The data key; absent when includePlaintext is false.', Math.max(...DATA_KEY_BITS) / 8),
     keyVersion: { type: 'integer' },
   },
 };
