@@ -9,13 +9,16 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { CryptoEngine } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
+import { validateRegion } from '../keys/spec.ts';
 import { KeyService } from '../service/key-service.ts';
 import { writeFileAtomic } from '../store/atomic-write.ts';
 import { lockDataDir } from '../store/data-dir-lock.ts';
 import { FileKeyStore } from '../store/file-key-store.ts';
 import { ensureDataDir, loadOrCreateMasterKey } from '../store/master-key.ts';
-import { loadOrCreateAdminToken } from './admin-token.ts';
+import { ADMIN_TOKEN_FILE, loadOrCreateAdminToken } from './admin-token.ts';
 import { TokenAuthenticator } from './auth.ts';
+import { makeDataDir } from './data-dir.ts';
+import { listenMetrics, type MetricsListener } from './metrics-server.ts';
 import { buildServer } from './server.ts';
 import { isLoopback, loadCertFiles, loadOrCreateAutoCert, type TlsMaterial, type TlsMode } from './tls.ts';
 
@@ -28,6 +31,8 @@ export const SERVER_INFO_FILE = 'server.json';
 /** What `server.json` holds. No secrets: the token stays in its own 0600 file. */
 export interface ServerInfo {
   url: string;
+  /** Where `/metrics` is served (its own listener; absent when metrics are off). */
+  metricsUrl?: string;
   pid: number;
   /** The certificate to trust, when it is self-signed (`--tls auto`) or given. */
   caFile?: string;
@@ -47,17 +52,30 @@ export interface StandaloneOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** Worker threads of the crypto pool. */
   threads?: number;
+  /**
+   * The `/metrics` listener: its host (default loopback) and port (default 0, any free port), or
+   * false for none. Never the API port.
+   */
+  metrics?: { host?: string; port?: number } | false;
+  /** Time a client has to send a whole request; tests shorten it. */
+  requestTimeoutMs?: number;
 }
 
 /** A running standalone engine. */
 export interface Standalone {
   url: string;
+  /** The metrics URL, when metrics are served. */
+  metricsUrl: string | undefined;
   app: FastifyInstance;
   service: KeyService;
   tls: TlsMaterial | undefined;
   token: { token: string; source: 'env' | 'file'; created: boolean };
   /** Stops accepting, drains, flushes usage, stops the workers, removes server.json. */
   close(): Promise<void>;
+}
+
+function tokenSource(dataDir: string, source: 'env' | 'file'): string {
+  return source === 'env' ? 'KEYWARD_TOKEN' : join(dataDir, ADMIN_TOKEN_FILE);
 }
 
 function urlHost(host: string): string {
@@ -74,6 +92,8 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       { field: 'tls' },
     );
   }
+  if (opts.region !== undefined) validateRegion(opts.region, 'region');
+  await makeDataDir(opts.dataDir);
   await ensureDataDir(opts.dataDir);
   const unlock = await lockDataDir(opts.dataDir);
   try {
@@ -111,15 +131,25 @@ async function startLocked(
   if (opts.tls.mode === 'auto') tls = await loadOrCreateAutoCert(opts.dataDir, opts.host);
   else if (opts.tls.mode === 'files') tls = await loadCertFiles(opts.tls.cert, opts.tls.key);
 
-  const { app } = buildServer({
+  const { app, metrics } = buildServer({
     backend: service,
-    auth: new TokenAuthenticator(token.token),
+    auth: new TokenAuthenticator(token.token, tokenSource(opts.dataDir, token.source)),
     logger: opts.logger,
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+    ...(opts.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: opts.requestTimeoutMs }),
   });
+  let metricsListener: MetricsListener | undefined;
   try {
     await app.listen({ host: opts.host, port: opts.port });
+    if (opts.metrics !== false) {
+      metricsListener = await listenMetrics(metrics, {
+        host: opts.metrics?.host ?? '127.0.0.1',
+        port: opts.metrics?.port ?? 0,
+        ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+      });
+    }
   } catch (err) {
+    await app.close();
     await service.close();
     throw err;
   }
@@ -129,6 +159,7 @@ async function startLocked(
   const url = `${tls ? 'https' : 'http'}://${urlHost(connectHost)}:${port}`;
   const info: ServerInfo = {
     url,
+    ...(metricsListener ? { metricsUrl: metricsListener.url } : {}),
     pid: process.pid,
     ...(tls ? { caFile: tls.certPath, fingerprint256: tls.fingerprint256 } : {}),
     startedAt: new Date().toISOString(),
@@ -139,12 +170,12 @@ async function startLocked(
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      await app.close();
+      await Promise.all([app.close(), metricsListener?.close()]);
       await service.close();
       await rm(infoPath, { force: true });
       await unlock();
     })();
     return closing;
   };
-  return { url, app, service, tls, token, close };
+  return { url, metricsUrl: metricsListener?.url, app, service, tls, token, close };
 }
