@@ -88,14 +88,14 @@ export function writeClientError(err: NodeJS.ErrnoException, socket: Socket, tls
  * router answers 404 for a known path with an unknown method).
  */
 export class MethodTable {
-  readonly #entries: Array<{ pattern: RegExp; methods: Set<string> }> = [];
+  readonly #entries: Array<{ path: string; pattern: RegExp; methods: Set<string> }> = [];
 
   /** Adds `method` for `path` (`/v1/namespaces/{namespace}/keys/{name}` style). */
   add(method: string, path: string): void {
-    const source = `^${path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{\w+\}/g, '[^/]+')}$`;
-    let entry = this.#entries.find((e) => e.pattern.source === source);
+    let entry = this.#entries.find((e) => e.path === path);
     if (entry === undefined) {
-      entry = { pattern: new RegExp(source), methods: new Set() };
+      const source = `^${path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{\w+\}/g, '[^/]+')}$`;
+      entry = { path, pattern: new RegExp(source), methods: new Set() };
       this.#entries.push(entry);
     }
     entry.methods.add(method);

@@ -20,8 +20,9 @@ import { decodeBase64, decodeOptional } from './base64.ts';
 import { runBatch } from './batch.ts';
 import {
   actionResponse,
+  BATCH_ITEM_COMPONENTS,
   batchBody,
-  batchItemSchemas,
+  batchItemDoc,
   batchOut,
   createKeyBody,
   dataKeyBody,
@@ -359,7 +360,7 @@ export const ROUTES: readonly RouteDef[] = [
       verb: OPERATION_VERB[op],
       admin: false,
       body: batchBody(),
-      docBody: batchBody(batchItemSchemas[op]),
+      docBody: batchBody(batchItemDoc(op, BATCH_ITEM_COMPONENTS[op])),
       status: 200,
       response: batchOut(operationOutputs[op]),
       bodyLimit: BODY_LIMITS.batch,

@@ -85,10 +85,34 @@ const rotation: Schema = {
   },
 };
 
+/** Cross-field rules of a key spec (§2), as `keys/spec.ts` applies them. */
+const specRules: Schema[] = [
+  {
+    if: { required: ['convergent'], properties: { convergent: { const: true } } },
+    then: {
+      required: ['usage'],
+      properties: { usage: { const: 'AES256' } },
+      'x-error': { field: 'convergent', message: 'convergent is only allowed for AES256 keys' },
+    },
+  },
+  {
+    if: { required: ['boundary'], properties: { boundary: { const: 'Isolated' } } },
+    then: {
+      required: ['region'],
+      'x-error': { field: 'region', message: 'region is required when boundary is Isolated' },
+    },
+    else: {
+      not: { required: ['region'] },
+      'x-error': { field: 'region', message: 'region is only allowed when boundary is Isolated' },
+    },
+  },
+];
+
 export const createKeyBody: Schema = {
   type: 'object',
   additionalProperties: false,
   required: ['name', 'usage'],
+  allOf: specRules,
   properties: {
     name: {
       type: 'string',
@@ -107,6 +131,29 @@ export const createKeyBody: Schema = {
     memo,
   },
 };
+
+/**
+ * The create body as `/openapi.json` documents it for an engine serving `region`: an Isolated key
+ * must name that region, and an engine serving none creates Global keys only (the service refuses
+ * the rest, since it could never use them).
+ */
+export function createKeyDocBody(region: string | undefined): Schema {
+  const props = createKeyBody.properties!;
+  return {
+    ...createKeyBody,
+    properties: {
+      ...props,
+      boundary:
+        region === undefined
+          ? { ...props.boundary, enum: ['Global'], description: 'This engine serves no region: Global only.' }
+          : props.boundary!,
+      region:
+        region === undefined
+          ? props.region!
+          : { ...props.region, enum: [region], description: 'The region this engine serves.' },
+    },
+  };
+}
 
 export const patchKeyBody: Schema = {
   type: 'object',
@@ -189,6 +236,15 @@ export const dataKeyBody: Schema = {
   },
 };
 
+/** The `components.schemas` names of the batch item schemas in `/openapi.json`. */
+export const BATCH_ITEM_COMPONENTS = {
+  encrypt: 'EncryptRequest',
+  decrypt: 'DecryptRequest',
+  're-encrypt': 'DecryptRequest',
+  sign: 'SignRequest',
+  verify: 'VerifyRequest',
+} as const;
+
 /** Per-item schemas of the batch routes, checked item by item. */
 export const batchItemSchemas = {
   encrypt: encryptBody,
@@ -199,9 +255,20 @@ export const batchItemSchemas = {
 } as const;
 
 /**
- * A batch body. With `item` (for the OpenAPI document) it describes the items fully; without it
- * (for validation) the items are left unchecked here and checked one by one by the route, so one
- * bad item fails only itself.
+ * How the OpenAPI document describes a batch item: any value is accepted into the batch, and one
+ * that does not match the operation's body (`components.schemas`) gets its own error in `results`
+ * while the others are done. (Describing the item schema as the items' type would promise a 400
+ * for a bad item, which the API never gives.)
+ */
+export function batchItemDoc(op: keyof typeof batchItemSchemas, component: string): Schema {
+  return {
+    description: `One ${op} request, as the body of the single ${op} route (#/components/schemas/${component}). An item that does not match it gets its own error in results; the others are still done.`,
+  };
+}
+
+/**
+ * A batch body. The items are left unchecked here and checked one by one by the route (so one bad
+ * item fails only itself); `item` is what the OpenAPI document says of them.
  */
 export function batchBody(item?: Schema): Schema {
   return {

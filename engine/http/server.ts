@@ -43,6 +43,8 @@ export interface ServerOptions {
   tls?: { key: string; cert: string };
   /** Time a client has to send a whole request (`REQUEST_TIMEOUT_MS`); tests shorten it. */
   requestTimeoutMs?: number;
+  /** The region the engine serves, so `/openapi.json` states which Isolated keys it can create. */
+  region?: string;
 }
 
 const NAMESPACE = new RegExp(NAMESPACE_PATTERN);
@@ -118,12 +120,11 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
   // One logger for every request: a pino child per request (fastify's default) costs a copy of the
   // redaction setup on the hot path, and requests log nothing of their own.
   app.setChildLoggerFactory((logger) => logger);
-  app.setErrorHandler(errorHandler);
 
   const methods = new MethodTable();
   for (const route of ROUTES) methods.add(route.method, route.path);
   for (const path of ['/livez', '/readyz', '/openapi.json']) methods.add('GET', path);
-  app.setNotFoundHandler((request, reply) => {
+  const notFound = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const path = request.url.split('?')[0]!.slice(0, 256);
     const allowed = methods.allowed(path);
     if (allowed !== undefined && !allowed.includes(request.method)) {
@@ -137,7 +138,13 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
       );
     }
     return sendError(reply, new KeywardError('NOT_FOUND', `no route ${request.method} ${path}`));
-  });
+  };
+  // A request with no route that fails before the not-found handler (a QUERY without a content
+  // type, an unparsable body) still gets the not-found answer: 405 or 404, never a body error.
+  app.setErrorHandler((err, request, reply) =>
+    request.is404 ? notFound(request, reply) : errorHandler(err, request, reply),
+  );
+  app.setNotFoundHandler(notFound);
   // Callback style, not async: these run on every request and a promise per hook costs throughput.
   app.addHook('onRequest', (_request, reply, done) => {
     reply.headers(headers);
@@ -159,7 +166,7 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
     if (!backend.ready()) return sendError(reply, new KeywardError('UNAVAILABLE', 'not ready'));
     return { status: 'ok' };
   });
-  const openapi = buildOpenApi(ROUTES);
+  const openapi = buildOpenApi(ROUTES, opts.region === undefined ? {} : { region: opts.region });
   app.get('/openapi.json', async () => openapi);
 
   for (const route of ROUTES) registerRoute(app, route, backend, auth, metrics);

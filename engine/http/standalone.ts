@@ -137,6 +137,7 @@ async function startLocked(
     logger: opts.logger,
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     ...(opts.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: opts.requestTimeoutMs }),
+    ...(opts.region === undefined ? {} : { region: opts.region }),
   });
   let metricsListener: MetricsListener | undefined;
   try {

@@ -41,6 +41,17 @@ export interface Schema {
   $ref?: string;
   title?: string;
   minProperties?: number;
+  const?: unknown;
+  not?: Schema;
+  allOf?: Schema[];
+  if?: Schema;
+  then?: Schema;
+  else?: Schema;
+  /**
+   * The error to give when this schema fails as a `then`, `else` or `not` branch, in the API's
+   * words (`convergent is only allowed for AES256 keys`). An annotation to other validators.
+   */
+  'x-error'?: { field: string; message: string };
 }
 
 const patterns = new Map<string, RegExp>();
@@ -96,6 +107,9 @@ export function check(schema: Schema, value: unknown, path = ''): KeywardError |
         `${field} must be ${/^[aeiou]/.test(expected) ? 'an' : 'a'} ${expected}, not ${typeName(value)}`,
       );
     }
+  }
+  if (schema.const !== undefined && value !== schema.const) {
+    return invalidArgument(field, `${field} must be ${String(schema.const)}`);
   }
   if (schema.enum !== undefined && !schema.enum.includes(value)) {
     return invalidArgument(field, `${field} must be one of ${schema.enum.map(String).join(', ')}`);
@@ -171,5 +185,24 @@ export function check(schema: Schema, value: unknown, path = ''): KeywardError |
       return invalidArgument(field, `${field} must have at least ${schema.minProperties} field(s)`);
     }
   }
+  for (const rule of schema.allOf ?? []) {
+    const err = check(rule, value, path);
+    if (err) return err;
+  }
+  if (schema.if !== undefined) {
+    const branch = check(schema.if, value, path) === undefined ? schema.then : schema.else;
+    if (branch !== undefined) {
+      const err = check(branch, value, path);
+      if (err) return branchError(branch, err);
+    }
+  }
+  if (schema.not !== undefined && check(schema.not, value, path) === undefined) {
+    return branchError(schema, invalidArgument(field, `${field} is not allowed here`));
+  }
   return undefined;
+}
+
+function branchError(branch: Schema, err: KeywardError): KeywardError {
+  const custom = branch['x-error'];
+  return custom === undefined ? err : invalidArgument(custom.field, custom.message);
 }
