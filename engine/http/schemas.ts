@@ -89,6 +89,7 @@ const rotation: Schema = {
 const specRules: Schema[] = [
   {
     if: { required: ['convergent'], properties: { convergent: { const: true } } },
+    // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword; never awaited
     then: {
       required: ['usage'],
       properties: { usage: { const: 'AES256' } },
@@ -97,6 +98,7 @@ const specRules: Schema[] = [
   },
   {
     if: { required: ['boundary'], properties: { boundary: { const: 'Isolated' } } },
+    // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword; never awaited
     then: {
       required: ['region'],
       'x-error': { field: 'region', message: 'region is required when boundary is Isolated' },
