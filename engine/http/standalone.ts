@@ -109,6 +109,13 @@ async function startLocked(
   env: Readonly<Record<string, string | undefined>>,
   unlock: () => Promise<void>,
 ): Promise<Standalone> {
+  // What can be refused cheaply comes first, before any worker thread starts.
+  const token = await loadOrCreateAdminToken(opts.dataDir, env);
+  const auth = new TokenAuthenticator(token.token, tokenSource(opts.dataDir, token.source));
+  let tls: TlsMaterial | undefined;
+  if (opts.tls.mode === 'auto') tls = await loadOrCreateAutoCert(opts.dataDir, opts.host);
+  else if (opts.tls.mode === 'files') tls = await loadCertFiles(opts.tls.cert, opts.tls.key);
+
   const master = await loadOrCreateMasterKey(opts.dataDir, env);
   const store = await FileKeyStore.open(opts.dataDir);
   const engine = new CryptoEngine(opts.threads === undefined ? {} : { threads: opts.threads });
@@ -126,14 +133,9 @@ async function startLocked(
     await engine.close();
     throw err;
   }
-  const token = await loadOrCreateAdminToken(opts.dataDir, env);
-  let tls: TlsMaterial | undefined;
-  if (opts.tls.mode === 'auto') tls = await loadOrCreateAutoCert(opts.dataDir, opts.host);
-  else if (opts.tls.mode === 'files') tls = await loadCertFiles(opts.tls.cert, opts.tls.key);
-
   const { app, metrics } = buildServer({
     backend: service,
-    auth: new TokenAuthenticator(token.token, tokenSource(opts.dataDir, token.source)),
+    auth,
     logger: opts.logger,
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     ...(opts.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: opts.requestTimeoutMs }),
