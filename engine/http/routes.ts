@@ -2,7 +2,7 @@
  * The route table of the API (PRODUCT.md §6). `server.ts` registers these with fastify and
  * `openapi.ts` documents them, from the same definitions and schemas.
  */
-import { BODY_LIMITS } from '../crypto/limits.ts';
+import { BODY_LIMITS, MAX_VERSION_NUMBER } from '../crypto/limits.ts';
 import type { SignatureAlgorithm } from '../crypto/signing.ts';
 import { KeywardError } from '../errors.ts';
 import type { KeyOperation } from '../keys/model.ts';
@@ -374,7 +374,7 @@ const VERSION = new RegExp(versionParam.pattern!);
 function parseVersion(value: unknown): number | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'string' || !VERSION.test(value)) {
-    throw new KeywardError('INVALID_ARGUMENT', 'version must be an integer from 1 to 999999999', {
+    throw new KeywardError('INVALID_ARGUMENT', `version must be an integer from 1 to ${MAX_VERSION_NUMBER}`, {
       field: 'version',
     });
   }
