@@ -3,14 +3,9 @@
  * the server validates with, so a generated client matches the server.
  */
 import { NAMESPACE_PATTERN } from '../crypto/limits.ts';
+import { errorResponse } from './response-schemas.ts';
 import type { RouteDef } from './routes.ts';
-import {
-  BATCH_ITEM_COMPONENTS,
-  batchItemSchemas,
-  createKeyDocBody,
-  errorResponse,
-  keyNameParam,
-} from './schemas.ts';
+import { BATCH_ITEM_COMPONENTS, batchItemSchemas, createKeyDocBody, keyNameParam } from './schemas.ts';
 import type { Schema } from './validate.ts';
 
 const ERROR_STATUSES: Record<string, string> = {

@@ -4,7 +4,6 @@
  */
 import {
   BODY_LIMITS,
-  base64Length,
   DATA_KEY_BITS,
   DEFAULT_DATA_KEY_BITS,
   DEFAULT_ROTATION_PERIOD_DAYS,
@@ -26,28 +25,8 @@ import {
   SHA256_DIGEST_LENGTH,
   SIGNATURE_ALGORITHM_NAMES,
 } from '../crypto/limits.ts';
-import { HTTP_STATUS } from '../errors.ts';
-import { KEY_OPERATIONS, KEY_STATES } from '../keys/model.ts';
+import { base64, ciphertext } from './schema-fields.ts';
 import type { Schema } from './validate.ts';
-
-/**
- * Canonical standard base64 with padding: whole quanta, then `xx==` whose second character has
- * its low 4 bits zero, or `xxx=` whose third has its low 2 bits zero. `decodeBase64` enforces the
- * same rule by a round trip (faster), so the validator leaves this pattern to it; a unit test
- * holds the two to the same answers.
- */
-export const BASE64_PATTERN =
-  '^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$';
-
-/** A base64 field of `minBytes..maxBytes` bytes; over the maximum is 413 PAYLOAD_TOO_LARGE. */
-const base64 = (description: string, maxBytes: number, minBytes = 0): Schema => ({
-  type: 'string',
-  contentEncoding: 'base64',
-  pattern: BASE64_PATTERN,
-  ...(minBytes > 0 ? { minLength: base64Length(minBytes) } : {}),
-  maxLength: base64Length(maxBytes),
-  description,
-});
 
 export { KEY_NAME_PATTERN, MAX_BATCH_ITEMS };
 
@@ -183,7 +162,6 @@ const algorithm: Schema = {
   enum: SIGNATURE_ALGORITHM_NAMES,
   description: 'Default: RSASSA_PSS_SHA_256 for RSA2048, ECDSA_SHA_256 (DER) for ECDSA.',
 };
-const ciphertext: Schema = { type: 'string', description: 'keyward:v<N>:<base64>' };
 
 export const encryptBody: Schema = {
   type: 'object',
@@ -286,174 +264,5 @@ export function batchBody(item?: Schema): Schema {
       },
     },
     description: `At most ${BODY_LIMITS.batch} bytes.`,
-  };
-}
-
-// ---- responses ----
-
-export const errorResponse: Schema = {
-  type: 'object',
-  required: ['error'],
-  properties: {
-    error: {
-      type: 'object',
-      required: ['code', 'message'],
-      properties: {
-        code: {
-          type: 'string',
-          // One list: the codes of engine/errors.ts.
-          enum: Object.keys(HTTP_STATUS),
-        },
-        message: { type: 'string' },
-        field: { type: 'string' },
-      },
-    },
-  },
-};
-
-const isoTime: Schema = { type: 'string', format: 'date-time' };
-const nullableTime: Schema = { type: ['string', 'null'], format: 'date-time' };
-
-export const keyView: Schema = {
-  type: 'object',
-  required: [
-    'name',
-    'namespace',
-    'usage',
-    'convergent',
-    'boundary',
-    'region',
-    'rotation',
-    'memo',
-    'state',
-    'currentVersion',
-    'versions',
-    'createdTime',
-    'nextRotationTime',
-    'deletionScheduledTime',
-    'fingerprint',
-    'lastUsedTime',
-    'operationCounts',
-  ],
-  properties: {
-    name: { type: 'string' },
-    namespace: { type: 'string' },
-    usage: { type: 'string', enum: KEY_USAGE_NAMES },
-    convergent: { type: 'boolean' },
-    boundary: { type: 'string', enum: KEY_BOUNDARY_NAMES },
-    region: { type: ['string', 'null'] },
-    rotation: {
-      type: 'object',
-      required: ['enabled', 'periodDays'],
-      properties: { enabled: { type: 'boolean' }, periodDays: { type: 'integer' } },
-    },
-    memo: { type: 'string' },
-    state: { type: 'string', enum: KEY_STATES },
-    currentVersion: { type: 'integer' },
-    versions: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['version', 'createdTime'],
-        properties: { version: { type: 'integer' }, createdTime: isoTime },
-      },
-    },
-    createdTime: isoTime,
-    nextRotationTime: nullableTime,
-    deletionScheduledTime: nullableTime,
-    fingerprint: { type: 'string' },
-    lastUsedTime: nullableTime,
-    operationCounts: {
-      type: 'object',
-      additionalProperties: false,
-      properties: Object.fromEntries(KEY_OPERATIONS.map((op) => [op, { type: 'integer' }])),
-    },
-  },
-};
-
-export const keyList: Schema = {
-  type: 'object',
-  required: ['keys'],
-  properties: { keys: { type: 'array', items: keyView } },
-};
-
-/** An action's answer: the key after it, plus `warnings` when there are any. */
-export const actionResponse: Schema = {
-  ...keyView,
-  properties: {
-    ...keyView.properties,
-    warnings: {
-      type: 'array',
-      items: { type: 'string' },
-      description: 'e.g. a deletion requested for a key used in the last 7 days',
-    },
-  },
-};
-
-/** The answer of delete-now. */
-export const destroyedResponse: Schema = {
-  type: 'object',
-  required: ['name', 'namespace', 'state'],
-  properties: {
-    name: { type: 'string' },
-    namespace: { type: 'string' },
-    state: { type: 'string', enum: ['Destroyed'] },
-  },
-};
-
-const ciphertextOut: Schema = {
-  type: 'object',
-  required: ['ciphertext', 'keyVersion'],
-  properties: { ciphertext, keyVersion: { type: 'integer' } },
-};
-const plaintextOut: Schema = {
-  type: 'object',
-  required: ['plaintext'],
-  properties: { plaintext: base64('The plaintext.', MAX_AES_PLAINTEXT) },
-};
-const signatureOut: Schema = {
-  type: 'object',
-  required: ['signature', 'keyVersion'],
-  properties: { signature: { type: 'string' }, keyVersion: { type: 'integer' } },
-};
-const verifyOut: Schema = { type: 'object', required: ['valid'], properties: { valid: { type: 'boolean' } } };
-
-/** Output schema per operation. */
-export const operationOutputs = {
-  encrypt: ciphertextOut,
-  decrypt: plaintextOut,
-  're-encrypt': ciphertextOut,
-  sign: signatureOut,
-  verify: verifyOut,
-} as const;
-
-export const dataKeyOut: Schema = {
-  type: 'object',
-  required: ['ciphertext', 'keyVersion'],
-  properties: {
-    ciphertext,
-    plaintext: base64('The data key; absent when includePlaintext is false.', Math.max(...DATA_KEY_BITS) / 8),
-    keyVersion: { type: 'integer' },
-  },
-};
-
-export const publicKeyOut: Schema = {
-  type: 'object',
-  required: ['keyVersion', 'pem', 'jwk'],
-  properties: {
-    keyVersion: { type: 'integer' },
-    pem: { type: 'string', description: 'SPKI PEM' },
-    jwk: { type: 'object', additionalProperties: true },
-  },
-};
-
-/** A batch result: the operation's output, or its own error. */
-export function batchOut(output: Schema): Schema {
-  return {
-    type: 'object',
-    required: ['results'],
-    properties: {
-      results: { type: 'array', items: { oneOf: [output, errorResponse] } },
-    },
   };
 }
