@@ -146,6 +146,8 @@ export class CryptoEngine {
     ring: KeyRing,
     items: readonly BatchInputs[Op][],
   ): Promise<BatchItemResult<BatchOutputs[Op]>[]> {
+    // A key that cannot do this operation fails the whole batch, not each item.
+    assertUsage(ring, operation);
     if (operation === 're-encrypt') {
       return (await this.#batchReEncrypt(ring, items as readonly DecryptInput[])) as BatchItemResult<
         BatchOutputs[Op]

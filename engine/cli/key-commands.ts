@@ -1,9 +1,18 @@
 /** `keyward key ...`: key management through the API. */
 import { Command, Option } from 'commander';
+import {
+  DEFAULT_ROTATION_PERIOD_DAYS,
+  KEY_BOUNDARY_NAMES,
+  KEY_USAGE_NAMES,
+  MAX_MEMO_CHARS,
+  MAX_ROTATION_PERIOD_DAYS,
+  MIN_ROTATION_PERIOD_DAYS,
+} from '../crypto/limits.ts';
+import { validateRegion } from '../keys/spec.ts';
 import type { KeyView } from '../service/backend.ts';
 import { callApi } from './client.ts';
-import { type ClientContext, clientContext, clientOptions, keyPath } from './options.ts';
-import { formatKey, formatKeyTable, printJson } from './output.ts';
+import { type ClientContext, clientContext, clientOptions, keyName, keyPath } from './options.ts';
+import { formatKey, formatKeyTable, printable, printJson } from './output.ts';
 import { withProgress } from './progress.ts';
 
 type KeyResult = KeyView & { warnings?: string[] };
@@ -15,14 +24,41 @@ function printKey(ctx: ClientContext, key: KeyResult, note?: string): void {
   }
   if (note) process.stdout.write(`${note}\n`);
   process.stdout.write(formatKey(key));
-  for (const w of key.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
+  for (const w of key.warnings ?? []) process.stderr.write(`warning: ${printable(w)}\n`);
 }
 
-function integer(name: string) {
-  return (value: string): number => {
-    if (!/^\d+$/.test(value)) throw new Error(`${name} must be a whole number`);
-    return Number(value);
-  };
+const ROTATION_RANGE = `${MIN_ROTATION_PERIOD_DAYS}..${MAX_ROTATION_PERIOD_DAYS}`;
+
+/** `--rotation-days`: whole days within the key spec's bounds. */
+function rotationDays(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < MIN_ROTATION_PERIOD_DAYS || n > MAX_ROTATION_PERIOD_DAYS) {
+    throw new Error(
+      `--rotation-days must be a whole number of days from ${ROTATION_RANGE}, not ${JSON.stringify(value)}`,
+    );
+  }
+  return n;
+}
+
+/** `--memo`: at most MAX_MEMO_CHARS characters (code points, as the API counts). */
+function memo(value: string): string {
+  if ([...value].length > MAX_MEMO_CHARS)
+    throw new Error(`--memo must be at most ${MAX_MEMO_CHARS} characters`);
+  return value;
+}
+
+/** `--region`: the key spec's region rule. */
+function region(value: string): string {
+  try {
+    return validateRegion(value, '--region');
+  } catch (err) {
+    throw new Error((err as Error).message);
+  }
+}
+
+/** Checks a `<name>` argument before anything is sent. */
+function checkedName(name: string): string {
+  return keyName(name);
 }
 
 /** Builds `keyward key`. */
@@ -35,24 +71,19 @@ export function keyCommand(): Command {
     key
       .command('create <name>')
       .description('create a key')
-      .addOption(
-        new Option('--usage <usage>', 'key type')
-          .choices(['AES256', 'RSA2048', 'ECDSA'])
-          .makeOptionMandatory(),
-      )
+      .addOption(new Option('--usage <usage>', 'key type').choices(KEY_USAGE_NAMES).makeOptionMandatory())
       .option('--convergent', 'AES256 only: deterministic encryption under a context')
-      .addOption(
-        new Option('--boundary <boundary>', 'where the key may be used').choices(['Global', 'Isolated']),
-      )
-      .option('--region <region>', 'the region of an Isolated key')
+      .addOption(new Option('--boundary <boundary>', 'where the key may be used').choices(KEY_BOUNDARY_NAMES))
+      .option('--region <region>', 'the region of an Isolated key', region)
       .option(
         '--rotation-days <days>',
-        'rotate automatically every N days (1..730, default 90)',
-        integer('--rotation-days'),
+        `rotate automatically every N days (${ROTATION_RANGE}, default ${DEFAULT_ROTATION_PERIOD_DAYS})`,
+        rotationDays,
       )
       .option('--no-rotation', 'no automatic rotation')
-      .option('--memo <text>', 'a note, up to 100 characters'),
+      .option('--memo <text>', `a note, up to ${MAX_MEMO_CHARS} characters`, memo),
   ).action(async (name: string, opts) => {
+    checkedName(name);
     const ctx = await clientContext(opts);
     const body: Record<string, unknown> = { name, usage: opts.usage };
     if (opts.convergent) body.convergent = true;
@@ -79,6 +110,7 @@ export function keyCommand(): Command {
   });
 
   clientOptions(key.command('get <name>').description('show a key')).action(async (name: string, opts) => {
+    checkedName(name);
     const ctx = await clientContext(opts);
     printKey(
       ctx,
@@ -92,11 +124,12 @@ export function keyCommand(): Command {
     key
       .command('update <name>')
       .description('change the memo or the rotation policy of a key')
-      .option('--memo <text>', 'a note, up to 100 characters')
-      .option('--rotation-days <days>', 'rotation period in days (1..730)', integer('--rotation-days'))
+      .option('--memo <text>', `a note, up to ${MAX_MEMO_CHARS} characters`, memo)
+      .option('--rotation-days <days>', `rotation period in days (${ROTATION_RANGE})`, rotationDays)
       .option('--rotation', 'turn automatic rotation on')
       .option('--no-rotation', 'turn automatic rotation off'),
   ).action(async (name: string, opts, cmd: Command) => {
+    checkedName(name);
     const ctx = await clientContext(opts);
     const body: Record<string, unknown> = {};
     if (opts.memo !== undefined) body.memo = opts.memo;
@@ -126,6 +159,7 @@ export function keyCommand(): Command {
   for (const [command, action, description] of actions) {
     clientOptions(key.command(`${command} <name>`).description(description)).action(
       async (name: string, opts) => {
+        checkedName(name);
         const ctx = await clientContext(opts);
         const result = await withProgress(
           `${command} ${name}`,
@@ -145,6 +179,7 @@ export function keyCommand(): Command {
   clientOptions(
     key.command('delete-now <name>').description('destroy a key pending deletion now; cannot be undone'),
   ).action(async (name: string, opts) => {
+    checkedName(name);
     const ctx = await clientContext(opts);
     const result = await callApi<{ name: string; state: string }>(
       ctx.config,

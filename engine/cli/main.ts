@@ -10,6 +10,7 @@ import { CommanderError } from 'commander';
 import { KeywardError } from '../errors.ts';
 import { CliError } from './client.ts';
 import './kube-commands.ts';
+import { printable } from './output.ts';
 import { buildProgram } from './program.ts';
 
 const isVerify = process.argv[2] === 'verify';
@@ -24,7 +25,7 @@ for (const stream of [process.stdout, process.stderr]) {
 }
 
 function fail(message: string, code: number): void {
-  process.stderr.write(`keyward: ${message.split('\n')[0]}\n`);
+  process.stderr.write(`keyward: ${printable(message.split('\n')[0]!)}\n`);
   process.exitCode = isVerify ? 2 : code;
 }
 

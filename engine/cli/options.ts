@@ -1,6 +1,8 @@
 /** Options shared by the client commands, and the context they resolve to. */
 import type { Command } from 'commander';
-import { type ClientConfig, resolveClientConfig } from './client.ts';
+import type { KeywardError } from '../errors.ts';
+import { validateKeyName } from '../keys/spec.ts';
+import { CliError, type ClientConfig, resolveClientConfig } from './client.ts';
 import { type OutputFormat, parseOutput } from './output.ts';
 
 /** The default data dir of serve and of client discovery. */
@@ -16,7 +18,36 @@ export function clientOptions(cmd: Command): Command {
     )
     .option('-n, --namespace <ns>', 'key store (namespace)', 'default')
     .option('-o, --output <format>', 'text or json', parseOutput, 'text' as OutputFormat)
-    .option('--wait <seconds>', 'keep retrying while the server is not reachable yet', (v) => Number(v), 0);
+    .option(
+      '--wait <seconds>',
+      'keep retrying while the server is not reachable yet (0..3600)',
+      parseWait,
+      0,
+    );
+}
+
+/** Parses a key name argument by the key-name rule, erring as the API would (before any call). */
+export function keyName(value: string): string {
+  try {
+    return validateKeyName(value);
+  } catch (err) {
+    const e = err as KeywardError;
+    throw new CliError(`${e.code}: ${e.message} (field ${e.field ?? 'name'})`);
+  }
+}
+
+/** Longest `--wait`. */
+const MAX_WAIT_SECONDS = 3600;
+
+/** Parses `--wait`: a number of seconds from 0 to an hour. */
+export function parseWait(value: string): number {
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(n) || n > MAX_WAIT_SECONDS) {
+    throw new Error(
+      `--wait must be a number of seconds from 0 to ${MAX_WAIT_SECONDS}, not ${JSON.stringify(value)}`,
+    );
+  }
+  return n;
 }
 
 /** What a client command works with. */
@@ -41,7 +72,7 @@ export async function clientContext(opts: {
     config,
     namespace: opts.namespace,
     output: opts.output,
-    waitSeconds: Number.isFinite(opts.wait) ? opts.wait : 0,
+    waitSeconds: opts.wait,
     keysPath: `/v1/namespaces/${encodeURIComponent(opts.namespace)}/keys`,
   };
 }

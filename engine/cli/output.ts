@@ -10,6 +10,19 @@ export function parseOutput(value: string): OutputFormat {
   throw new Error(`-o must be text or json, not ${JSON.stringify(value)}`);
 }
 
+/**
+ * `text` safe to print on a terminal: C0 and C1 control characters (escape sequences start with
+ * ESC or CSI), DEL and the bidirectional overrides that reorder what a reader sees are shown as
+ * `\u{..}` escapes. Key memos, names from the server and error messages all pass through here.
+ */
+export function printable(text: string): string {
+  return text.replace(
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+    /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`,
+  );
+}
+
 /** Prints JSON on stdout. */
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -31,11 +44,11 @@ export function formatKeyTable(keys: readonly KeyView[]): string {
       dash(k.lastUsedTime),
     ]),
   ];
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => printable(r[i]!).length)));
   return `${rows
     .map((r) =>
       r
-        .map((c, i) => c.padEnd(widths[i]!))
+        .map((c, i) => printable(c).padEnd(widths[i]!))
         .join('  ')
         .trimEnd(),
     )
@@ -65,5 +78,5 @@ export function formatKey(k: KeyView & { warnings?: string[] }): string {
     ['Operations', counts === '' ? '-' : counts],
   ];
   const width = Math.max(...lines.map(([label]) => label!.length));
-  return `${lines.map(([label, value]) => `${`${label}:`.padEnd(width + 2)}${value}`).join('\n')}\n`;
+  return `${lines.map(([label, value]) => `${`${label}:`.padEnd(width + 2)}${printable(value!)}`).join('\n')}\n`;
 }

@@ -4,14 +4,29 @@ import { Command } from 'commander';
 import { addAuditOptions, auditConfigFromFlags, defaultAuditConfig } from '../audit/config.ts';
 import { ADMIN_TOKEN_FILE } from '../http/admin-token.ts';
 import { createLogger } from '../http/logger.ts';
+import { defaultMetricsPort } from '../http/metrics-server.ts';
 import { DEFAULT_PORT, startStandalone } from '../http/standalone.ts';
 import { parseTlsMode } from '../http/tls.ts';
 import { parseDuration } from './duration.ts';
 import { DEFAULT_DATA_DIR } from './options.ts';
 
-function port(value: string): number {
+function portOf(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n > 65535) throw new Error(`${flag} must be 0..65535, not ${value}`);
+    return n;
+  };
+}
+const port = portOf('--port');
+
+/** `--metrics-port`: a port, or `off` for no metrics listener. */
+function metricsPort(value: string): number | 'off' {
+  return value === 'off' ? 'off' : portOf('--metrics-port')(value);
+}
+
+function threads(value: string): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 65535) throw new Error(`--port must be 0..65535, not ${value}`);
+  if (!/^\d+$/.test(value) || n < 1 || n > 256) throw new Error(`--threads must be 1..256, not ${value}`);
   return n;
 }
 
@@ -32,7 +47,13 @@ export function serveCommand(): Command {
       'auto',
     )
     .option('--region <region>', 'the region this engine serves (Isolated keys of other regions are refused)')
-    .option('--threads <n>', 'crypto worker threads (default: CPU count)', (v) => Number(v))
+    .option('--threads <n>', 'crypto worker threads (default: CPU count)', threads)
+    .option(
+      '--metrics-port <n|off>',
+      'port of the Prometheus /metrics listener, apart from the API (default 9464; 0 with --port 0)',
+      metricsPort,
+    )
+    .option('--metrics-host <host>', 'address the metrics listener binds', '127.0.0.1')
     .option(
       '--deletion-delay-for-tests <duration>',
       'FOR TESTS ONLY: shorten the 72 h deletion delay (e.g. 20s)',
@@ -59,6 +80,10 @@ export function serveCommand(): Command {
         ...(opts.threads === undefined ? {} : { threads: opts.threads }),
         ...(deletionDelayMs === undefined ? {} : { deletionDelayMs }),
         audit,
+        metrics:
+          opts.metricsPort === 'off'
+            ? false
+            : { host: opts.metricsHost, port: opts.metricsPort ?? defaultMetricsPort(opts.port) },
       });
       const out: string[] = [`Keyward listening on ${server.url} (data dir ${opts.dataDir})`];
       if (server.tls) {
@@ -82,6 +107,7 @@ export function serveCommand(): Command {
           ? `Audit log in ${join(opts.dataDir, 'audit')}${audit.required ? ' (required: requests are refused when it cannot write)' : ''}`
           : 'Audit log off (--no-audit)',
       );
+      out.push(server.metricsUrl ? `Metrics: ${server.metricsUrl}` : 'Metrics: off');
       out.push('Try: keyward key create my-key --usage AES256');
       process.stdout.write(`${out.join('\n')}\n`);
 

@@ -1,9 +1,11 @@
 /**
  * A small stand-alone entry of the cluster engine, for tests and for running it without the full
  * CLI: `node engine/cluster/cli.ts --kubeconfig FILE --namespace keyward-system [--port N]
- * [--host ADDR] [--tls auto|off|CERT,KEY] [--region R] [--identity ID] [--threads N]
- * [--insecure-no-auth] [--no-audit] [--audit-required] [--audit-dir DIR] [--audit-checkpoint-records N]
- * [--audit-checkpoint-interval D] [--audit-segment-size S]` (audit records go to stdout, docs/audit.md). Prints one JSON line `{"url", "caFile", "fingerprint256"}` on stdout once
+ * [--host ADDR] [--metrics-port N] [--tls auto|off|CERT,KEY] [--region R] [--identity ID]
+ * [--threads N] [--insecure-no-auth] [--no-audit] [--audit-required] [--audit-dir DIR]
+ * [--audit-checkpoint-records N] [--audit-checkpoint-interval D] [--audit-segment-size S]` (audit
+ * records go to stdout, docs/audit.md). Prints one JSON line `{"url", "caFile", "fingerprint256"}`
+ * on stdout once
  * listening; SIGTERM or SIGINT drain and stop it.
  */
 import { parseArgs } from 'node:util';
@@ -25,6 +27,7 @@ export function parseClusterEngineArgs(argv: readonly string[]): ClusterEngineOp
       kubeconfig: { type: 'string' },
       namespace: { type: 'string' },
       port: { type: 'string' },
+      'metrics-port': { type: 'string' },
       host: { type: 'string' },
       tls: { type: 'string' },
       region: { type: 'string' },
@@ -51,6 +54,8 @@ export function parseClusterEngineArgs(argv: readonly string[]): ClusterEngineOp
   if (values['insecure-no-auth'] === true) o.insecureNoAuth = true;
   const port = int('port', values.port);
   if (port !== undefined) o.port = port;
+  const metricsPort = int('metrics-port', values['metrics-port']);
+  if (metricsPort !== undefined) o.metricsPort = metricsPort;
   const threads = int('threads', values.threads);
   if (threads !== undefined) o.threads = threads;
   const usageMs = int('usage-report-ms', values['usage-report-ms']);
@@ -74,7 +79,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
   try {
     const engine = await runClusterEngine(options);
     process.stdout.write(
-      `${JSON.stringify({ url: engine.url, caFile: engine.tls?.certPath, fingerprint256: engine.tls?.fingerprint256 })}\n`,
+      `${JSON.stringify({ url: engine.url, metricsUrl: engine.metricsUrl, caFile: engine.tls?.certPath, fingerprint256: engine.tls?.fingerprint256 })}\n`,
     );
     const stop = (): void => {
       void engine.close().then(

@@ -168,8 +168,8 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
     return master;
   }
 
-  /** The ring of a key that may be used here, recording the use. The crypto hot path. */
-  protected override usableRing(namespace: string, name: string, op: KeyOperation, count: number): KeyRing {
+  /** The ring of a key that may be used here. The crypto hot path. */
+  protected override usableRing(namespace: string, name: string): KeyRing {
     this.#checkReady();
     const key = this.#sources.keys.get(name, namespace);
     if (key === undefined) throw notFound(name);
@@ -179,8 +179,19 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
     }
     checkUsableInCluster(key, entry.stored);
     checkRegion(entry.stored.record, this.#region);
-    this.#counter.record(namespace, name, key.metadata.uid, op, count, this.#now());
     return entry.cache.ring();
+  }
+
+  /** Counts uses that succeeded (see CryptoBackend.recordUse). */
+  protected override recordUse(namespace: string, name: string, op: KeyOperation, count: number): void {
+    const key = this.#sources.keys.get(name, namespace);
+    if (key !== undefined) this.#counter.record(namespace, name, key.metadata.uid, op, count, this.#now());
+  }
+
+  metricsKey(namespace: string, name: string): string | undefined {
+    return this.#sources.synced() && this.#sources.keys.get(name, namespace) !== undefined
+      ? `${namespace}/${name}`
+      : undefined;
   }
 
   /** The decoded material of Key `namespace/name`, following its Secret's resourceVersion. */

@@ -15,6 +15,7 @@ import { CryptoEngine } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import type { Authenticator } from '../http/auth.ts';
 import { createLogger } from '../http/logger.ts';
+import { defaultMetricsPort, listenMetrics } from '../http/metrics-server.ts';
 import { buildServer } from '../http/server.ts';
 import {
   isLoopback,
@@ -47,6 +48,8 @@ export interface ClusterEngineOptions {
   host?: string;
   /** Listen port; 7443; 0 picks a free one. */
   port?: number;
+  /** Port of the /metrics listener (same host, same TLS); 9464, or 0 when `port` is 0. */
+  metricsPort?: number;
   /** TLS: auto (self-signed, written to `tlsDir`), off (loopback only) or certificate files. */
   tls?: TlsMode;
   /** Where `--tls auto` keeps its certificate; a fresh temporary directory by default. */
@@ -75,6 +78,8 @@ export interface ClusterEngineOptions {
 /** A running cluster engine. */
 export interface RunningClusterEngine {
   url: string;
+  /** Where /metrics is served (never on the API port). */
+  metricsUrl: string;
   app: FastifyInstance;
   backend: ClusterKeyBackend;
   /** The Kubernetes authenticator (absent with `insecureNoAuth`). */
@@ -171,21 +176,29 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
     masterKey: () => sources.master(),
     log,
   });
-  const { app } = buildServer({
+  const { app, metrics } = buildServer({
     backend,
     auth,
     logger: log,
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     ...(audit ? { audit: audit.http } : {}),
   });
+  const apiPort = options.port ?? DEFAULT_ENGINE_PORT;
+  let metricsListener: Awaited<ReturnType<typeof listenMetrics>> | undefined;
   try {
+    metricsListener = await listenMetrics(metrics, {
+      host,
+      port: options.metricsPort ?? defaultMetricsPort(apiPort),
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+    });
     // Serve /livez at once; /readyz says not ready until the informers have listed and the
     // master key is read. Neither is awaited: a missing CRD or master key (the operator not
     // installed yet) keeps the engine unready, not stuck before listening.
-    await app.listen({ host, port: options.port ?? DEFAULT_ENGINE_PORT });
+    await app.listen({ host, port: apiPort });
     void sources.start();
   } catch (err) {
     await app.close();
+    await metricsListener?.close();
     await audit?.log.close();
     await sources.stop();
     await engine.close();
@@ -199,11 +212,13 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
   log.info({ url, namespace, identity, region: options.region ?? null }, 'cluster engine listening');
 
   const b = backend;
+  const metricsServer = metricsListener;
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       await app.close();
       await audit?.log.close();
+      await metricsServer.close();
       await usage.stop();
       await sources.stop();
       await engine.close();
@@ -211,5 +226,5 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
     })();
     return closing;
   };
-  return { url, app, backend: b, auth: kubeAuth, usage, tls, close };
+  return { url, metricsUrl: metricsServer.url, app, backend: b, auth: kubeAuth, usage, tls, close };
 }

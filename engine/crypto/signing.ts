@@ -9,23 +9,15 @@ import { constants, sign, verify } from 'node:crypto';
 import { invalidArgument, KeywardError } from '../errors.ts';
 import type { KeyUsage } from '../keys/model.ts';
 import { signEcdsaDigest, verifyEcdsaDigest } from './ecdsa-prehashed.ts';
+import { SIGNATURE_ALGORITHM_NAMES } from './limits.ts';
 import type { PreparedKey, PreparedKeyPair } from './prepared-key.ts';
 import { signPkcs1Digest, signPssDigest, verifyPkcs1Digest, verifyPssDigest } from './rsa-prehashed.ts';
 
 /** The signature algorithms a key may use. */
-export type SignatureAlgorithm =
-  | 'RSASSA_PSS_SHA_256'
-  | 'RSASSA_PKCS1_V1_5_SHA_256'
-  | 'ECDSA_SHA_256'
-  | 'ECDSA_SHA_256_RAW';
+export type SignatureAlgorithm = (typeof SIGNATURE_ALGORITHM_NAMES)[number];
 
 /** Every signature algorithm, for schemas. */
-export const SIGNATURE_ALGORITHMS: readonly SignatureAlgorithm[] = [
-  'RSASSA_PSS_SHA_256',
-  'RSASSA_PKCS1_V1_5_SHA_256',
-  'ECDSA_SHA_256',
-  'ECDSA_SHA_256_RAW',
-];
+export const SIGNATURE_ALGORITHMS: readonly SignatureAlgorithm[] = SIGNATURE_ALGORITHM_NAMES;
 
 /** How to sign or verify. */
 export interface SignatureOptions {

@@ -53,6 +53,15 @@ export interface Authenticator {
   authorize(principal: Principal, verb: AuthVerb, namespace: string, name: string | undefined): Promise<void>;
 }
 
+/**
+ * What a bearer token may hold: visible ASCII, no spaces (RFC 6750's b64token is narrower still).
+ * A token outside this could never be sent in an Authorization header, so it is refused at start.
+ */
+export const TOKEN_PATTERN = /^[\x21-\x7e]+$/;
+
+/** Shortest admin token accepted. */
+export const MIN_TOKEN_LENGTH = 16;
+
 /** Extracts a bearer token from the Authorization header, or undefined. */
 export function bearerToken(headers: IncomingHttpHeaders): string | undefined {
   const header = headers.authorization;
@@ -72,8 +81,24 @@ function digest(text: string): Buffer {
 export class TokenAuthenticator implements Authenticator {
   readonly #expected: Buffer;
 
-  constructor(token: string) {
-    if (token.length < 16) throw new Error('the admin token must be at least 16 characters');
+  /** `source` names where the token came from (`KEYWARD_TOKEN`, a file), for the error. */
+  constructor(token: string, source = 'the admin token') {
+    if (token.length < MIN_TOKEN_LENGTH) {
+      throw new KeywardError(
+        'INVALID_ARGUMENT',
+        `${source}: the token must be at least ${MIN_TOKEN_LENGTH} characters`,
+        {
+          field: 'token',
+        },
+      );
+    }
+    if (!TOKEN_PATTERN.test(token)) {
+      throw new KeywardError(
+        'INVALID_ARGUMENT',
+        `${source}: the token may hold only visible ASCII characters (no spaces or control characters); no request could ever send it`,
+        { field: 'token' },
+      );
+    }
     this.#expected = digest(token);
   }
 

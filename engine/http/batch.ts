@@ -1,7 +1,8 @@
 /**
  * The batch routes: each item is validated and decoded on its own, the good ones go to the
  * backend in one call, and the results come back in request order. One bad item never fails the
- * others; only key-level refusals (no such key, disabled, wrong region) fail the whole request.
+ * others; key-level refusals (no such key, disabled, wrong region, wrong usage) fail the whole
+ * request, and come first whatever the items hold: the backend is asked even when no item is valid.
  */
 import type { SignatureAlgorithm } from '../crypto/signing.ts';
 import { KeywardError } from '../errors.ts';
@@ -70,18 +71,16 @@ export async function runBatch(ctx: RouteContext, op: BatchOperation): Promise<{
   }
   ctx.observeBatch(op, requests.length);
   try {
-    if (good.length > 0) {
-      const out = await ctx.backend.batch(ctx.namespace, ctx.name, op, good);
-      for (let j = 0; j < out.length; j++) {
-        const r = out[j]!;
-        const slot = slots[j]!;
-        if (r.ok) {
-          results[slot] = encodeOutput(op, r.value);
-          tally('ok');
-        } else {
-          results[slot] = { error: r.error.toJSON() };
-          tally(r.error.code);
-        }
+    const out = await ctx.backend.batch(ctx.namespace, ctx.name, op, good);
+    for (let j = 0; j < out.length; j++) {
+      const r = out[j]!;
+      const slot = slots[j]!;
+      if (r.ok) {
+        results[slot] = encodeOutput(op, r.value);
+        tally('ok');
+      } else {
+        results[slot] = { error: r.error.toJSON() };
+        tally(r.error.code);
       }
     }
   } catch (err) {

@@ -1,9 +1,13 @@
 /**
- * Prometheus metrics. Label cardinality is bounded: `key` is `namespace/name` (the number of keys),
- * `operation` and `result` are small closed sets (result is an error code or `ok`), and routes are
- * the route patterns, never raw URLs.
+ * Prometheus metrics. Label cardinality is bounded: `key` is the stored `namespace/name` of a key
+ * that exists (so at most the number of keys), and `(unknown)` for every other name a caller sends,
+ * whatever its case or namespace; `operation` and `result` are small closed sets (result is an
+ * error code or `ok`), and routes are the route patterns, never raw URLs.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** The `key` label of operations on names that are not keys. */
+export const UNKNOWN_KEY = '(unknown)';
 
 /** The metrics one server exposes, in its own registry (tests run several servers in one process). */
 export class HttpMetrics {
@@ -45,10 +49,11 @@ export class HttpMetrics {
     });
   }
 
-  /** Counts `count` operations on one key. */
+  /**
+   * Counts `count` operations. `key` must be a key's stored `namespace/name` (from
+   * `KeyBackend.metricsKey`) or `UNKNOWN_KEY`, never a name taken from the request.
+   */
   count(key: string, operation: string, result: string, count = 1): void {
-    // Unknown keys share one label value, so callers probing random names cannot grow the series.
-    const label = result === 'KEY_NOT_FOUND' ? '(unknown)' : key;
-    this.operations.inc({ key: label, operation, result }, count);
+    this.operations.inc({ key, operation, result }, count);
   }
 }

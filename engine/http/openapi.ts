@@ -2,25 +2,35 @@
  * `/openapi.json`: an OpenAPI 3.1 document generated from the route table and the very schemas
  * the server validates with, so a generated client matches the server.
  */
+import { NAMESPACE_PATTERN } from '../crypto/limits.ts';
+import { errorResponse } from './response-schemas.ts';
 import type { RouteDef } from './routes.ts';
-import { errorResponse } from './schemas.ts';
+import { BATCH_ITEM_COMPONENTS, batchItemSchemas, createKeyDocBody, keyNameParam } from './schemas.ts';
 import type { Schema } from './validate.ts';
 
 const ERROR_STATUSES: Record<string, string> = {
-  '400': 'INVALID_ARGUMENT: a malformed, unknown or out-of-range field (`field` names it)',
+  '400':
+    'INVALID_ARGUMENT: a malformed, unknown or out-of-range field (`field` names it), or a malformed HTTP request',
   '401': 'UNAUTHENTICATED: missing or invalid bearer token',
   '403': 'PERMISSION_DENIED',
   '404': 'KEY_NOT_FOUND',
   '405': 'METHOD_NOT_ALLOWED: admin routes in Kubernetes mode',
   '409': 'KEY_STATE (disabled, pending deletion, wrong usage, other region) or ALREADY_EXISTS',
-  '413': 'PAYLOAD_TOO_LARGE',
+  '408': 'INVALID_ARGUMENT: the request was not received in time (30 s for headers and body)',
+  '413': 'PAYLOAD_TOO_LARGE: the body or a field is over its limit (`field` names it)',
   '429': 'OVERLOADED: retry after the Retry-After header',
   '503': 'OVERLOADED or UNAVAILABLE (shutting down, not ready)',
 };
 
-function errorResponses(): Record<string, unknown> {
+/** Only for routes that take a body. */
+const BODY_ERROR_STATUSES: Record<string, string> = {
+  '415': 'INVALID_ARGUMENT: the body is not application/json',
+};
+
+function errorResponses(withBody: boolean): Record<string, unknown> {
+  const statuses = withBody ? { ...ERROR_STATUSES, ...BODY_ERROR_STATUSES } : ERROR_STATUSES;
   return Object.fromEntries(
-    Object.entries(ERROR_STATUSES).map(([status, description]) => [
+    Object.entries(statuses).map(([status, description]) => [
       status,
       { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
     ]),
@@ -33,12 +43,12 @@ function parameters(route: RouteDef): unknown[] {
       name: 'namespace',
       in: 'path',
       required: true,
-      schema: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' },
+      schema: { type: 'string', pattern: NAMESPACE_PATTERN },
       description: 'The key store; `default` standalone.',
     },
   ];
   if (route.path.includes('{name}')) {
-    params.push({ name: 'name', in: 'path', required: true, schema: { type: 'string' } });
+    params.push({ name: 'name', in: 'path', required: true, schema: keyNameParam });
   }
   for (const [name, schema] of Object.entries(route.query ?? {})) {
     params.push({ name, in: 'query', required: false, schema });
@@ -46,11 +56,12 @@ function parameters(route: RouteDef): unknown[] {
   return params;
 }
 
-/** Builds the OpenAPI 3.1 document for `routes`. */
-export function buildOpenApi(routes: readonly RouteDef[]): object {
+/** Builds the OpenAPI 3.1 document for `routes`, on an engine serving `region` (if any). */
+export function buildOpenApi(routes: readonly RouteDef[], engine: { region?: string } = {}): object {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
-    const body: Schema | undefined = route.docBody ?? route.body;
+    const body: Schema | undefined =
+      route.operationId === 'createKey' ? createKeyDocBody(engine.region) : (route.docBody ?? route.body);
     const operation: Record<string, unknown> = {
       operationId: route.operationId,
       summary: route.summary,
@@ -62,12 +73,13 @@ export function buildOpenApi(routes: readonly RouteDef[]): object {
           description: 'OK',
           content: { 'application/json': { schema: route.response } },
         },
-        ...errorResponses(),
+        ...errorResponses(body !== undefined),
       },
     };
     if (body) {
+      // Required when an empty body would be refused: required fields, or at least one (PATCH).
       operation.requestBody = {
-        required: route.body?.required !== undefined && route.body.required.length > 0,
+        required: (route.body?.required?.length ?? 0) > 0 || (route.body?.minProperties ?? 0) > 0,
         content: { 'application/json': { schema: body } },
       };
     }
@@ -85,33 +97,32 @@ export function buildOpenApi(routes: readonly RouteDef[]): object {
   });
   paths['/livez'] = plain('livez', { type: 'object', properties: { status: { type: 'string' } } });
   paths['/readyz'] = plain('readyz', { type: 'object', properties: { status: { type: 'string' } } });
-  paths['/metrics'] = {
-    get: {
-      operationId: 'metrics',
-      summary: 'Prometheus metrics (text exposition format)',
-      tags: ['health'],
-      security: [],
-      responses: { '200': { description: 'OK', content: { 'text/plain': { schema: { type: 'string' } } } } },
-    },
-  };
   return {
     openapi: '3.1.0',
     info: {
       title: 'Keyward',
       version: '1',
       description:
-        'Key management: keys never leave the engine. Binary fields are standard base64 with padding; ciphertexts and signatures are `keyward:v<N>:<base64>`.',
+        'Key management: keys never leave the engine. Binary fields are standard base64 with padding; ciphertexts and signatures are `keyward:v<N>:<base64>`. Every answer carries `Cache-Control: no-store`; a method a path does not have is 405 with `Allow`. Prometheus metrics are served on a separate port (see docs/api.md), not here.',
     },
     servers: [{ url: '/' }],
     tags: [
       { name: 'keys', description: 'Key management (405 in Kubernetes mode)' },
       { name: 'crypto', description: 'Cryptographic operations' },
       { name: 'batch', description: 'Batches of 1 to 1000 items' },
-      { name: 'health', description: 'Probes and metrics, unauthenticated' },
+      { name: 'health', description: 'Probes, unauthenticated' },
     ],
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
-      schemas: { Error: errorResponse },
+      schemas: {
+        Error: errorResponse,
+        ...Object.fromEntries(
+          Object.entries(BATCH_ITEM_COMPONENTS).map(([op, name]) => [
+            name,
+            batchItemSchemas[op as keyof typeof batchItemSchemas],
+          ]),
+        ),
+      },
     },
     security: [{ bearer: [] }],
     paths,

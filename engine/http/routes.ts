@@ -2,6 +2,7 @@
  * The route table of the API (PRODUCT.md §6). `server.ts` registers these with fastify and
  * `openapi.ts` documents them, from the same definitions and schemas.
  */
+import { BODY_LIMITS, MAX_VERSION_NUMBER } from '../crypto/limits.ts';
 import type { SignatureAlgorithm } from '../crypto/signing.ts';
 import { KeywardError } from '../errors.ts';
 import type { KeyOperation } from '../keys/model.ts';
@@ -19,28 +20,31 @@ import { decodeBase64, decodeOptional } from './base64.ts';
 import { runBatch } from './batch.ts';
 import {
   actionResponse,
-  batchBody,
-  batchItemSchemas,
   batchOut,
-  createKeyBody,
-  dataKeyBody,
   dataKeyOut,
-  decryptBody,
   destroyedResponse,
-  emptyBody,
-  encryptBody,
   keyList,
   keyView,
   operationOutputs,
-  patchKeyBody,
   publicKeyOut,
+} from './response-schemas.ts';
+import {
+  BATCH_ITEM_COMPONENTS,
+  batchBody,
+  batchItemDoc,
+  createKeyBody,
+  dataKeyBody,
+  decryptBody,
+  emptyBody,
+  encryptBody,
+  patchKeyBody,
   signBody,
   verifyBody,
+  versionParam,
 } from './schemas.ts';
 import type { Schema } from './validate.ts';
 
-/** Body limits: one op (32 KiB plaintext as base64 plus aad and context), a batch, admin. */
-export const BODY_LIMITS = { single: 128 * 1024, batch: 16 * 1024 * 1024, admin: 16 * 1024 } as const;
+export { BODY_LIMITS };
 
 /** What a handler gets. */
 export interface RouteContext {
@@ -339,7 +343,7 @@ export const ROUTES: readonly RouteDef[] = [
     tag: 'crypto',
     verb: 'get-public-key',
     admin: false,
-    query: { version: { type: 'integer', minimum: 1, description: 'Default: the current version.' } },
+    query: { version: versionParam },
     status: 200,
     response: publicKeyOut,
     bodyLimit: BODY_LIMITS.admin,
@@ -358,7 +362,7 @@ export const ROUTES: readonly RouteDef[] = [
       verb: OPERATION_VERB[op],
       admin: false,
       body: batchBody(),
-      docBody: batchBody(batchItemSchemas[op]),
+      docBody: batchBody(batchItemDoc(op, BATCH_ITEM_COMPONENTS[op])),
       status: 200,
       response: batchOut(operationOutputs[op]),
       bodyLimit: BODY_LIMITS.batch,
@@ -367,10 +371,14 @@ export const ROUTES: readonly RouteDef[] = [
   ),
 ];
 
+const VERSION = new RegExp(versionParam.pattern!);
+
 function parseVersion(value: unknown): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || !/^[1-9][0-9]{0,8}$/.test(value)) {
-    throw new KeywardError('INVALID_ARGUMENT', 'version must be a positive integer', { field: 'version' });
+  if (typeof value !== 'string' || !VERSION.test(value)) {
+    throw new KeywardError('INVALID_ARGUMENT', `version must be an integer from 1 to ${MAX_VERSION_NUMBER}`, {
+      field: 'version',
+    });
   }
   return Number(value);
 }

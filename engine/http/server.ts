@@ -1,10 +1,12 @@
 /**
  * The HTTP server: fastify with the routes of `routes.ts`, strict validation by `validate.ts`,
- * pluggable auth, Prometheus metrics, OpenAPI, health endpoints and uniform JSON errors.
+ * pluggable auth, OpenAPI, health endpoints and uniform JSON errors, with the edge rules of
+ * `edge.ts` (security headers on every answer, a bounded request time, parse errors and unknown
+ * methods in the API's error shape).
  *
- * Unauthenticated on purpose: `/livez`, `/readyz` (probes), `/metrics` (scrapers; it holds key
- * names and counts, no material) and `/openapi.json` (public contract). Everything under `/v1`
- * needs a bearer token.
+ * Unauthenticated on purpose: `/livez`, `/readyz` (probes) and `/openapi.json` (public contract).
+ * Everything under `/v1` needs a bearer token, and authentication comes before any other check.
+ * `/metrics` has a listener of its own (`metrics-server.ts`), so the API port never serves it.
  */
 import Fastify, {
   type FastifyInstance,
@@ -14,11 +16,21 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { HttpAudit } from '../audit/http-audit.ts';
-import { KeywardError } from '../errors.ts';
+import { KEY_NAME_PATTERN, NAMESPACE_PATTERN } from '../crypto/limits.ts';
+import { invalidArgument, KeywardError } from '../errors.ts';
 import type { KeyBackend } from '../service/backend.ts';
 import type { Authenticator } from './auth.ts';
+import {
+  CONNECTION_CHECK_MS,
+  HEADERS_TIMEOUT_MS,
+  HSTS_HEADER,
+  MethodTable,
+  REQUEST_TIMEOUT_MS,
+  SECURITY_HEADERS,
+  writeClientError,
+} from './edge.ts';
 import { errorHandler, sendError } from './errors.ts';
-import { HttpMetrics } from './metrics.ts';
+import { HttpMetrics, UNKNOWN_KEY } from './metrics.ts';
 import { buildOpenApi } from './openapi.ts';
 import { ROUTES, type RouteDef } from './routes.ts';
 import { check, type Schema } from './validate.ts';
@@ -32,10 +44,14 @@ export interface ServerOptions {
   tls?: { key: string; cert: string };
   /** The audit log's hooks (engine/audit/http-audit.ts); no audit records when absent. */
   audit?: HttpAudit;
+  /** Time a client has to send a whole request (`REQUEST_TIMEOUT_MS`); tests shorten it. */
+  requestTimeoutMs?: number;
+  /** The region the engine serves, so `/openapi.json` states which Isolated keys it can create. */
+  region?: string;
 }
 
-/** Namespaces are Kubernetes namespace names (DNS-1123 labels). */
-const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const NAMESPACE = new RegExp(NAMESPACE_PATTERN);
+const KEY_NAME = new RegExp(KEY_NAME_PATTERN);
 
 const toFastifyPath = (path: string): string => path.replace(/\{(\w+)\}/g, ':$1');
 
@@ -45,15 +61,27 @@ type Params = { namespace?: string; name?: string };
 export function buildServer(opts: ServerOptions): { app: FastifyInstance; metrics: HttpMetrics } {
   const { backend, auth } = opts;
   const metrics = new HttpMetrics(() => backend.queueDepth());
+  const requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  // Node checks both timeouts every CONNECTION_CHECK_MS; the headers bound never exceeds the whole.
+  const nodeServer = {
+    headersTimeout: Math.min(HEADERS_TIMEOUT_MS, requestTimeout),
+    connectionsCheckingInterval: Math.min(CONNECTION_CHECK_MS, requestTimeout),
+  };
+  const tls = opts.tls !== undefined;
+  const headers = tls ? { ...SECURITY_HEADERS, ...HSTS_HEADER } : SECURITY_HEADERS;
   const app = Fastify({
     loggerInstance: opts.logger,
     // No per-request log lines: they would cost throughput and could carry URLs of key names
     // into logs at info level; failures are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    requestTimeout,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    ...(opts.tls ? { https: { key: opts.tls.key, cert: opts.tls.cert } } : {}),
+    ...(opts.tls
+      ? { https: { key: opts.tls.key, cert: opts.tls.cert, ...nodeServer } }
+      : { http: nodeServer }),
+    clientErrorHandler: (err, socket) => writeClientError(err, socket, tls),
     frameworkErrors: (err, _req, reply) => {
       sendError(
         reply as FastifyReply,
@@ -66,21 +94,27 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
   }) as unknown as FastifyInstance;
 
   // JSON only, by our own parser: an empty body is `{}` (action routes accept it), bad JSON is a clear
-  // 400, and nothing else is done to the input.
+  // 400, and nothing else is done to the input. Every body is an object, so a JSON `null` is refused
+  // here (fastify hands a missing body to the validator as null too, so it could not tell them apart).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = body as string;
     if (text.trim() === '') return done(null, {});
+    let value: unknown;
     try {
-      done(null, JSON.parse(text));
+      value = JSON.parse(text);
     } catch {
-      done(new KeywardError('INVALID_ARGUMENT', 'the body is not valid JSON', { field: 'body' }), undefined);
+      return done(invalidArgument('body', 'the body is not valid JSON'), undefined);
     }
+    if (value === null)
+      return done(invalidArgument('body', 'the body must be a JSON object, not null'), undefined);
+    done(null, value);
   });
   // Every schema is checked by our validator (see validate.ts); querystrings are parsed by hand.
   app.setValidatorCompiler(({ schema, httpPart }) => {
     if (httpPart !== 'body') return () => true;
     return (data: unknown) => {
+      // No body at all is `{}` (a JSON null never gets here); anything sent is checked as sent.
       const value = data === undefined || data === null ? {} : data;
       const err = check(schema as Schema, value);
       return err ? { error: err } : { value };
@@ -89,14 +123,36 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
   // One logger for every request: a pino child per request (fastify's default) costs a copy of the
   // redaction setup on the hot path, and requests log nothing of their own.
   app.setChildLoggerFactory((logger) => logger);
-  app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request, reply) => {
-    sendError(
-      reply,
-      new KeywardError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
-    );
+
+  const methods = new MethodTable();
+  for (const route of ROUTES) methods.add(route.method, route.path);
+  for (const path of ['/livez', '/readyz', '/openapi.json']) methods.add('GET', path);
+  const notFound = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const path = request.url.split('?')[0]!.slice(0, 256);
+    const allowed = methods.allowed(path);
+    if (allowed !== undefined && !allowed.includes(request.method)) {
+      reply.header('allow', allowed.join(', '));
+      return sendError(
+        reply,
+        new KeywardError(
+          'METHOD_NOT_ALLOWED',
+          `${request.method} is not allowed here; use ${allowed.join(', ')}`,
+        ),
+      );
+    }
+    return sendError(reply, new KeywardError('NOT_FOUND', `no route ${request.method} ${path}`));
+  };
+  // A request with no route that fails before the not-found handler (a QUERY without a content
+  // type, an unparsable body) still gets the not-found answer: 405 or 404, never a body error.
+  app.setErrorHandler((err, request, reply) =>
+    request.is404 ? notFound(request, reply) : errorHandler(err, request, reply),
+  );
+  app.setNotFoundHandler(notFound);
+  // Callback style, not async: these run on every request and a promise per hook costs throughput.
+  app.addHook('onRequest', (_request, reply, done) => {
+    reply.headers(headers);
+    done();
   });
-  // Callback style, not async: this runs on every request and a promise per hook costs throughput.
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url;
     if (route !== undefined) {
@@ -113,11 +169,7 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
     if (!backend.ready()) return sendError(reply, new KeywardError('UNAVAILABLE', 'not ready'));
     return { status: 'ok' };
   });
-  app.get('/metrics', async (_req, reply) => {
-    reply.type(metrics.registry.contentType);
-    return metrics.registry.metrics();
-  });
-  const openapi = buildOpenApi(ROUTES);
+  const openapi = buildOpenApi(ROUTES, opts.region === undefined ? {} : { region: opts.region });
   app.get('/openapi.json', async () => openapi);
 
   opts.audit?.install(app, metrics.registry);
@@ -146,14 +198,16 @@ function registerRoute(
     // Auth runs before the body is read: an anonymous caller learns nothing about the schema
     // and cannot make the server parse a large body.
     onRequest: async (request: FastifyRequest) => {
-      const { namespace = '', name } = request.params as Params;
-      if (!NAMESPACE.test(namespace)) {
-        throw new KeywardError('INVALID_ARGUMENT', 'namespace must be a Kubernetes namespace name', {
-          field: 'namespace',
-        });
-      }
       const principal = await auth.authenticate({ headers: request.headers, remoteAddress: request.ip });
       audit?.identify(request, principal);
+      const { namespace = '', name } = request.params as Params;
+      if (!NAMESPACE.test(namespace)) {
+        throw invalidArgument('namespace', 'namespace must be a Kubernetes namespace name');
+      }
+      // Before any lookup: a name that is not a key name never reaches a store or a label.
+      if (name !== undefined && !KEY_NAME.test(name)) {
+        throw invalidArgument('name', `name must match ${KEY_NAME_PATTERN}`);
+      }
       await auth.authorize(principal, route.verb, namespace, name);
       if (route.admin && backend.admin === undefined) {
         throw new KeywardError(
@@ -164,14 +218,15 @@ function registerRoute(
     },
     handler: async (request, reply) => {
       const { namespace = '', name = '' } = request.params as Params;
-      const key = `${namespace}/${name}`;
+      // Series per key only for keys that exist, by their stored name; the rest share one label.
+      const label = (): string => backend.metricsKey(namespace, name) ?? UNKNOWN_KEY;
       const result = await route.handler({
         backend,
         namespace,
         name,
         body: (request.body ?? {}) as Record<string, unknown>,
         query: request.query as Record<string, unknown>,
-        count: (operation, result, n = 1) => metrics.count(key, operation, result, n),
+        count: (operation, result, n = 1) => metrics.count(label(), operation, result, n),
         observeBatch: (operation, size) => metrics.batchSize.observe({ operation }, size),
       });
       reply.code(route.status);

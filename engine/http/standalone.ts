@@ -13,13 +13,16 @@ import { type AuditConfig, defaultAuditConfig, openAudit } from '../audit/config
 import { AUDIT_DIR } from '../audit/verify-files.ts';
 import { CryptoEngine } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
+import { validateRegion } from '../keys/spec.ts';
 import { KeyService } from '../service/key-service.ts';
 import { writeFileAtomic } from '../store/atomic-write.ts';
 import { lockDataDir } from '../store/data-dir-lock.ts';
 import { FileKeyStore } from '../store/file-key-store.ts';
 import { ensureDataDir, loadOrCreateMasterKey } from '../store/master-key.ts';
-import { loadOrCreateAdminToken } from './admin-token.ts';
+import { ADMIN_TOKEN_FILE, loadOrCreateAdminToken } from './admin-token.ts';
 import { TokenAuthenticator } from './auth.ts';
+import { makeDataDir } from './data-dir.ts';
+import { listenMetrics, type MetricsListener } from './metrics-server.ts';
 import { buildServer } from './server.ts';
 import { isLoopback, loadCertFiles, loadOrCreateAutoCert, type TlsMaterial, type TlsMode } from './tls.ts';
 
@@ -32,6 +35,8 @@ export const SERVER_INFO_FILE = 'server.json';
 /** What `server.json` holds. No secrets: the token stays in its own 0600 file. */
 export interface ServerInfo {
   url: string;
+  /** Where `/metrics` is served (its own listener; absent when metrics are off). */
+  metricsUrl?: string;
   pid: number;
   /** The certificate to trust, when it is self-signed (`--tls auto`) or given. */
   caFile?: string;
@@ -53,11 +58,20 @@ export interface StandaloneOptions {
   threads?: number;
   /** The audit log (docs/audit.md); on by default, in `<data-dir>/audit`. */
   audit?: AuditConfig;
+  /**
+   * The `/metrics` listener: its host (default loopback) and port (default 0, any free port), or
+   * false for none. Never the API port.
+   */
+  metrics?: { host?: string; port?: number } | false;
+  /** Time a client has to send a whole request; tests shorten it. */
+  requestTimeoutMs?: number;
 }
 
 /** A running standalone engine. */
 export interface Standalone {
   url: string;
+  /** The metrics URL, when metrics are served. */
+  metricsUrl: string | undefined;
   app: FastifyInstance;
   service: KeyService;
   tls: TlsMaterial | undefined;
@@ -66,6 +80,10 @@ export interface Standalone {
   audit: AuditLog | undefined;
   /** Stops accepting, drains, flushes usage, stops the workers, removes server.json. */
   close(): Promise<void>;
+}
+
+function tokenSource(dataDir: string, source: 'env' | 'file'): string {
+  return source === 'env' ? 'KEYWARD_TOKEN' : join(dataDir, ADMIN_TOKEN_FILE);
 }
 
 function urlHost(host: string): string {
@@ -82,6 +100,8 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       { field: 'tls' },
     );
   }
+  if (opts.region !== undefined) validateRegion(opts.region, 'region');
+  await makeDataDir(opts.dataDir);
   await ensureDataDir(opts.dataDir);
   const unlock = await lockDataDir(opts.dataDir);
   try {
@@ -97,6 +117,13 @@ async function startLocked(
   env: Readonly<Record<string, string | undefined>>,
   unlock: () => Promise<void>,
 ): Promise<Standalone> {
+  // What can be refused cheaply comes first, before any worker thread starts.
+  const token = await loadOrCreateAdminToken(opts.dataDir, env);
+  const auth = new TokenAuthenticator(token.token, tokenSource(opts.dataDir, token.source));
+  let tls: TlsMaterial | undefined;
+  if (opts.tls.mode === 'auto') tls = await loadOrCreateAutoCert(opts.dataDir, opts.host);
+  else if (opts.tls.mode === 'files') tls = await loadCertFiles(opts.tls.cert, opts.tls.key);
+
   const master = await loadOrCreateMasterKey(opts.dataDir, env);
   const store = await FileKeyStore.open(opts.dataDir);
   const engine = new CryptoEngine(opts.threads === undefined ? {} : { threads: opts.threads });
@@ -114,11 +141,6 @@ async function startLocked(
     await engine.close();
     throw err;
   }
-  const token = await loadOrCreateAdminToken(opts.dataDir, env);
-  let tls: TlsMaterial | undefined;
-  if (opts.tls.mode === 'auto') tls = await loadOrCreateAutoCert(opts.dataDir, opts.host);
-  else if (opts.tls.mode === 'files') tls = await loadCertFiles(opts.tls.cert, opts.tls.key);
-
   const auditConfig = { dir: join(opts.dataDir, AUDIT_DIR), ...(opts.audit ?? defaultAuditConfig()) };
   let audit: Awaited<ReturnType<typeof openAudit>>;
   try {
@@ -130,16 +152,27 @@ async function startLocked(
       `cannot write the audit log in ${auditConfig.dir} (${(err as Error).message}); --no-audit runs without one`,
     );
   }
-  const { app } = buildServer({
+  const { app, metrics } = buildServer({
     backend: service,
-    auth: new TokenAuthenticator(token.token),
+    auth,
     logger: opts.logger,
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     ...(audit ? { audit: audit.http } : {}),
+    ...(opts.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: opts.requestTimeoutMs }),
+    ...(opts.region === undefined ? {} : { region: opts.region }),
   });
+  let metricsListener: MetricsListener | undefined;
   try {
     await app.listen({ host: opts.host, port: opts.port });
+    if (opts.metrics !== false) {
+      metricsListener = await listenMetrics(metrics, {
+        host: opts.metrics?.host ?? '127.0.0.1',
+        port: opts.metrics?.port ?? 0,
+        ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+      });
+    }
   } catch (err) {
+    await app.close();
     await audit?.log.close();
     await service.close();
     throw err;
@@ -150,6 +183,7 @@ async function startLocked(
   const url = `${tls ? 'https' : 'http'}://${urlHost(connectHost)}:${port}`;
   const info: ServerInfo = {
     url,
+    ...(metricsListener ? { metricsUrl: metricsListener.url } : {}),
     pid: process.pid,
     ...(tls ? { caFile: tls.certPath, fingerprint256: tls.fingerprint256 } : {}),
     startedAt: new Date().toISOString(),
@@ -160,7 +194,7 @@ async function startLocked(
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      await app.close();
+      await Promise.all([app.close(), metricsListener?.close()]);
       await audit?.log.close();
       await service.close();
       await rm(infoPath, { force: true });
@@ -168,5 +202,5 @@ async function startLocked(
     })();
     return closing;
   };
-  return { url, app, service, tls, token, audit: audit?.log, close };
+  return { url, metricsUrl: metricsListener?.url, app, service, tls, token, audit: audit?.log, close };
 }

@@ -5,7 +5,7 @@
  * it keep working. `--tls CERT,KEY` serves given PEM files; `--tls off` serves plain HTTP and is
  * refused unless the server binds a loopback address.
  */
-import { generateKeyPair, X509Certificate } from 'node:crypto';
+import { createPrivateKey, generateKeyPair, X509Certificate } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -50,13 +50,47 @@ export function autoCertPaths(dataDir: string): { cert: string; key: string } {
   return { cert: join(dataDir, 'tls', 'cert.pem'), key: join(dataDir, 'tls', 'key.pem') };
 }
 
+function tlsFileError(path: string, reason: string): KeywardError {
+  return new KeywardError('INVALID_ARGUMENT', `TLS file ${path}: ${reason}`, { field: 'tls' });
+}
+
 async function readIfExists(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    throw tlsFileError(path, `cannot be read (${code ?? 'error'})`);
   }
+}
+
+async function readRequired(path: string): Promise<string> {
+  const text = await readIfExists(path);
+  if (text === undefined) throw tlsFileError(path, 'does not exist');
+  return text;
+}
+
+/**
+ * Parses a certificate and its private key, each error naming its file (OpenSSL's own messages
+ * name neither), and checks that the key belongs to the certificate.
+ */
+function parsePair(cert: string, certPath: string, key: string, keyPath: string): X509Certificate {
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch {
+    throw tlsFileError(certPath, 'is not a PEM certificate');
+  }
+  let privateKey: ReturnType<typeof createPrivateKey>;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    throw tlsFileError(keyPath, 'is not a PEM private key (or it is encrypted)');
+  }
+  if (!x509.checkPrivateKey(privateKey)) {
+    throw tlsFileError(keyPath, `is not the private key of the certificate ${certPath}`);
+  }
+  return x509;
 }
 
 /** Loads the auto certificate, or creates it (valid 5 years, for localhost, loopback and `host`). */
@@ -64,7 +98,7 @@ export async function loadOrCreateAutoCert(dataDir: string, host: string): Promi
   const paths = autoCertPaths(dataDir);
   const [cert, key] = await Promise.all([readIfExists(paths.cert), readIfExists(paths.key)]);
   if (cert !== undefined && key !== undefined) {
-    const x509 = new X509Certificate(cert);
+    const x509 = parsePair(cert, paths.cert, key, paths.key);
     if (new Date(x509.validTo).getTime() > Date.now()) {
       return { cert, key, fingerprint256: x509.fingerprint256, certPath: paths.cert, created: false };
     }
@@ -80,8 +114,8 @@ export async function loadOrCreateAutoCert(dataDir: string, host: string): Promi
 
 /** Reads `--tls CERT,KEY` files. */
 export async function loadCertFiles(certPath: string, keyPath: string): Promise<TlsMaterial> {
-  const [cert, key] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')]);
-  const x509 = new X509Certificate(cert);
+  const [cert, key] = await Promise.all([readRequired(certPath), readRequired(keyPath)]);
+  const x509 = parsePair(cert, certPath, key, keyPath);
   return { cert, key, fingerprint256: x509.fingerprint256, certPath, created: false };
 }
 

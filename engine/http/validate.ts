@@ -3,8 +3,19 @@
  * so that every rejection is a KeywardError INVALID_ARGUMENT naming the field in the API's own
  * words (`rotation.periodDays must be an integer from 1 to 730`), so batch items can be checked
  * one by one with the same rules, and so nothing is ever silently removed or coerced.
+ *
+ * Why not Ajv (fastify's own validator): measured on an encrypt body, this takes about 95 ns and
+ * Ajv's compiled function 16 ns, both under 0.2 % of a request; Ajv's errors would need a mapping
+ * layer as large as this file to say the same thing in the API's words and statuses (413 for an
+ * oversize field), and it compiles code per schema in every thread that uses it. The subset here
+ * is small and pure (no fastify types), so the batch workers can run it too.
+ *
+ * Two API rules beyond JSON Schema: a base64 field (`contentEncoding: base64`) over its
+ * `maxLength` is 413 PAYLOAD_TOO_LARGE, and its `pattern` is left to `decodeBase64`, which
+ * enforces the same rule faster. Property names are looked up as own properties only, so a body
+ * field named `constructor` or `__proto__` is an unknown field like any other.
  */
-import { invalidArgument, type KeywardError } from '../errors.ts';
+import { invalidArgument, KeywardError } from '../errors.ts';
 
 /** The schema subset in use (OpenAPI 3.1 / JSON Schema 2020-12 compatible). */
 export interface Schema {
@@ -30,6 +41,17 @@ export interface Schema {
   $ref?: string;
   title?: string;
   minProperties?: number;
+  const?: unknown;
+  not?: Schema;
+  allOf?: Schema[];
+  if?: Schema;
+  then?: Schema;
+  else?: Schema;
+  /**
+   * The error to give when this schema fails as a `then`, `else` or `not` branch, in the API's
+   * words (`convergent is only allowed for AES256 keys`). An annotation to other validators.
+   */
+  'x-error'?: { field: string; message: string };
 }
 
 const patterns = new Map<string, RegExp>();
@@ -86,6 +108,9 @@ export function check(schema: Schema, value: unknown, path = ''): KeywardError |
       );
     }
   }
+  if (schema.const !== undefined && value !== schema.const) {
+    return invalidArgument(field, `${field} must be ${String(schema.const)}`);
+  }
   if (schema.enum !== undefined && !schema.enum.includes(value)) {
     return invalidArgument(field, `${field} must be one of ${schema.enum.map(String).join(', ')}`);
   }
@@ -99,9 +124,20 @@ export function check(schema: Schema, value: unknown, path = ''): KeywardError |
       value.length > schema.maxLength &&
       [...value].length > schema.maxLength
     ) {
+      if (schema.contentEncoding === 'base64') {
+        return new KeywardError(
+          'PAYLOAD_TOO_LARGE',
+          `${field} is over its size limit (${schema.maxLength} base64 characters)`,
+          { field },
+        );
+      }
       return invalidArgument(field, `${field} must have at most ${schema.maxLength} characters`);
     }
-    if (schema.pattern !== undefined && !compiled(schema.pattern).test(value)) {
+    if (
+      schema.pattern !== undefined &&
+      schema.contentEncoding !== 'base64' &&
+      !compiled(schema.pattern).test(value)
+    ) {
       return invalidArgument(field, `${field} must match ${schema.pattern}`);
     }
   }
@@ -131,11 +167,11 @@ export function check(schema: Schema, value: unknown, path = ''): KeywardError |
     const object = value as Record<string, unknown>;
     const properties = schema.properties ?? {};
     for (const key of schema.required ?? []) {
-      if (object[key] === undefined)
+      if (!Object.hasOwn(object, key) || object[key] === undefined)
         return invalidArgument(join(path, key), `${join(path, key)} is required`);
     }
     for (const key of Object.keys(object)) {
-      const sub = properties[key];
+      const sub = Object.hasOwn(properties, key) ? properties[key] : undefined;
       if (sub === undefined) {
         if (schema.additionalProperties === false) {
           return invalidArgument(join(path, key), `unknown field ${join(path, key)}`);
@@ -149,5 +185,24 @@ export function check(schema: Schema, value: unknown, path = ''): KeywardError |
       return invalidArgument(field, `${field} must have at least ${schema.minProperties} field(s)`);
     }
   }
+  for (const rule of schema.allOf ?? []) {
+    const err = check(rule, value, path);
+    if (err) return err;
+  }
+  if (schema.if !== undefined) {
+    const branch = check(schema.if, value, path) === undefined ? schema.then : schema.else;
+    if (branch !== undefined) {
+      const err = check(branch, value, path);
+      if (err) return branchError(branch, err);
+    }
+  }
+  if (schema.not !== undefined && check(schema.not, value, path) === undefined) {
+    return branchError(schema, invalidArgument(field, `${field} is not allowed here`));
+  }
   return undefined;
+}
+
+function branchError(branch: Schema, err: KeywardError): KeywardError {
+  const custom = branch['x-error'];
+  return custom === undefined ? err : invalidArgument(custom.field, custom.message);
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MAX_KEY_VERSIONS } from '../crypto/limits.ts';
 import type { KeywardError } from '../errors.ts';
 import {
   applyKeyUpdate,
@@ -397,5 +398,44 @@ describe('checkUsable', () => {
     expect(() => checkUsable(inState('Enabled'))).not.toThrow();
     expect(() => checkUsable(inState('Disabled'))).toThrow(/disabled/);
     expect(() => checkUsable(inState('PendingDeletion'))).toThrow(/pending deletion/);
+  });
+});
+
+describe('version cap (issue #12: 1,500 rotations made a 263 KB record and a 92 KB GET)', () => {
+  function atCap(): KeyRecord {
+    const key = newKey();
+    const versions = Array.from({ length: MAX_KEY_VERSIONS }, (_, i) => ({
+      version: i + 1,
+      createdTime: T0,
+      wrapped: 'd3JhcHBlZA==',
+    }));
+    return { ...key, versions, currentVersion: MAX_KEY_VERSIONS };
+  }
+
+  it('refuses a manual rotation at the cap with KEY_STATE, and allows one below it', () => {
+    const full = atCap();
+    const refused = transition(full, 'rotate', T0, OPTS);
+    expect(refused.ok).toBe(false);
+    if (!refused.ok) {
+      expect(refused.error.code).toBe('KEY_STATE');
+      expect(refused.error.message).toContain(String(MAX_KEY_VERSIONS));
+    }
+    const below = { ...full, versions: full.versions.slice(1) };
+    expect(transition(below, 'rotate', T0, OPTS).ok).toBe(true);
+  });
+
+  it('stops automatic rotation at the cap instead of failing on every wake', () => {
+    const full = atCap();
+    const later = T0 + 400 * DAY_MS;
+    expect(evaluate(full, later).due).toEqual([]);
+    expect(evaluate(full, later).nextWakeTime).toBeUndefined();
+    expect(nextRotationTime(full)).toBeUndefined();
+    expect(() =>
+      applyNewVersion(
+        full,
+        { type: 'add-version', version: MAX_KEY_VERSIONS + 1, reason: 'manual' },
+        { version: MAX_KEY_VERSIONS + 1, createdTime: later, wrapped: 'eA==' },
+      ),
+    ).toThrow(/most a key may hold/);
   });
 });

@@ -14,7 +14,11 @@
  *   re-enabled), but is not rotated automatically. When it is re-enabled and a scheduled rotation
  *   was missed, it rotates once at the next evaluation (AWS KMS does the same).
  * - A PendingDeletion key is never rotated, manually or automatically.
+ * - A key holds at most MAX_KEY_VERSIONS versions (crypto/limits.ts): at the cap a manual
+ *   rotation is refused with KEY_STATE and automatic rotation stops (no next rotation time), so
+ *   records and views stay bounded. Old versions are never dropped: they still decrypt.
  */
+import { MAX_KEY_VERSIONS } from '../crypto/limits.ts';
 import { KeywardError } from '../errors.ts';
 import type {
   KeyOperation,
@@ -184,6 +188,7 @@ export function transition(
       return { ok: true, state: 'Destroyed', record: key, effects: [{ type: 'destroy' }], changed: true };
     case 'rotate':
       if (s === 'PendingDeletion') return refuse('a key pending deletion cannot be rotated');
+      if (atVersionCap(key)) return refuse(VERSION_CAP_MESSAGE);
       return {
         ok: true,
         state: s,
@@ -245,7 +250,7 @@ export function evaluate(
       };
     return { state: 'PendingDeletion', due: [], nextWakeTime: at, nextRotationTime: undefined };
   }
-  if (key.state !== 'Enabled' || !key.rotation.enabled) {
+  if (key.state !== 'Enabled' || !key.rotation.enabled || atVersionCap(key)) {
     return { state: key.state, due: [], nextWakeTime: undefined, nextRotationTime: undefined };
   }
   const period = rotationPeriodMs(key.rotation);
@@ -269,7 +274,7 @@ export function evaluate(
  * overdue (not yet carried out), this is the overdue time itself.
  */
 export function nextRotationTime(key: KeyRecord): number | undefined {
-  if (key.state !== 'Enabled' || !key.rotation.enabled) return undefined;
+  if (key.state !== 'Enabled' || !key.rotation.enabled || atVersionCap(key)) return undefined;
   return key.rotationAnchorTime + rotationPeriodMs(key.rotation);
 }
 
@@ -290,6 +295,7 @@ export function applyNewVersion(
   }
   if (key.state === 'PendingDeletion')
     throw new KeywardError('KEY_STATE', 'a key pending deletion cannot be rotated');
+  if (atVersionCap(key)) throw new KeywardError('KEY_STATE', VERSION_CAP_MESSAGE);
   const next: KeyRecord = {
     ...key,
     currentVersion: version.version,
@@ -372,6 +378,13 @@ function unchanged(key: KeyRecord): TransitionResult {
 
 function changed(record: KeyRecord): TransitionResult {
   return { ok: true, state: record.state, record, effects: [], changed: true };
+}
+
+const VERSION_CAP_MESSAGE = `the key has ${MAX_KEY_VERSIONS} versions, the most a key may hold; create a new key and re-encrypt to it`;
+
+/** True when the key may not get another version. */
+export function atVersionCap(key: Pick<KeyRecord, 'versions'>): boolean {
+  return key.versions.length >= MAX_KEY_VERSIONS;
 }
 
 function refuse(message: string): TransitionResult {

@@ -3,17 +3,18 @@
  * `spec.ts`, state rules in `lifecycle.ts`. Times are milliseconds since the epoch inside the
  * engine and ISO-8601 strings at the edges (HTTP, CRD status).
  */
+import { type KEY_BOUNDARY_NAMES, KEY_USAGE_NAMES } from '../crypto/limits.ts';
 
 /** What a key does. Immutable. */
-export type KeyUsage = 'AES256' | 'RSA2048' | 'ECDSA';
-export const KEY_USAGES: readonly KeyUsage[] = ['AES256', 'RSA2048', 'ECDSA'];
+export type KeyUsage = (typeof KEY_USAGE_NAMES)[number];
+export const KEY_USAGES: readonly KeyUsage[] = KEY_USAGE_NAMES;
 
 /** The lifecycle states of PRODUCT.md §3. A destroyed key no longer exists. */
 export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion';
 export const KEY_STATES: readonly KeyState[] = ['Enabled', 'Disabled', 'PendingDeletion'];
 
 /** Where a key may be used: anywhere, or only by an engine serving `region`. */
-export type KeyBoundary = 'Global' | 'Isolated';
+export type KeyBoundary = (typeof KEY_BOUNDARY_NAMES)[number];
 
 /** The cryptographic operations a key can be asked for, as counted in the usage history. */
 export type KeyOperation =

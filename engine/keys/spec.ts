@@ -5,12 +5,23 @@
  * (`name`, `rotation.periodDays`, `spec.memo`, ...), except `checkRegion`, which refuses a key
  * this engine may not serve (KEY_STATE).
  */
+import {
+  DEFAULT_ROTATION_PERIOD_DAYS,
+  KEY_BOUNDARY_NAMES,
+  KEY_NAME_PATTERN as KEY_NAME_SOURCE,
+  MAX_KEY_NAME,
+  MAX_MEMO_CHARS,
+  MAX_ROTATION_PERIOD_DAYS,
+  MIN_KEY_NAME,
+  MIN_ROTATION_PERIOD_DAYS,
+  REGION_PATTERN as REGION_SOURCE,
+} from '../crypto/limits.ts';
 import { invalidArgument, KeywardError } from '../errors.ts';
 import type { KeyBoundary, KeySpec, KeyUsage, RotationPolicy } from './model.ts';
 import { KEY_USAGES } from './model.ts';
 
-/** §2: 3 to 15 characters, starting with a letter; letters, digits, `_` and `-`. */
-export const KEY_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_-]{2,14}$/;
+/** §2: 3 to 15 characters, starting with a letter; letters, digits, `_` and `-` (ASCII only). */
+export const KEY_NAME_PATTERN = new RegExp(KEY_NAME_SOURCE);
 
 /**
  * Kubernetes mode: `metadata.name` must also be a DNS-1123 name, so lowercase, no `_`, and it
@@ -18,20 +29,18 @@ export const KEY_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_-]{2,14}$/;
  */
 const KUBERNETES_KEY_NAME_PATTERN = /^[a-z][a-z0-9-]{1,13}[a-z0-9]$/;
 
-/** A region name as given to `--region`: lowercase letters, digits and `-`, 1 to 63 characters. */
-export const REGION_PATTERN = /^[a-z0-9-]{1,63}$/;
+/** A region name as given to `--region` or a key's `region`. */
+export const REGION_PATTERN = new RegExp(REGION_SOURCE);
 
-/** Longest memo, in characters (Unicode code points, as JSON Schema's `maxLength` counts). */
-export const MAX_MEMO_CHARS = 100;
-
-/** Bounds of `rotation.periodDays`. */
-export const MIN_ROTATION_PERIOD_DAYS = 1;
-export const MAX_ROTATION_PERIOD_DAYS = 730;
+export { MAX_MEMO_CHARS, MAX_ROTATION_PERIOD_DAYS, MIN_ROTATION_PERIOD_DAYS };
 
 /** The rotation policy a key gets when its spec says nothing. */
-export const DEFAULT_ROTATION: Readonly<RotationPolicy> = Object.freeze({ enabled: true, periodDays: 90 });
+export const DEFAULT_ROTATION: Readonly<RotationPolicy> = Object.freeze({
+  enabled: true,
+  periodDays: DEFAULT_ROTATION_PERIOD_DAYS,
+});
 
-const BOUNDARIES: readonly KeyBoundary[] = ['Global', 'Isolated'];
+const BOUNDARIES: readonly KeyBoundary[] = KEY_BOUNDARY_NAMES;
 const SPEC_FIELDS = ['usage', 'convergent', 'boundary', 'region', 'rotation', 'memo'] as const;
 const ROTATION_FIELDS = ['enabled', 'periodDays'] as const;
 const IMMUTABLE_FIELDS = ['usage', 'convergent', 'boundary', 'region'] as const;
@@ -48,8 +57,8 @@ export interface KeyNameOptions {
  */
 export function validateKeyName(name: unknown, opts: KeyNameOptions = {}): string {
   if (typeof name !== 'string') throw invalidArgument('name', 'name must be a string');
-  if (name.length < 3 || name.length > 15) {
-    throw invalidArgument('name', 'name must be 3 to 15 characters long');
+  if (name.length < MIN_KEY_NAME || name.length > MAX_KEY_NAME) {
+    throw invalidArgument('name', `name must be ${MIN_KEY_NAME} to ${MAX_KEY_NAME} characters long`);
   }
   if (!/^[A-Za-z]/.test(name)) throw invalidArgument('name', 'name must start with a letter');
   if (!KEY_NAME_PATTERN.test(name)) {
@@ -62,6 +71,15 @@ export function validateKeyName(name: unknown, opts: KeyNameOptions = {}): strin
     );
   }
   return name;
+}
+
+/**
+ * The form of a key name that uniqueness and lookups compare: ASCII letters lowercased, nothing
+ * else touched. JavaScript's `toLowerCase` folds by Unicode rules (KELVIN SIGN U+212A becomes
+ * `k`), which would let a name that is not a key name find a key.
+ */
+export function foldKeyName(name: string): string {
+  return name.replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
 }
 
 /** Options of `parseKeySpec`. */
@@ -93,7 +111,7 @@ export function parseKeySpec(input: unknown, opts: ParseSpecOptions = {}): KeySp
     throw invalidArgument(f('convergent'), 'convergent is only allowed for AES256 keys');
   }
   const boundary = parseBoundary(obj.boundary, f('boundary')) ?? 'Global';
-  const region = obj.region === undefined ? undefined : parseRegion(obj.region, f('region'));
+  const region = obj.region === undefined ? undefined : validateRegion(obj.region, f('region'));
   if (boundary === 'Isolated' && region === undefined) {
     throw invalidArgument(f('region'), 'region is required when boundary is Isolated');
   }
@@ -196,12 +214,13 @@ function parseUsage(value: unknown, field: string): KeyUsage {
 function parseBoundary(value: unknown, field: string): KeyBoundary | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'string' || !(BOUNDARIES as readonly string[]).includes(value)) {
-    throw invalidArgument(field, `${field} must be Global or Isolated`);
+    throw invalidArgument(field, `${field} must be ${BOUNDARIES.join(' or ')}`);
   }
   return value as KeyBoundary;
 }
 
-function parseRegion(value: unknown, field: string): string {
+/** Checks a region name (`--region`, a key's `region`) and returns it; INVALID_ARGUMENT naming `field`. */
+export function validateRegion(value: unknown, field = 'region'): string {
   if (typeof value !== 'string' || !REGION_PATTERN.test(value)) {
     throw invalidArgument(field, `${field} must be 1 to 63 lowercase letters, digits or "-"`);
   }

@@ -146,6 +146,11 @@ export interface KeyBackend {
     op: O,
     items: BatchInputs[O][],
   ): Promise<BatchResult<BatchOutputs[O]>[]>;
+  /**
+   * The stored `namespace/name` of the key `name` (any case the backend accepts) when it exists,
+   * else undefined: the only `key` label /metrics may carry, so callers cannot add series.
+   */
+  metricsKey(namespace: string, name: string): string | undefined;
   /** True once the backend can serve (store open, engine started, caches synced). */
   ready(): boolean;
   /** Items waiting in the engine's queue, for /metrics. */

@@ -22,7 +22,7 @@ import type {
 } from '../engine.ts';
 import type { KeyOperation } from '../keys/model.ts';
 
-/** See the module comment. Subclasses supply `usableRing`. */
+/** See the module comment. Subclasses supply `usableRing` and `recordUse`. */
 export abstract class CryptoBackend {
   protected readonly engine: CryptoEngine;
 
@@ -31,15 +31,29 @@ export abstract class CryptoBackend {
   }
 
   /**
-   * The ring of a key that may be used for `operation` here (it exists, is Enabled, is in this
-   * engine's region), recording `count` uses; throws the KeywardError that says why not.
+   * The ring of a key that may be used here (it exists, is Enabled, is in this engine's region);
+   * throws the KeywardError that says why not.
    */
-  protected abstract usableRing(
+  protected abstract usableRing(namespace: string, name: string): KeyRing;
+
+  /**
+   * Records `count` uses of `operation` in the key's usage history. Called only for operations
+   * that succeeded: a refused request (wrong usage, bad input, over a limit) did not use the key,
+   * and must not make a deletion warning claim recent use.
+   */
+  protected abstract recordUse(namespace: string, name: string, operation: KeyOperation, count: number): void;
+
+  /** Runs `run` on the key's ring and records one use once it succeeded. */
+  async #used<T>(
     namespace: string,
     name: string,
     operation: KeyOperation,
-    count: number,
-  ): KeyRing;
+    run: (ring: KeyRing) => Promise<T> | T,
+  ): Promise<T> {
+    const out = await run(this.usableRing(namespace, name));
+    this.recordUse(namespace, name, operation, 1);
+    return out;
+  }
 
   /** Items waiting in the engine's queue, for /metrics. */
   queueDepth(): number {
@@ -47,27 +61,27 @@ export abstract class CryptoBackend {
   }
 
   async encrypt(namespace: string, name: string, input: EncryptInput): Promise<CiphertextOutput> {
-    return this.engine.encrypt(this.usableRing(namespace, name, 'encrypt', 1), input);
+    return this.#used(namespace, name, 'encrypt', (ring) => this.engine.encrypt(ring, input));
   }
 
   async decrypt(namespace: string, name: string, input: DecryptInput): Promise<{ plaintext: Buffer }> {
-    return this.engine.decrypt(this.usableRing(namespace, name, 'decrypt', 1), input);
+    return this.#used(namespace, name, 'decrypt', (ring) => this.engine.decrypt(ring, input));
   }
 
   async reEncrypt(namespace: string, name: string, input: DecryptInput): Promise<CiphertextOutput> {
-    return this.engine.reEncrypt(this.usableRing(namespace, name, 're-encrypt', 1), input);
+    return this.#used(namespace, name, 're-encrypt', (ring) => this.engine.reEncrypt(ring, input));
   }
 
   async sign(namespace: string, name: string, input: SignInput): Promise<SignatureOutput> {
-    return this.engine.sign(this.usableRing(namespace, name, 'sign', 1), input);
+    return this.#used(namespace, name, 'sign', (ring) => this.engine.sign(ring, input));
   }
 
   async verify(namespace: string, name: string, input: VerifyInput): Promise<{ valid: boolean }> {
-    return this.engine.verify(this.usableRing(namespace, name, 'verify', 1), input);
+    return this.#used(namespace, name, 'verify', (ring) => this.engine.verify(ring, input));
   }
 
   async dataKey(namespace: string, name: string, input: DataKeyInput): Promise<DataKeyOutput> {
-    return this.engine.dataKey(this.usableRing(namespace, name, 'generate-data-key', 1), input);
+    return this.#used(namespace, name, 'generate-data-key', (ring) => this.engine.dataKey(ring, input));
   }
 
   async publicKey(
@@ -75,16 +89,24 @@ export abstract class CryptoBackend {
     name: string,
     version?: number,
   ): Promise<{ keyVersion: number; pem: string; jwk: JsonWebKey }> {
-    return this.engine.publicKey(this.usableRing(namespace, name, 'get-public-key', 1), version);
+    return this.#used(namespace, name, 'get-public-key', (ring) => this.engine.publicKey(ring, version));
   }
 
-  /** One operation over many items, the key resolved (and its use counted) once. */
+  /**
+   * One operation over many items, the key resolved once. Key-level refusals (no such key, not
+   * Enabled, other region, wrong usage) fail the whole call, even when no item is valid; the uses
+   * recorded are the items that succeeded.
+   */
   async batch<O extends BatchOperation>(
     namespace: string,
     name: string,
     op: O,
     items: BatchInputs[O][],
   ): Promise<BatchItemResult<BatchOutputs[O]>[]> {
-    return this.engine.batch(op, this.usableRing(namespace, name, op, items.length), items);
+    const results = await this.engine.batch(op, this.usableRing(namespace, name), items);
+    let ok = 0;
+    for (const r of results) if (r.ok) ok++;
+    if (ok > 0) this.recordUse(namespace, name, op, ok);
+    return results;
   }
 }

@@ -24,7 +24,7 @@ import {
   transitionOrThrow,
 } from '../keys/lifecycle.ts';
 import type { KeyOperation, KeyRecord } from '../keys/model.ts';
-import { checkRegion, parseKeySpec, parseKeyUpdate, validateKeyName } from '../keys/spec.ts';
+import { checkRegion, foldKeyName, parseKeySpec, parseKeyUpdate, validateKeyName } from '../keys/spec.ts';
 import type { FileKeyStore } from '../store/file-key-store.ts';
 import { KeyedQueue } from '../store/keyed-queue.ts';
 import { validateNamespace } from '../store/namespace.ts';
@@ -67,7 +67,7 @@ interface Entry {
 
 const RECENT_USE_DAYS = 7;
 
-const indexKey = (namespace: string, name: string): string => `${namespace}/${name.toLowerCase()}`;
+const indexKey = (namespace: string, name: string): string => `${namespace}/${foldKeyName(name)}`;
 
 function notFound(name: string): KeywardError {
   return new KeywardError('KEY_NOT_FOUND', `key ${name} not found`, { field: 'name' });
@@ -285,20 +285,24 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     return entry;
   }
 
-  /** The ring of a key that may be used here, recording the use. The crypto hot path. */
-  protected override usableRing(
-    namespace: string,
-    name: string,
-    op: KeyOperation,
-    count: number,
-  ): ReturnType<MaterialCache['ring']> {
-    const id = indexKey(namespace, name);
-    const entry = this.#entries.get(id);
+  /** The ring of a key that may be used here. The crypto hot path. */
+  protected override usableRing(namespace: string, name: string): ReturnType<MaterialCache['ring']> {
+    const entry = this.#entries.get(indexKey(namespace, name));
     if (entry === undefined) throw notFound(name);
     checkUsable(entry.record);
     checkRegion(entry.record, this.#region);
-    this.#usage.record(id, op, count, this.#now());
     return entry.cache.ring();
+  }
+
+  /** Records uses that succeeded (see CryptoBackend.recordUse). */
+  protected override recordUse(namespace: string, name: string, op: KeyOperation, count: number): void {
+    const id = indexKey(namespace, name);
+    if (this.#entries.has(id)) this.#usage.record(id, op, count, this.#now());
+  }
+
+  metricsKey(namespace: string, name: string): string | undefined {
+    const record = this.#entries.get(indexKey(namespace, name))?.record;
+    return record === undefined ? undefined : `${record.namespace}/${record.name}`;
   }
 
   /** Runs `task` under the key's lock, on the entry as it is then; KEY_NOT_FOUND if it is gone. */

@@ -13,7 +13,7 @@ import { mkdir, readdir, readFile, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KeywardError } from '../errors.ts';
 import type { KeyRecord } from '../keys/model.ts';
-import { validateKeyName } from '../keys/spec.ts';
+import { foldKeyName, validateKeyName } from '../keys/spec.ts';
 import { fsyncDir, isTempFile, writeFileAtomic } from './atomic-write.ts';
 import { isErrno } from './errno.ts';
 import { KeyedQueue } from './keyed-queue.ts';
@@ -31,6 +31,9 @@ export interface FileKeyStoreOptions {
 }
 
 const RECORD_SUFFIX = '.json';
+
+/** The fsck directory a volume's root holds; never a namespace (`+` is not allowed in one). */
+const LOST_AND_FOUND = 'lost+found';
 
 /** A file-backed, crash-safe store of key records. */
 export class FileKeyStore {
@@ -135,7 +138,8 @@ export class FileKeyStore {
 
   async #load(): Promise<void> {
     for (const ns of await readdir(this.#keysDir, { withFileTypes: true })) {
-      if (!ns.isDirectory()) continue;
+      // `lost+found` is what fsck keeps at the root of a volume: keys/ may be a mount point.
+      if (!ns.isDirectory() || ns.name === LOST_AND_FOUND) continue;
       const namespace = ns.name;
       validateNamespaceDir(namespace);
       const dir = join(this.#keysDir, namespace);
@@ -161,7 +165,7 @@ export class FileKeyStore {
 }
 
 function indexKey(namespace: string, name: string): string {
-  return `${namespace}/${name.toLowerCase()}`;
+  return `${namespace}/${foldKeyName(name)}`;
 }
 
 function fileName(name: string): string {

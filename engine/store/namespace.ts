@@ -1,8 +1,9 @@
 /** Validation of key-store namespaces, which are Kubernetes namespace names (DNS-1123 labels). */
+import { NAMESPACE_PATTERN as NAMESPACE_SOURCE } from '../crypto/limits.ts';
 import { invalidArgument } from '../errors.ts';
 
 /** A DNS-1123 label: lowercase letters, digits and `-`, starting and ending alphanumeric, ≤ 63. */
-const NAMESPACE_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const NAMESPACE_PATTERN = new RegExp(NAMESPACE_SOURCE);
 
 /** The namespace the standalone store uses unless told otherwise (PRODUCT.md §6). */
 export const DEFAULT_NAMESPACE = 'default';

@@ -181,6 +181,7 @@ describe('helm template with the default values', () => {
       'engine',
       `--namespace=${NS}`,
       '--port=8443',
+      '--metrics-port=9464',
       '--tls=/etc/keyward/tls/tls.crt,/etc/keyward/tls/tls.key',
       '--identity=$(POD_NAME)',
       '--audit-required',
@@ -210,11 +211,17 @@ describe('helm template with the default values', () => {
       }),
     );
     const c = pod.containers[0];
-    expect(c.ports).toEqual([{ name: 'https', containerPort: 8443, protocol: 'TCP' }]);
+    // Metrics have a port of their own (issue #12): the API port never serves them.
+    expect(c.ports).toEqual([
+      { name: 'https', containerPort: 8443, protocol: 'TCP' },
+      { name: 'metrics', containerPort: 9464, protocol: 'TCP' },
+    ]);
+    expect(c.args).toContain('--metrics-port=9464');
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'https', scheme: 'HTTPS' });
     const svc = find(objects, 'Service', ENGINE);
     expect(svc.spec.ports).toEqual([
       { name: 'https', port: 443, targetPort: 'https', protocol: 'TCP', appProtocol: 'https' },
+      { name: 'metrics', port: 9464, targetPort: 'metrics', protocol: 'TCP', appProtocol: 'https' },
     ]);
 
     const secret = find(objects, 'Secret', `${ENGINE}-tls`);
@@ -396,6 +403,7 @@ describe('helm template with non-default values', () => {
         ports: [{ port: 9443, protocol: 'TCP' }],
         from: [{ namespaceSelector: { matchLabels: { 'keyward.io/client': 'true' } } }],
       },
+      { ports: [{ port: 9464, protocol: 'TCP' }] },
     ]);
     const op = find(objects, 'NetworkPolicy', OPERATOR);
     expect(op.spec.ingress).toEqual([{ ports: [{ port: 9090, protocol: 'TCP' }] }]);
@@ -456,7 +464,7 @@ describe('helm template with other switches', () => {
     expect(engine.spec.selector.matchLabels).toEqual(find(objects, 'Service', ENGINE).spec.selector);
     expect(engine.spec.endpoints).toEqual([
       {
-        port: 'https',
+        port: 'metrics',
         path: '/metrics',
         scheme: 'https',
         interval: '15s',

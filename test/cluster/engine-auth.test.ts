@@ -211,9 +211,12 @@ describe('Kubernetes auth', () => {
     expect(engine.stderr()).not.toContain(appToken.split('.')[2]!);
   });
 
-  it('leaves the probes and metrics open', async () => {
+  it('leaves the probes open, and serves metrics on their own port only', async () => {
     expect((await call(engine, 'GET', '/readyz')).status).toBe(200);
     expect((await call(engine, 'GET', '/livez')).status).toBe(200);
-    expect((await call(engine, 'GET', '/metrics')).status).toBe(200);
+    expect((await call(engine, 'GET', '/metrics')).status).toBe(404);
+    const metrics = await call(engine, 'GET', engine.metricsUrl);
+    expect(metrics.status).toBe(200);
+    expect(metrics.body).toContain('keyward_operations_total');
   });
 });

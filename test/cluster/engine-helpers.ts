@@ -249,6 +249,8 @@ export async function saToken(namespace: string, sa: string, audience?: string):
 /** A spawned engine process. */
 export interface EngineProcess {
   url: string;
+  /** The /metrics listener (its own port, same TLS). */
+  metricsUrl: string;
   ca: string;
   child: ChildProcess;
   stderr: () => string;
@@ -285,9 +287,10 @@ export async function spawnEngine(args: string[]): Promise<EngineProcess> {
     });
     child.once('exit', (code) => reject(new Error(`engine exited ${code}: ${err}`)));
   });
-  const info = JSON.parse(line) as { url: string; caFile: string };
+  const info = JSON.parse(line) as { url: string; metricsUrl: string; caFile: string };
   const engine: EngineProcess = {
     url: info.url,
+    metricsUrl: info.metricsUrl,
     ca: readFileSync(info.caFile, 'utf8'),
     child,
     stderr: () => err,

@@ -18,6 +18,12 @@ afterAll(async () => {
 });
 
 describe('unauthenticated endpoints', () => {
+  it('metrics are not served on the API port', async () => {
+    const r = await s.call('GET', '/metrics');
+    expect(r.status).toBe(404);
+    expect(r.body.error.code).toBe('NOT_FOUND');
+  });
+
   it('livez and readyz answer without a token', async () => {
     expect((await fetch(`${s.url}/livez`)).status).toBe(200);
     const ready = await fetch(`${s.url}/readyz`);
@@ -33,7 +39,8 @@ describe('unauthenticated endpoints', () => {
       requests: [{ plaintext: 'AA==' }, { plaintext: '!' }],
     });
     await s.call('POST', `${KEYS}/random-name/encrypt`, { plaintext: 'AA==' });
-    const text = await (await fetch(`${s.url}/metrics`)).text();
+    expect(s.server.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    const text = await (await fetch(s.server.metricsUrl!)).text();
     expect(text).toContain(
       'keyward_operations_total{key="default/metered",operation="encrypt",result="ok"} 2',
     );

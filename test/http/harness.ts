@@ -28,7 +28,13 @@ export interface Reply {
 }
 
 export async function startTestServer(
-  opts: { dataDir?: string; region?: string; deletionDelayMs?: number; tls?: TlsMode } = {},
+  opts: {
+    dataDir?: string;
+    region?: string;
+    deletionDelayMs?: number;
+    tls?: TlsMode;
+    requestTimeoutMs?: number;
+  } = {},
 ): Promise<TestServer> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'keyward-http-')));
   const server = await startStandalone({
@@ -41,6 +47,7 @@ export async function startTestServer(
     threads: 1,
     ...(opts.region === undefined ? {} : { region: opts.region }),
     ...(opts.deletionDelayMs === undefined ? {} : { deletionDelayMs: opts.deletionDelayMs }),
+    ...(opts.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: opts.requestTimeoutMs }),
   });
   const token = server.token.token;
   const call = async (
