@@ -1,7 +1,7 @@
 /**
  * One record per API request in standalone mode, over real HTTP on loopback: crypto (single and
  * batch, with ok/failed counts), admin actions, reads, and refused requests (401 with no identity,
- * 400 before authentication); `x-request-id` names each record; probes and metrics are not
+ * 400 after authentication, with the principal); `x-request-id` names each record; probes and metrics are not
  * recorded. The records are read back from the segment files and the log verifies.
  */
 
@@ -105,8 +105,14 @@ describe('standalone request records', () => {
     expect(r.principal).toBeUndefined();
     const none = await fetch(`${t.url}${KEYS}`);
     expect(await recordOf(none.headers)).toMatchObject({ operation: 'list', outcome: 'UNAUTHENTICATED' });
-    const badNs = await fetch(`${t.url}/v1/namespaces/Bad_NS/keys`);
-    expect(await recordOf(badNs.headers)).toMatchObject({ outcome: 'INVALID_ARGUMENT', status: 400 });
+    // Authentication comes first, so a bad namespace without a token is a 401 too...
+    const anonymousBadNs = await fetch(`${t.url}/v1/namespaces/Bad_NS/keys`);
+    expect(await recordOf(anonymousBadNs.headers)).toMatchObject({ outcome: 'UNAUTHENTICATED', status: 401 });
+    // ...and with one, a 400 recorded with the caller's identity.
+    const badNs = await t.call('GET', '/v1/namespaces/Bad_NS/keys');
+    const rec = await recordOf(badNs.headers);
+    expect(rec).toMatchObject({ outcome: 'INVALID_ARGUMENT', status: 400 });
+    expect(rec.principal).toBeDefined();
   });
 
   it('does not record probes, metrics or unknown routes', async () => {

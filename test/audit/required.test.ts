@@ -152,7 +152,7 @@ describe.skipIf(!canMount)('a full disk under the audit log', { timeout: 60_000 
       // Served while the log cannot write: these records are lost, and counted.
       for (let i = 0; i < 3; i++) expect((await call('POST', ENC, { plaintext: 'aGk=' })).status).toBe(200);
       expect((await fetch(`${s.url}/readyz`)).status).toBe(200);
-      const metrics = await (await fetch(`${s.url}/metrics`)).text();
+      const metrics = await (await fetch(s.metricsUrl!)).text();
       expect(metrics).toMatch(/keyward_audit_healthy 0/);
       rmSync(filler);
       await until('the log to recover', async () => (s.audit!.healthy ? true : undefined));
