@@ -5,9 +5,9 @@
  * and serves reads and the crypto hot path from there; writes go to the store first and to
  * memory only once durable.
  */
-import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { fingerprint } from '../crypto/fingerprint.ts';
+import type { MasterKeys } from '../crypto/master-keys.ts';
 import { generateMaterialAsync } from '../crypto/material.ts';
 import { wrapMaterial } from '../crypto/wrap.ts';
 import type { CryptoEngine } from '../engine.ts';
@@ -46,7 +46,8 @@ import { toKeyView } from './view.ts';
 /** Options of `KeyService.start`. */
 export interface KeyServiceOptions {
   store: FileKeyStore;
-  master: KeyObject;
+  /** The master keys; new material is wrapped under the current version. */
+  master: MasterKeys;
   engine: CryptoEngine;
   logger: Logger;
   /** The region this engine serves (`--region`); Isolated keys of other regions are refused. */
@@ -63,6 +64,8 @@ interface Entry {
   record: KeyRecord;
   cache: MaterialCache;
   fingerprint?: { version: number; value: string };
+  /** Why some version's material cannot be unwrapped (found at start); the key fails alone. */
+  materialError?: string;
 }
 
 const RECENT_USE_DAYS = 7;
@@ -77,7 +80,7 @@ function notFound(name: string): KeywardError {
 export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   readonly admin: KeyAdmin = this;
   readonly #store: FileKeyStore;
-  readonly #master: KeyObject;
+  readonly #master: MasterKeys;
   readonly #log: Logger;
   readonly #region: string | undefined;
   readonly #deletionDelayMs: number;
@@ -115,10 +118,18 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   static async start(opts: KeyServiceOptions): Promise<KeyService> {
     const service = new KeyService(opts);
     for (const record of await opts.store.list()) {
-      service.#entries.set(indexKey(record.namespace, record.name), {
-        record,
-        cache: new MaterialCache(opts.master, record),
-      });
+      const entry: Entry = { record, cache: new MaterialCache(opts.master, record) };
+      // Every version is unwrapped once now: a damaged one is reported here, and the key fails
+      // alone (its operations answer KEY_STATE; listing shows it with materialError).
+      const error = entry.cache.check();
+      if (error !== undefined) {
+        entry.materialError = error;
+        service.#log.error(
+          { key: indexKey(record.namespace, record.name), reason: error },
+          'key material unavailable',
+        );
+      }
+      service.#entries.set(indexKey(record.namespace, record.name), entry);
     }
     try {
       await service.#runDue(service.#now());
@@ -241,6 +252,8 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
         await this.#addVersion(e, effect);
       }
       if (result.effects.length === 0 && result.changed) await this.#save(e, result.record);
+      // A key that may not be used any more leaves every worker now, not when a cache fills up.
+      if (e.record.state !== 'Enabled') this.engine.evict(e.cache.evict());
       this.#log.info({ key: indexKey(namespace, name), action, state: e.record.state }, 'key action');
       this.#scheduler.reschedule();
       return warnings.length > 0 ? { key: await this.#view(e), warnings } : { key: await this.#view(e) };
@@ -353,7 +366,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     await this.#store.remove(entry.record.namespace, entry.record.name);
     this.#entries.delete(id);
     this.#usage.drop(id);
-    entry.cache.destroy();
+    this.engine.evict(entry.cache.destroy());
     this.#log.info({ key: id }, 'key destroyed');
   }
 
@@ -395,13 +408,26 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     const record = entry.record;
     const id = indexKey(record.namespace, record.name);
     let fp = entry.fingerprint;
+    let materialError = entry.materialError;
     if (fp === undefined || fp.version !== record.currentVersion) {
-      const material = entry.cache.material(record.currentVersion);
-      if (material === undefined)
-        throw new KeywardError('INTERNAL', 'the current key version is unavailable');
-      fp = { version: record.currentVersion, value: await fingerprint(record.usage, material) };
-      entry.fingerprint = fp;
+      try {
+        const material = entry.cache.material(record.currentVersion);
+        if (material === undefined)
+          throw new KeywardError('INTERNAL', 'the current key version is unavailable');
+        try {
+          fp = { version: record.currentVersion, value: await fingerprint(record.usage, material) };
+        } finally {
+          material.fill(0);
+        }
+        entry.fingerprint = fp;
+      } catch (err) {
+        // A key whose material cannot be unwrapped is still listed, with the reason.
+        fp = undefined;
+        materialError ??= (err as Error).message;
+      }
     }
-    return toKeyView(withUsage(record, this.#usage.peek(id)), fp.value);
+    const view = toKeyView(withUsage(record, this.#usage.peek(id)), fp?.value ?? null);
+    if (materialError !== undefined) view.materialError = materialError;
+    return view;
   }
 }
