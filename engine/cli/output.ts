@@ -73,7 +73,7 @@ export function formatKey(k: KeyView & { warnings?: string[] }): string {
         .map(
           (v) =>
             `v${v.version} ${v.createdTime} (master key v${v.masterKeyVersion ?? '?'}` +
-            `${v.nonceCount === undefined ? '' : `, ${v.nonceCount} nonces`})`,
+            `${v.nonceCount === undefined ? '' : `, nonces used ${v.nonceCount}`})`,
         )
         .join(', '),
     ],

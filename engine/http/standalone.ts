@@ -67,6 +67,8 @@ export interface StandaloneOptions {
   requestTimeoutMs?: number;
   /** `--master-key-file`: the master key outside the data dir (else KEYWARD_MASTER_KEY_FILE, else <data-dir>/master.key). */
   masterKeyFile?: string;
+  /** `--nonce-budget`: random-nonce encryptions per key version before it rotates (default 2^30). */
+  nonceBudget?: number;
 }
 
 /** A running standalone engine. */
@@ -147,6 +149,7 @@ async function startLocked(
       logger: opts.logger,
       ...(opts.region === undefined ? {} : { region: opts.region }),
       ...(opts.deletionDelayMs === undefined ? {} : { deletionDelayMs: opts.deletionDelayMs }),
+      ...(opts.nonceBudget === undefined ? {} : { nonceBudget: opts.nonceBudget }),
     });
   } catch (err) {
     await engine.close();

@@ -10,7 +10,7 @@ import { fingerprint } from '../crypto/fingerprint.ts';
 import type { MasterKeys } from '../crypto/master-keys.ts';
 import { generateMaterialAsync } from '../crypto/material.ts';
 import { wrapMaterial } from '../crypto/wrap.ts';
-import type { CryptoEngine } from '../engine.ts';
+import type { CryptoEngine, KeyRing } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import {
   applyKeyUpdate,
@@ -20,10 +20,18 @@ import {
   DEFAULT_DELETION_DELAY_MS,
   evaluate,
   type LifecycleEffect,
+  type LifecycleOptions,
   recentlyUsed,
   transitionOrThrow,
 } from '../keys/lifecycle.ts';
 import type { KeyOperation, KeyRecord } from '../keys/model.ts';
+import {
+  DEFAULT_NONCE_BUDGET,
+  decideNonces,
+  type NonceCounter,
+  nonceCount,
+  withNonceCount,
+} from '../keys/nonce-budget.ts';
 import { checkRegion, foldKeyName, parseKeySpec, parseKeyUpdate, validateKeyName } from '../keys/spec.ts';
 import type { FileKeyStore } from '../store/file-key-store.ts';
 import { KeyedQueue } from '../store/keyed-queue.ts';
@@ -54,6 +62,8 @@ export interface KeyServiceOptions {
   region?: string;
   /** Deletion delay; 72 h unless a test shortens it. */
   deletionDelayMs?: number;
+  /** Random-nonce encryptions per key version before the key rotates (default 2^30). */
+  nonceBudget?: number;
   /** How often usage history is written to the store. */
   usageFlushMs?: number;
   /** The clock; tests may pass their own. */
@@ -66,6 +76,8 @@ interface Entry {
   fingerprint?: { version: number; value: string };
   /** Why some version's material cannot be unwrapped (found at start); the key fails alone. */
   materialError?: string;
+  /** Random-nonce counters of the versions this process encrypted under (nonce-budget.ts). */
+  nonces: Map<number, NonceCounter>;
 }
 
 const RECENT_USE_DAYS = 7;
@@ -83,7 +95,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   readonly #master: MasterKeys;
   readonly #log: Logger;
   readonly #region: string | undefined;
-  readonly #deletionDelayMs: number;
+  readonly #lifecycle: LifecycleOptions;
   readonly #now: () => number;
   readonly #entries = new Map<string, Entry>();
   readonly #locks = new KeyedQueue();
@@ -99,7 +111,10 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     this.#master = opts.master;
     this.#log = opts.logger;
     this.#region = opts.region;
-    this.#deletionDelayMs = opts.deletionDelayMs ?? DEFAULT_DELETION_DELAY_MS;
+    this.#lifecycle = {
+      deletionDelayMs: opts.deletionDelayMs ?? DEFAULT_DELETION_DELAY_MS,
+      nonceBudget: opts.nonceBudget ?? DEFAULT_NONCE_BUDGET,
+    };
     this.#now = opts.now ?? Date.now;
     this.#scheduler = new Scheduler({
       nextWake: () => this.#nextWake(),
@@ -118,7 +133,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   static async start(opts: KeyServiceOptions): Promise<KeyService> {
     const service = new KeyService(opts);
     for (const record of await opts.store.list()) {
-      const entry: Entry = { record, cache: new MaterialCache(opts.master, record) };
+      const entry: Entry = { record, cache: new MaterialCache(opts.master, record), nonces: new Map() };
       // Every version is unwrapped once now: a damaged one is reported here, and the key fails
       // alone (its operations answer KEY_STATE; listing shows it with materialError).
       const error = entry.cache.check();
@@ -207,6 +222,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
           record,
           cache: new MaterialCache(this.#master, record),
           fingerprint: { version: 1, value },
+          nonces: new Map(),
         };
         this.#entries.set(id, entry);
         this.#log.info({ key: id, usage: spec.usage }, 'key created');
@@ -242,7 +258,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
           );
         }
       }
-      const result = transitionOrThrow(e.record, action, now, { deletionDelayMs: this.#deletionDelayMs });
+      const result = transitionOrThrow(e.record, action, now, this.#lifecycle);
       for (const effect of result.effects) {
         if (effect.type === 'destroy') {
           await this.#destroy(e);
@@ -299,7 +315,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   }
 
   /** The ring of a key that may be used here. The crypto hot path. */
-  protected override usableRing(namespace: string, name: string): ReturnType<MaterialCache['ring']> {
+  protected override usableRing(namespace: string, name: string): KeyRing {
     const entry = this.#entries.get(indexKey(namespace, name));
     if (entry === undefined) throw notFound(name);
     checkUsable(entry.record);
@@ -316,6 +332,66 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   metricsKey(namespace: string, name: string): string | undefined {
     const record = this.#entries.get(indexKey(namespace, name))?.record;
     return record === undefined ? undefined : `${record.namespace}/${record.name}`;
+  }
+
+  /**
+   * Counts `count` random-nonce encryptions under the ring's current version before they happen
+   * (nonce-budget.ts): within the durable reservation it only adds to memory; past it, it first
+   * writes a new reservation to the store; when the version's budget is spent, it rotates the key
+   * (whatever its rotation policy) and returns the new ring. The crypto hot path: no promise
+   * unless a write is needed.
+   */
+  protected override randomNonces(
+    namespace: string,
+    name: string,
+    ring: KeyRing,
+    count: number,
+  ): KeyRing | Promise<KeyRing> {
+    const entry = this.#entry(namespace, name);
+    const counter = this.#nonceCounter(entry, ring.currentVersion);
+    if (decideNonces(counter, count, this.#lifecycle.nonceBudget!).action === 'proceed') {
+      counter.used += count;
+      return ring;
+    }
+    return this.#reserveNonces(entry, ring, count);
+  }
+
+  #nonceCounter(entry: Entry, version: number): NonceCounter {
+    let counter = entry.nonces.get(version);
+    if (counter === undefined) {
+      // A restart takes the durable reservation as spent: a crash can only over-count.
+      const reserved = nonceCount(entry.record, version);
+      counter = { used: reserved, reserved };
+      entry.nonces.set(version, counter);
+    }
+    return counter;
+  }
+
+  async #reserveNonces(entry: Entry, ring: KeyRing, count: number): Promise<KeyRing> {
+    const budget = this.#lifecycle.nonceBudget!;
+    for (;;) {
+      const version = ring.currentVersion;
+      const decision = decideNonces(this.#nonceCounter(entry, version), count, budget);
+      if (decision.action === 'proceed') {
+        this.#nonceCounter(entry, version).used += count;
+        return ring;
+      }
+      await this.#locked(entry, async (e) => {
+        // Decide again under the lock: a concurrent caller may have done the work already.
+        const counter = this.#nonceCounter(e, version);
+        const again = decideNonces(counter, count, budget);
+        if (again.action === 'reserve') {
+          await this.#save(e, withNonceCount(e.record, version, again.reserved));
+          counter.reserved = again.reserved;
+        } else if (again.action === 'rotate' && e.record.currentVersion === version) {
+          checkUsable(e.record);
+          await this.#addVersion(e, { type: 'add-version', version: version + 1, reason: 'nonce-budget' });
+        }
+      });
+      // After a rotation (ours or another caller's), encrypt under the new current version.
+      checkUsable(entry.record);
+      ring = entry.cache.ring();
+    }
   }
 
   /** Runs `task` under the key's lock, on the entry as it is then; KEY_NOT_FOUND if it is gone. */
@@ -352,10 +428,22 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
       const value = await fingerprint(r.usage, material);
       await this.#save(entry, next);
       entry.fingerprint = { version: effect.version, value };
-      this.#log.info(
-        { key: indexKey(r.namespace, r.name), version: effect.version, reason: effect.reason },
-        'key rotated',
-      );
+      const key = indexKey(r.namespace, r.name);
+      if (effect.reason === 'nonce-budget') {
+        this.#log.warn(
+          {
+            key,
+            version: effect.version,
+            reason: effect.reason,
+            nonceCount: nonceCount(r, r.currentVersion),
+            nonceBudget: this.#lifecycle.nonceBudget,
+          },
+          `key rotated: version ${r.currentVersion} reached its nonce budget of ${this.#lifecycle.nonceBudget} ` +
+            `random-nonce encryptions${r.rotation.enabled ? '' : ' (automatic rotation is off; the budget rotates it anyway)'}`,
+        );
+      } else {
+        this.#log.info({ key, version: effect.version, reason: effect.reason }, 'key rotated');
+      }
     } finally {
       material.fill(0);
     }
@@ -374,7 +462,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     const now = this.#now();
     let earliest: number | undefined;
     for (const e of this.#entries.values()) {
-      const wake = evaluate(e.record, now).nextWakeTime;
+      const wake = evaluate(e.record, now, this.#lifecycle).nextWakeTime;
       if (wake !== undefined && (earliest === undefined || wake < earliest)) earliest = wake;
     }
     return earliest;
@@ -384,10 +472,10 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   async #runDue(now: number): Promise<void> {
     let failures = 0;
     for (const entry of [...this.#entries.values()]) {
-      if (evaluate(entry.record, now).due.length === 0) continue;
+      if (evaluate(entry.record, now, this.#lifecycle).due.length === 0) continue;
       try {
         await this.#locked(entry, async (e) => {
-          for (const effect of evaluate(e.record, now).due) {
+          for (const effect of evaluate(e.record, now, this.#lifecycle).due) {
             if (effect.type === 'destroy') await this.#destroy(e);
             else await this.#addVersion(e, effect);
           }
@@ -426,7 +514,10 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
         materialError ??= (err as Error).message;
       }
     }
-    const view = toKeyView(withUsage(record, this.#usage.peek(id)), fp?.value ?? null);
+    // Versions this process encrypted under show what it spent, not the unspent reservation ahead.
+    let shown = withUsage(record, this.#usage.peek(id));
+    for (const [version, counter] of entry.nonces) shown = withNonceCount(shown, version, counter.used);
+    const view = toKeyView(shown, fp?.value ?? null);
     if (materialError !== undefined) view.materialError = materialError;
     return view;
   }
