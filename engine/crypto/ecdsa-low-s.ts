@@ -62,6 +62,45 @@ function derInteger(value: Uint8Array): Buffer {
   return out;
 }
 
+/**
+ * The 64-byte raw `r ‖ s` of a DER ECDSA P-256 signature as OpenSSL writes it (short-form lengths,
+ * minimal integers). Throws RangeError for anything else.
+ */
+export function derToRaw(der: Uint8Array): Buffer {
+  const out = Buffer.alloc(2 * P256_SCALAR_BYTES);
+  if (der.length < 8 || der[0] !== 0x30 || der[1] !== der.length - 2)
+    throw new RangeError('not a DER signature');
+  let at = 2;
+  for (const offset of [0, P256_SCALAR_BYTES]) {
+    const len = der[at + 1]!;
+    if (der[at] !== 0x02 || len < 1 || len > P256_SCALAR_BYTES + 1 || at + 2 + len > der.length) {
+      throw new RangeError('not a DER signature');
+    }
+    let value = der.subarray(at + 2, at + 2 + len);
+    if (value.length === P256_SCALAR_BYTES + 1) {
+      if (value[0] !== 0) throw new RangeError('not a DER signature');
+      value = value.subarray(1);
+    }
+    out.set(value, offset + P256_SCALAR_BYTES - value.length);
+    at += 2 + len;
+  }
+  if (at !== der.length) throw new RangeError('not a DER signature');
+  return out;
+}
+
+/**
+ * A DER signature with s made low: the input itself when s is already low (half the time, and no
+ * copy), else the DER of the twin.
+ */
+export function lowSDer(der: Buffer): Buffer {
+  // s is the second INTEGER: read it in place, and build anything only when it is high.
+  const rLen = der[3]!;
+  const sAt = 4 + rLen;
+  const s = der.subarray(sAt + 2, sAt + 2 + der[sAt + 1]!);
+  const high = s.length > P256_SCALAR_BYTES || (s.length === P256_SCALAR_BYTES && isHighS(s));
+  return high ? rawToDer(lowSRaw(derToRaw(der))) : der;
+}
+
 /** The DER `SEQUENCE { INTEGER r, INTEGER s }` of a 64-byte raw signature (at most 72 bytes). */
 export function rawToDer(raw: Uint8Array): Buffer {
   if (raw.length !== 2 * P256_SCALAR_BYTES) throw new RangeError('a raw P-256 signature is 64 bytes');

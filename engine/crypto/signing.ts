@@ -11,7 +11,7 @@
 import { constants, sign, verify } from 'node:crypto';
 import { invalidArgument, KeywardError } from '../errors.ts';
 import type { KeyUsage } from '../keys/model.ts';
-import { lowSRaw, rawToDer } from './ecdsa-low-s.ts';
+import { derToRaw, lowSDer } from './ecdsa-low-s.ts';
 import { signEcdsaDigest, verifyEcdsaDigest } from './ecdsa-prehashed.ts';
 import { SIGNATURE_ALGORITHM_NAMES } from './limits.ts';
 import type { PreparedKey, PreparedKeyPair } from './prepared-key.ts';
@@ -76,10 +76,11 @@ function pairOf(key: PreparedKey, algorithm: SignatureAlgorithm): PreparedKeyPai
 
 const PSS = constants.RSA_PKCS1_PSS_PADDING;
 
-// OpenSSL signs raw r‖s here, then s is made low (ecdsa-low-s.ts): every ECDSA signature Keyward
-// returns is low-S, whatever the form.
+// OpenSSL signs DER, then s is made low (ecdsa-low-s.ts): every ECDSA signature Keyward returns is
+// low-S, whatever the form. The raw form is converted here rather than asked of node:crypto:
+// `dsaEncoding: 'ieee-p1363'` halves signing throughput on Node 24 (measured).
 function signEcdsaLowS(privateKey: PreparedKeyPair['privateKey'], data: Uint8Array): Buffer {
-  return lowSRaw(sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' }));
+  return lowSDer(sign('sha256', data, privateKey));
 }
 
 /** Signs `data` (a message, or a SHA-256 digest when prehashed). Returns the raw signature bytes. */
@@ -98,10 +99,10 @@ export function signBytes(key: PreparedKey, data: Uint8Array, options: Signature
       return options.prehashed ? signPkcs1Digest(privateKey, data) : sign('sha256', data, privateKey);
     case 'ECDSA_SHA_256':
       if (options.prehashed) return signEcdsaDigest(privateKey, data, 'der');
-      return rawToDer(signEcdsaLowS(privateKey, data));
+      return signEcdsaLowS(privateKey, data);
     case 'ECDSA_SHA_256_RAW':
       if (options.prehashed) return signEcdsaDigest(privateKey, data, 'raw');
-      return signEcdsaLowS(privateKey, data);
+      return derToRaw(signEcdsaLowS(privateKey, data));
   }
 }
 

@@ -25,13 +25,7 @@ import {
   transitionOrThrow,
 } from '../keys/lifecycle.ts';
 import type { KeyOperation, KeyRecord } from '../keys/model.ts';
-import {
-  DEFAULT_NONCE_BUDGET,
-  decideNonces,
-  type NonceCounter,
-  nonceCount,
-  withNonceCount,
-} from '../keys/nonce-budget.ts';
+import { DEFAULT_NONCE_BUDGET, nonceCount, withNonceCount } from '../keys/nonce-budget.ts';
 import { checkRegion, foldKeyName, parseKeySpec, parseKeyUpdate, validateKeyName } from '../keys/spec.ts';
 import type { FileKeyStore } from '../store/file-key-store.ts';
 import { KeyedQueue } from '../store/keyed-queue.ts';
@@ -46,6 +40,7 @@ import type {
   KeyView,
 } from './backend.ts';
 import { CryptoBackend } from './crypto-backend.ts';
+import { NonceLedger, type NonceLedgerOwner } from './nonce-ledger.ts';
 import { MaterialCache } from './rings.ts';
 import { Scheduler } from './scheduler.ts';
 import { UsageRecorder, withUsage } from './usage.ts';
@@ -76,8 +71,8 @@ interface Entry {
   fingerprint?: { version: number; value: string };
   /** Why some version's material cannot be unwrapped (found at start); the key fails alone. */
   materialError?: string;
-  /** Random-nonce counters of the versions this process encrypted under (nonce-budget.ts). */
-  nonces: Map<number, NonceCounter>;
+  /** Random-nonce counters of the versions this process encrypted under (nonce-ledger.ts). */
+  nonces: NonceLedger;
 }
 
 const RECENT_USE_DAYS = 7;
@@ -133,7 +128,11 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   static async start(opts: KeyServiceOptions): Promise<KeyService> {
     const service = new KeyService(opts);
     for (const record of await opts.store.list()) {
-      const entry: Entry = { record, cache: new MaterialCache(opts.master, record), nonces: new Map() };
+      const entry: Entry = {
+        record,
+        cache: new MaterialCache(opts.master, record),
+        nonces: new NonceLedger(),
+      };
       // Every version is unwrapped once now: a damaged one is reported here, and the key fails
       // alone (its operations answer KEY_STATE; listing shows it with materialError).
       const error = entry.cache.check();
@@ -222,7 +221,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
           record,
           cache: new MaterialCache(this.#master, record),
           fingerprint: { version: 1, value },
-          nonces: new Map(),
+          nonces: new NonceLedger(),
         };
         this.#entries.set(id, entry);
         this.#log.info({ key: id, usage: spec.usage }, 'key created');
@@ -334,13 +333,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     return record === undefined ? undefined : `${record.namespace}/${record.name}`;
   }
 
-  /**
-   * Counts `count` random-nonce encryptions under the ring's current version before they happen
-   * (nonce-budget.ts): within the durable reservation it only adds to memory; past it, it first
-   * writes a new reservation to the store; when the version's budget is spent, it rotates the key
-   * (whatever its rotation policy) and returns the new ring. The crypto hot path: no promise
-   * unless a write is needed.
-   */
+  /** Counts random-nonce encryptions before they happen (nonce-ledger.ts); rotates at the budget. */
   protected override randomNonces(
     namespace: string,
     name: string,
@@ -348,50 +341,24 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     count: number,
   ): KeyRing | Promise<KeyRing> {
     const entry = this.#entry(namespace, name);
-    const counter = this.#nonceCounter(entry, ring.currentVersion);
-    if (decideNonces(counter, count, this.#lifecycle.nonceBudget!).action === 'proceed') {
-      counter.used += count;
-      return ring;
-    }
-    return this.#reserveNonces(entry, ring, count);
+    return entry.nonces.spend(this.#nonceOwner(entry), ring, count);
   }
 
-  #nonceCounter(entry: Entry, version: number): NonceCounter {
-    let counter = entry.nonces.get(version);
-    if (counter === undefined) {
-      // A restart takes the durable reservation as spent: a crash can only over-count.
-      const reserved = nonceCount(entry.record, version);
-      counter = { used: reserved, reserved };
-      entry.nonces.set(version, counter);
-    }
-    return counter;
-  }
-
-  async #reserveNonces(entry: Entry, ring: KeyRing, count: number): Promise<KeyRing> {
-    const budget = this.#lifecycle.nonceBudget!;
-    for (;;) {
-      const version = ring.currentVersion;
-      const decision = decideNonces(this.#nonceCounter(entry, version), count, budget);
-      if (decision.action === 'proceed') {
-        this.#nonceCounter(entry, version).used += count;
-        return ring;
-      }
-      await this.#locked(entry, async (e) => {
-        // Decide again under the lock: a concurrent caller may have done the work already.
-        const counter = this.#nonceCounter(e, version);
-        const again = decideNonces(counter, count, budget);
-        if (again.action === 'reserve') {
-          await this.#save(e, withNonceCount(e.record, version, again.reserved));
-          counter.reserved = again.reserved;
-        } else if (again.action === 'rotate' && e.record.currentVersion === version) {
-          checkUsable(e.record);
-          await this.#addVersion(e, { type: 'add-version', version: version + 1, reason: 'nonce-budget' });
-        }
-      });
-      // After a rotation (ours or another caller's), encrypt under the new current version.
-      checkUsable(entry.record);
-      ring = entry.cache.ring();
-    }
+  #nonceOwner(entry: Entry): NonceLedgerOwner {
+    return {
+      budget: this.#lifecycle.nonceBudget!,
+      record: () => entry.record,
+      locked: (task) => this.#locked(entry, () => task()),
+      reserve: (version, count) => this.#save(entry, withNonceCount(entry.record, version, count)),
+      rotate: async (version) => {
+        checkUsable(entry.record);
+        await this.#addVersion(entry, { type: 'add-version', version: version + 1, reason: 'nonce-budget' });
+      },
+      ring: () => {
+        checkUsable(entry.record);
+        return entry.cache.ring();
+      },
+    };
   }
 
   /** Runs `task` under the key's lock, on the entry as it is then; KEY_NOT_FOUND if it is gone. */
@@ -516,7 +483,8 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     }
     // Versions this process encrypted under show what it spent, not the unspent reservation ahead.
     let shown = withUsage(record, this.#usage.peek(id));
-    for (const [version, counter] of entry.nonces) shown = withNonceCount(shown, version, counter.used);
+    for (const [version, counter] of entry.nonces.spent())
+      shown = withNonceCount(shown, version, counter.used);
     const view = toKeyView(shown, fp?.value ?? null);
     if (materialError !== undefined) view.materialError = materialError;
     return view;
