@@ -96,7 +96,6 @@ function adminOf(backend: KeyBackend): KeyAdmin {
   return backend.admin;
 }
 
-const b64 = (buf: Buffer): string => buf.toString('base64');
 /** Encodes a plaintext for the response, then zeroes the buffer (the string cannot be wiped). */
 const b64Wiped = (buf: Buffer): string => {
   const text = buf.toString('base64');
