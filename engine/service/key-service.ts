@@ -304,7 +304,31 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     clearInterval(this.#flushTimer);
     await this.flushUsage();
     await this.engine.close();
+    await this.#trimNonceReservations();
     for (const e of this.#entries.values()) e.cache.destroy();
+  }
+
+  /**
+   * On a clean stop nothing more is encrypted, so each unspent reservation is given back: the
+   * record keeps the exact count, and a restart resumes from it. (After a crash the whole
+   * reservation counts as spent instead.)
+   */
+  async #trimNonceReservations(): Promise<void> {
+    for (const entry of this.#entries.values()) {
+      for (const [version, counter] of entry.nonces.spent()) {
+        if (counter.used >= counter.reserved) continue;
+        try {
+          await this.#locked(entry, (e) => this.#save(e, withNonceCount(e.record, version, counter.used)));
+          counter.reserved = counter.used;
+        } catch (err) {
+          // Harmless: the larger reservation stays, an over-count.
+          this.#log.warn(
+            { err, key: indexKey(entry.record.namespace, entry.record.name) },
+            'nonce count not trimmed',
+          );
+        }
+      }
+    }
   }
 
   #entry(namespace: string, name: string): Entry {
