@@ -12,7 +12,7 @@ import {
   AUDIT_DIR,
   checkpointKeys,
   expandInputs,
-  readMasterKeyFile,
+  readMasterKeyVersions,
   VerifyInputError,
   verifyFiles,
 } from './verify-files.ts';
@@ -105,7 +105,7 @@ async function runVerify(paths: string[], flags: VerifyFlags): Promise<number> {
     }
     const keys = flags.chainOnly
       ? undefined
-      : await checkpointKeys(await Promise.all(keyFiles.map(readMasterKeyFile)));
+      : await checkpointKeys((await Promise.all(keyFiles.map(readMasterKeyVersions))).flat());
     const report = await verifyFiles(await expandInputs(inputs), {
       keys,
       open: flags.open === true,
