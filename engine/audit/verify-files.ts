@@ -6,9 +6,13 @@
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MasterKeyFileError, parseMasterKeyFile } from '../store/master-key-file.ts';
+import {
+  MasterKeyFileError,
+  parseMasterKeyFile,
+  parseMasterKeyFileContents,
+} from '../store/master-key-file.ts';
 import { ChainHasher } from './chain.ts';
-import { type CheckpointKey, deriveCheckpointKey } from './checkpoint-key.ts';
+import { type CheckpointKey, checkpointKeyFrom, deriveCheckpointKey } from './checkpoint-key.ts';
 import { SEGMENT_FILE } from './sinks.ts';
 import { Verifier, type VerifyOptions, type VerifyReport } from './verify.ts';
 
@@ -76,6 +80,40 @@ export async function readMasterKeyVersions(path: string): Promise<KeyObject[]> 
 /** The newest master-key version of a master-key file (see `readMasterKeyVersions`). */
 export async function readMasterKeyFile(path: string): Promise<KeyObject> {
   return (await readMasterKeyVersions(path)).at(-1)!;
+}
+
+/**
+ * The checkpoint keys a master key file gives: one per master-key version it holds, and those
+ * kept for versions a master-key rotation retired (engine/store/master-key-file.ts).
+ */
+export async function readCheckpointKeys(path: string): Promise<CheckpointKey[]> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    throw new VerifyInputError(
+      `cannot read the master key file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  let contents: ReturnType<typeof parseMasterKeyFileContents>;
+  try {
+    contents = parseMasterKeyFileContents(bytes);
+  } catch (err) {
+    if (err instanceof MasterKeyFileError) throw new VerifyInputError(`${path} ${err.message}`);
+    throw err;
+  } finally {
+    bytes.fill(0);
+  }
+  try {
+    return await Promise.all([
+      ...[...contents.keys.values()].map((k) => deriveCheckpointKey(createSecretKey(k))),
+      // checkpointKeyFrom keeps its own copy: the buffers here are zeroed below.
+      ...contents.auditKeys.map((a) => checkpointKeyFrom(new Uint8Array(a.key), a.id)),
+    ]);
+  } finally {
+    for (const k of contents.keys.values()) k.fill(0);
+    for (const a of contents.auditKeys) a.key.fill(0);
+  }
 }
 
 /** Derives the checkpoint keys of the given master keys. */

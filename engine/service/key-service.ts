@@ -27,6 +27,7 @@ import {
 import type { KeyOperation, KeyRecord } from '../keys/model.ts';
 import { DEFAULT_NONCE_BUDGET, nonceCount, withNonceCount } from '../keys/nonce-budget.ts';
 import { checkRegion, foldKeyName, parseKeySpec, parseKeyUpdate, validateKeyName } from '../keys/spec.ts';
+import { errnoCode } from '../store/errno.ts';
 import type { FileKeyStore } from '../store/file-key-store.ts';
 import { KeyedQueue } from '../store/keyed-queue.ts';
 import { validateNamespace } from '../store/namespace.ts';
@@ -373,7 +374,23 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
       budget: this.#lifecycle.nonceBudget!,
       record: () => entry.record,
       locked: (task) => this.#locked(entry, () => task()),
-      reserve: (version, count) => this.#save(entry, withNonceCount(entry.record, version, count)),
+      reserve: async (version, count) => {
+        try {
+          await this.#save(entry, withNonceCount(entry.record, version, count));
+        } catch (err) {
+          // Never encrypt uncounted: with no durable reservation the encryption waits for a store
+          // that can write (a full disk, say). Decryption is unaffected.
+          this.#log.error(
+            { err, key: indexKey(entry.record.namespace, entry.record.name) },
+            'nonce count not recorded',
+          );
+          throw new KeywardError(
+            'UNAVAILABLE',
+            `the key's nonce count cannot be recorded (${errnoCode(err)}); encryption resumes once the store can write`,
+            { retryAfterSeconds: 1 },
+          );
+        }
+      },
       rotate: async (version) => {
         checkUsable(entry.record);
         await this.#addVersion(entry, { type: 'add-version', version: version + 1, reason: 'nonce-budget' });

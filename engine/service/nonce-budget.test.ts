@@ -10,6 +10,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { singleMasterKey } from '../crypto/master-keys.ts';
 import { CryptoEngine } from '../engine.ts';
+import { writeFileAtomic } from '../store/atomic-write.ts';
 import { FileKeyStore } from '../store/file-key-store.ts';
 import { KeyService } from './key-service.ts';
 
@@ -28,10 +29,17 @@ afterEach(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
+let failWrites = false;
+
 async function start(nonceBudget: number): Promise<KeyService> {
   const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line)) });
   service = await KeyService.start({
-    store: await FileKeyStore.open(dataDir),
+    store: await FileKeyStore.open(dataDir, {
+      writeFile: async (path, data) => {
+        if (failWrites) throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+        await writeFileAtomic(path, data, 0o600);
+      },
+    }),
     master,
     engine: new CryptoEngine({ threads: 2 }),
     logger,
@@ -50,6 +58,30 @@ function perVersion(ciphertexts: readonly string[]): Map<number, number> {
 }
 
 describe('the nonce budget', () => {
+  it('never encrypts uncounted: with a store that cannot write, encryption waits (503) and decryption works', async () => {
+    const s = await start(10);
+    await s.create('default', { name: 'stuck', usage: 'AES256' });
+    const sealed = await s.encrypt('default', 'stuck', { plaintext: Buffer.from('a') });
+    failWrites = true;
+    try {
+      // Budget 10 reserves one encryption ahead: the next one needs a write.
+      let refused: unknown;
+      for (let i = 0; i < 5 && refused === undefined; i++) {
+        await s.encrypt('default', 'stuck', { plaintext: Buffer.from('b') }).catch((err) => {
+          refused = err;
+        });
+      }
+      expect(refused).toMatchObject({ code: 'UNAVAILABLE', status: 503 });
+      expect(String((refused as Error).message)).toMatch(/nonce count cannot be recorded \(ENOSPC\)/);
+      expect(
+        (await s.decrypt('default', 'stuck', { ciphertext: sealed.ciphertext })).plaintext.toString(),
+      ).toBe('a');
+    } finally {
+      failWrites = false;
+    }
+    expect((await s.encrypt('default', 'stuck', { plaintext: Buffer.from('c') })).keyVersion).toBe(1);
+  });
+
   it('rotates a key at its budget even with automatic rotation off, and says why in the log', async () => {
     const s = await start(10);
     await s.create('default', { name: 'hot', usage: 'AES256', rotation: { enabled: false } });

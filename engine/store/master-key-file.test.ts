@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { encodeMasterKeyFile, MasterKeyFileError, parseMasterKeyFile } from './master-key-file.ts';
+import {
+  encodeMasterKeyFile,
+  MasterKeyFileError,
+  parseMasterKeyFile,
+  parseMasterKeyFileContents,
+} from './master-key-file.ts';
 
 describe('master-key files', () => {
   it('round-trips the versioned form, and writes version 1 alone as 32 raw bytes', () => {
@@ -19,6 +24,28 @@ describe('master-key files', () => {
     expect(parsed.get(2)!.equals(a) && parsed.get(7)!.equals(b)).toBe(true);
     expect(encodeMasterKeyFile(new Map([[1, a]])).equals(a)).toBe(true);
     expect(encodeMasterKeyFile(new Map([[3, a]])).length).toBe(42);
+  });
+
+  it('keeps the audit keys of retired versions beside the master keys', () => {
+    const mk = randomBytes(32);
+    const audit = randomBytes(32);
+    const bytes = encodeMasterKeyFile(new Map([[3, mk]]), [
+      { version: 2, key: audit, id: '0123456789abcdef' },
+    ]);
+    expect(bytes[4]).toBe(2);
+    const contents = parseMasterKeyFileContents(bytes);
+    expect([...contents.keys.keys()]).toEqual([3]);
+    expect(contents.keys.get(3)!.equals(mk)).toBe(true);
+    expect(contents.auditKeys).toHaveLength(1);
+    expect(contents.auditKeys[0]!.version).toBe(2);
+    expect(contents.auditKeys[0]!.id).toBe('0123456789abcdef');
+    expect(contents.auditKeys[0]!.key.equals(audit)).toBe(true);
+    // Readers of master keys see only the master keys.
+    expect([...parseMasterKeyFile(bytes).keys()]).toEqual([3]);
+    // A file of audit keys alone holds no master key: refused.
+    const noKey = Buffer.from(bytes);
+    noKey[6] = 1;
+    expect(() => parseMasterKeyFileContents(noKey)).toThrow(MasterKeyFileError);
   });
 
   it('reads 32 raw bytes as version 1, even bytes that start with the magic', () => {

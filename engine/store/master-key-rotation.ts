@@ -16,9 +16,12 @@
  * stops, rather than starting another.
  *
  * A record whose material cannot be unwrapped is left as it is, and its master-key version is then
- * kept, not retired: the result names such keys.
+ * kept, not retired: the result names such keys. A retired version leaves its audit checkpoint key
+ * in the file (one-way derived; it unwraps nothing), so `keyward audit verify` still checks the
+ * checkpoints made under it.
  */
 import { randomBytes } from 'node:crypto';
+import { checkpointKeyMaterial } from '../audit/checkpoint-key.ts';
 import { MASTER_KEY_BYTES, masterKeyCheckValue, masterKeysFrom } from '../crypto/master-keys.ts';
 import { unwrapMaterial, wrapMaterial, wrappedMasterKeyVersion } from '../crypto/wrap.ts';
 import { KeywardError } from '../errors.ts';
@@ -30,10 +33,10 @@ import {
   ensureDataDir,
   type MasterKeyLocation,
   openMasterKeys,
-  readMasterKeyFile,
+  readMasterKeyFileContents,
   writeMasterKeyFile,
 } from './master-key.ts';
-import { encodeMasterKeyFile } from './master-key-file.ts';
+import { encodeMasterKeyFile, type RetiredAuditKey } from './master-key-file.ts';
 import { activeVersions, type MasterKeyRegistry, writeRegistry } from './master-key-registry.ts';
 
 /** Options of `rotateMasterKey`. */
@@ -81,7 +84,9 @@ export async function rotateMasterKey(opts: RotateMasterKeyOptions): Promise<Rot
     });
     const location = opened.location;
     let registry: MasterKeyRegistry = structuredClone(opened.registry);
-    const file = (await readMasterKeyFile(location))!;
+    const contents = (await readMasterKeyFileContents(location))!;
+    const file = contents.keys;
+    const auditKeys = contents.auditKeys;
     try {
       const known = new Set(registry.versions.map((v) => v.version));
       const under = (rs: readonly KeyRecord[]) => wrappedVersions(rs);
@@ -106,7 +111,7 @@ export async function rotateMasterKey(opts: RotateMasterKeyOptions): Promise<Rot
         const target = Math.max(...registry.versions.map((v) => v.version), ...file.keys()) + 1;
         const key = randomBytes(MASTER_KEY_BYTES);
         file.set(target, key);
-        await writeKeyFile(location, file);
+        await writeKeyFile(location, file, auditKeys);
         registry = withVersion(registry, target, masterKeyCheckValue(key), now());
         await writeRegistry(opts.dataDir, registry);
         progress(`master-key version ${target} created in ${location.path}`);
@@ -152,15 +157,23 @@ export async function rotateMasterKey(opts: RotateMasterKeyOptions): Promise<Rot
       const removed = [...file.keys()].filter((v) => !keep.has(v));
       if (removed.length > 0) {
         for (const v of removed) {
+          // The audit checkpoints made under it stay verifiable: keep its audit key, one-way
+          // derived (engine/audit/checkpoint-key.ts), which unwraps nothing.
+          if (!auditKeys.some((a) => a.version === v)) {
+            const { key, id } = checkpointKeyMaterial(file.get(v)!);
+            auditKeys.push({ version: v, key: Buffer.from(key), id });
+            key.fill(0);
+          }
           file.get(v)!.fill(0);
           file.delete(v);
         }
-        await writeKeyFile(location, file);
+        await writeKeyFile(location, file, auditKeys);
         progress(`retired master-key version(s) ${removed.join(', ')}: removed from ${location.path}`);
       }
       return { current: target, resumed, rewrapped, retired: removed, stuck, location };
     } finally {
       for (const k of file.values()) k.fill(0);
+      for (const a of auditKeys) a.key.fill(0);
     }
   } finally {
     await unlock();
@@ -226,8 +239,9 @@ function withVersion(
 async function writeKeyFile(
   location: MasterKeyLocation,
   versions: ReadonlyMap<number, Buffer>,
+  auditKeys: readonly RetiredAuditKey[],
 ): Promise<void> {
-  const bytes = encodeMasterKeyFile(versions);
+  const bytes = encodeMasterKeyFile(versions, auditKeys);
   try {
     await writeMasterKeyFile(location.path, bytes);
   } catch (err) {

@@ -22,7 +22,12 @@ import { KeywardError } from '../errors.ts';
 import type { KeyRecord } from '../keys/model.ts';
 import { fsyncDir, tempPathFor, writeFileAtomic } from './atomic-write.ts';
 import { errnoCode, isErrno } from './errno.ts';
-import { MAX_MASTER_KEY_FILE_BYTES, MasterKeyFileError, parseMasterKeyFile } from './master-key-file.ts';
+import {
+  MAX_MASTER_KEY_FILE_BYTES,
+  type MasterKeyFileContents,
+  MasterKeyFileError,
+  parseMasterKeyFileContents,
+} from './master-key-file.ts';
 import {
   activeVersions,
   type MasterKeyRegistry,
@@ -74,6 +79,16 @@ export function masterKeyLocation(
  * a given file is not checked for mode (typically a mounted Secret, owned by its platform).
  */
 export async function readMasterKeyFile(loc: MasterKeyLocation): Promise<Map<number, Buffer> | undefined> {
+  const contents = await readMasterKeyFileContents(loc);
+  if (contents === undefined) return undefined;
+  for (const a of contents.auditKeys) a.key.fill(0);
+  return contents.keys;
+}
+
+/** `readMasterKeyFile`, with the audit keys of retired versions the file also holds. */
+export async function readMasterKeyFileContents(
+  loc: MasterKeyLocation,
+): Promise<MasterKeyFileContents | undefined> {
   let fh: Awaited<ReturnType<typeof open>>;
   try {
     fh = await open(loc.path, 'r');
@@ -98,7 +113,7 @@ export async function readMasterKeyFile(loc: MasterKeyLocation): Promise<Map<num
     bytes = Buffer.alloc(st.size);
     const { bytesRead } = await fh.read(bytes, 0, st.size, 0);
     if (bytesRead !== st.size) throw configError(`master key file ${loc.path} could not be read in full`);
-    return parseMasterKeyFile(bytes);
+    return parseMasterKeyFileContents(bytes);
   } catch (err) {
     if (err instanceof MasterKeyFileError) throw configError(`master key file ${loc.path} ${err.message}`);
     throw err;

@@ -195,10 +195,16 @@ describe('keyward master-key rotate', { timeout: 300_000 }, () => {
     const after = await readFile(join(dataDir, 'master.key'));
     expect(after.includes(before)).toBe(false);
     await checkRotated(2, seeded);
+    // The audit log written before the rotation still verifies: the file keeps the retired
+    // version's audit checkpoint key (one-way derived), not the key itself.
+    const audit = await runCli(['audit', 'verify', '--data-dir', dataDir]);
+    expect(audit.code, audit.out + audit.stderr).toBe(0);
+    expect(audit.out).toMatch(/^valid: .* \([1-9]\d* MACs checked\)/);
     // And again (with the key made since): version 3, version 2 retired.
     const again = await runCli(['master-key', 'rotate', '--data-dir', dataDir]);
     expect(again.out).toMatch(/version 3 .* \(44 key record\(s\) re-wrapped/);
     expect([...parseMasterKeyFile(await readFile(join(dataDir, 'master.key'))).keys()]).toEqual([3]);
+    expect((await runCli(['audit', 'verify', '--data-dir', dataDir])).code).toBe(0);
   });
 
   it('refuses to run beside a running server', async () => {
