@@ -5,7 +5,6 @@
  * service checks the key is Enabled before it calls in.
  */
 import type { JsonWebKey } from 'node:crypto';
-import { type PreparedKey, prepareKey } from './crypto/prepared-key.ts';
 import { exportPublicKey } from './crypto/public-key.ts';
 import { invalidArgument, KeywardError } from './errors.ts';
 import {
@@ -30,7 +29,7 @@ import {
   type VerifyInput,
   type VerifyOutput,
 } from './operation-plans.ts';
-import { CryptoPool, type CryptoPoolOptions } from './pool/crypto-pool.ts';
+import { CryptoPool, type CryptoPoolOptions, keyRevoked } from './pool/crypto-pool.ts';
 
 export type * from './operation-plans.ts';
 export type { CryptoPoolOptions } from './pool/crypto-pool.ts';
@@ -129,7 +128,8 @@ export class CryptoEngine {
       throw new KeywardError('KEY_NOT_FOUND', `the key has no version ${version}`, { field: 'version' });
     const cached = this.#publicKeys.get(key.id);
     if (cached !== undefined) return cached;
-    const prepared: PreparedKey = prepareKey(ring.usage, key.material);
+    const prepared = key.prepared();
+    if (prepared === undefined) throw keyRevoked();
     const out: PublicKeyOutput = { keyVersion: version, ...exportPublicKey(prepared) };
     if (this.#publicKeys.size >= 1024) this.#publicKeys.delete(this.#publicKeys.keys().next().value!);
     this.#publicKeys.set(key.id, out);
@@ -169,6 +169,16 @@ export class CryptoEngine {
       items.map((item) => item),
       plan,
     );
+  }
+
+  /**
+   * Makes every worker drop the key versions `ids` (a key disabled or destroyed), and forgets
+   * their public keys. Revoke the keys first (LoadedKey.revoke), so no task registers them again.
+   */
+  evict(ids: readonly string[]): void {
+    if (ids.length === 0) return;
+    for (const id of ids) this.#publicKeys.delete(id);
+    this.pool.evict(ids);
   }
 
   /** Stops taking work, finishes what is queued, and stops the workers. */

@@ -12,15 +12,18 @@ import type { KeyOperation, KeyUsage } from './keys/model.ts';
 import type { ItemFields, ItemOutcome } from './pool/crypto-pool.ts';
 import { ITEM_INVALID, type TaskKey, type TaskParams, type WorkerOp } from './pool/protocol.ts';
 
-/** The material of one key, as the service resolves it. The engine never sees wrapped blobs. */
+/** The versions of one key, as the service resolves them. The engine never sees wrapped blobs. */
 export interface KeyRing {
-  /** Unique per key incarnation (a re-created key of the same name gets a new id). */
+  /** A label of the key incarnation, for logs; workers cache by each version's own `TaskKey.id`. */
   readonly id: string;
   readonly usage: KeyUsage;
   readonly convergent: boolean;
   readonly currentVersion: number;
-  /** Unwrapped material of a version, or undefined when the key has no such version. */
-  material(version: number): Uint8Array | undefined;
+  /**
+   * The pool's handle of a version, or undefined when the key has no such version. May throw a
+   * KeywardError when the version's material cannot be unwrapped.
+   */
+  version(version: number): TaskKey | undefined;
 }
 
 export interface EncryptInput {
@@ -149,31 +152,9 @@ export function assertUsage(ring: KeyRing, operation: KeyOperation): void {
   }
 }
 
-// Task keys are cached per ring so a hot key allocates nothing per call.
-const taskKeys = new WeakMap<KeyRing, Map<number, TaskKey>>();
-
 /** The worker-facing key of one version, or undefined when the ring has no such version. */
 export function taskKey(ring: KeyRing, version: number): TaskKey | undefined {
-  let versions = taskKeys.get(ring);
-  if (versions === undefined) {
-    versions = new Map();
-    taskKeys.set(ring, versions);
-  }
-  let key = versions.get(version);
-  if (key === undefined) {
-    const material = ring.material(version);
-    if (material === undefined) return undefined;
-    // An exact-size copy: a view into a larger (pooled) buffer would send the whole buffer to the
-    // worker with every task, since structured clone copies a view's entire backing store.
-    key = {
-      id: `${ring.id}#${version}`,
-      usage: ring.usage,
-      convergent: ring.convergent,
-      material: new Uint8Array(material),
-    };
-    versions.set(version, key);
-  }
-  return key;
+  return ring.version(version);
 }
 
 function currentKey(ring: KeyRing): TaskKey {

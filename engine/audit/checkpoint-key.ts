@@ -26,12 +26,28 @@ export interface CheckpointKey {
 /** Master key material: a secret KeyObject (the engine's) or its 32 raw bytes (the verifier's). */
 export type MasterKeyInput = KeyObject | Uint8Array;
 
+/**
+ * The checkpoint key's bytes and id for `master`, without the MAC: what a master-key rotation
+ * keeps of a retired master key so that checkpoints made under it can still be verified, though
+ * the key itself is erased (HKDF is one-way: these bytes unwrap no material).
+ */
+export function checkpointKeyMaterial(master: MasterKeyInput): { key: Uint8Array; id: string } {
+  return {
+    key: new Uint8Array(hkdfSync('sha256', master, EMPTY, KEY_INFO, 32)),
+    id: Buffer.from(hkdfSync('sha256', master, EMPTY, ID_INFO, 8)).toString('hex'),
+  };
+}
+
 /** Derives the checkpoint key of `master` (see the module comment). */
 export async function deriveCheckpointKey(master: MasterKeyInput): Promise<CheckpointKey> {
+  const { key, id } = checkpointKeyMaterial(master);
+  return checkpointKeyFrom(key, id);
+}
+
+/** The checkpoint key from its bytes and id (as `checkpointKeyMaterial` gives them). */
+export async function checkpointKeyFrom(key: Uint8Array, id: string): Promise<CheckpointKey> {
   // hash-wasm keeps a view of the key and writes it into its memory on every init(), so this
   // buffer lives as long as the hasher (it is the hasher's own, never logged or exported).
-  const key = new Uint8Array(hkdfSync('sha256', master, EMPTY, KEY_INFO, 32));
-  const id = Buffer.from(hkdfSync('sha256', master, EMPTY, ID_INFO, 8)).toString('hex');
   const hasher: IHasher = await createBLAKE3(256, key);
   return {
     id,

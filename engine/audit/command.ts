@@ -10,9 +10,8 @@ import { MASTER_KEY_ENV, MASTER_KEY_FILE } from '../store/master-key.ts';
 import type { VerifyReport } from './verify.ts';
 import {
   AUDIT_DIR,
-  checkpointKeys,
   expandInputs,
-  readMasterKeyFile,
+  readCheckpointKeys,
   VerifyInputError,
   verifyFiles,
 } from './verify-files.ts';
@@ -103,9 +102,7 @@ async function runVerify(paths: string[], flags: VerifyFlags): Promise<number> {
         'checkpoint MACs need the master key: give --data-dir or --master-key-file (or --chain-only to check the chain alone)',
       );
     }
-    const keys = flags.chainOnly
-      ? undefined
-      : await checkpointKeys(await Promise.all(keyFiles.map(readMasterKeyFile)));
+    const keys = flags.chainOnly ? undefined : (await Promise.all(keyFiles.map(readCheckpointKeys))).flat();
     const report = await verifyFiles(await expandInputs(inputs), {
       keys,
       open: flags.open === true,

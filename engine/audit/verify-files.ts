@@ -2,11 +2,17 @@
  * `keyward audit verify` over files: expands directories to their segment files (in name order,
  * which is log order), reads the master keys the checkpoints need, and feeds the verifier.
  */
+
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import {
+  MasterKeyFileError,
+  parseMasterKeyFile,
+  parseMasterKeyFileContents,
+} from '../store/master-key-file.ts';
 import { ChainHasher } from './chain.ts';
-import { type CheckpointKey, deriveCheckpointKey } from './checkpoint-key.ts';
+import { type CheckpointKey, checkpointKeyFrom, deriveCheckpointKey } from './checkpoint-key.ts';
 import { SEGMENT_FILE } from './sinks.ts';
 import { Verifier, type VerifyOptions, type VerifyReport } from './verify.ts';
 
@@ -40,10 +46,11 @@ export async function expandInputs(paths: readonly string[]): Promise<string[]> 
 }
 
 /**
- * Reads a master key file: exactly 32 raw bytes, or 44 characters of standard base64 (a newline
- * may follow), as `KEYWARD_MASTER_KEY_FILE` and the master-key Secret's entry hold it.
+ * Reads every master-key version of a master key file: 32 raw bytes or 44 characters of standard
+ * base64 (version 1, as `KEYWARD_MASTER_KEY_FILE` and the master-key Secret's entry hold it), or
+ * the versioned form `keyward master-key rotate` writes (engine/store/master-key-file.ts).
  */
-export async function readMasterKeyFile(path: string): Promise<KeyObject> {
+export async function readMasterKeyVersions(path: string): Promise<KeyObject[]> {
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
@@ -52,14 +59,61 @@ export async function readMasterKeyFile(path: string): Promise<KeyObject> {
       `cannot read the master key file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
     );
   }
+  // Every master-key version the file holds (engine/store/master-key-file.ts: raw, base64, or the
+  // versioned form a master-key rotation writes); checkpoints name theirs by key id.
+  let versions: Map<number, Buffer>;
   try {
-    if (bytes.length === 32) return createSecretKey(bytes);
-    const text = bytes.toString('latin1').replace(/\r?\n$/, '');
-    if (/^[A-Za-z0-9+/]{43}=$/.test(text)) return createSecretKey(Buffer.from(text, 'base64'));
+    versions = parseMasterKeyFile(bytes);
+  } catch (err) {
+    if (err instanceof MasterKeyFileError) throw new VerifyInputError(`${path} ${err.message}`);
+    throw err;
   } finally {
     bytes.fill(0);
   }
-  throw new VerifyInputError(`${path} must hold a 32-byte master key (raw, or 44 characters of base64)`);
+  try {
+    return [...versions.values()].map((k) => createSecretKey(k));
+  } finally {
+    for (const k of versions.values()) k.fill(0);
+  }
+}
+
+/** The newest master-key version of a master-key file (see `readMasterKeyVersions`). */
+export async function readMasterKeyFile(path: string): Promise<KeyObject> {
+  return (await readMasterKeyVersions(path)).at(-1)!;
+}
+
+/**
+ * The checkpoint keys a master key file gives: one per master-key version it holds, and those
+ * kept for versions a master-key rotation retired (engine/store/master-key-file.ts).
+ */
+export async function readCheckpointKeys(path: string): Promise<CheckpointKey[]> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    throw new VerifyInputError(
+      `cannot read the master key file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  let contents: ReturnType<typeof parseMasterKeyFileContents>;
+  try {
+    contents = parseMasterKeyFileContents(bytes);
+  } catch (err) {
+    if (err instanceof MasterKeyFileError) throw new VerifyInputError(`${path} ${err.message}`);
+    throw err;
+  } finally {
+    bytes.fill(0);
+  }
+  try {
+    return await Promise.all([
+      ...[...contents.keys.values()].map((k) => deriveCheckpointKey(createSecretKey(k))),
+      // checkpointKeyFrom keeps its own copy: the buffers here are zeroed below.
+      ...contents.auditKeys.map((a) => checkpointKeyFrom(new Uint8Array(a.key), a.id)),
+    ]);
+  } finally {
+    for (const k of contents.keys.values()) k.fill(0);
+    for (const a of contents.auditKeys) a.key.fill(0);
+  }
 }
 
 /** Derives the checkpoint keys of the given master keys. */

@@ -38,7 +38,7 @@ export function formatKeyTable(keys: readonly KeyView[]): string {
     ...keys.map((k) => [
       k.name,
       k.usage + (k.convergent ? ' (convergent)' : ''),
-      k.state,
+      k.materialError === undefined ? k.state : `${k.state} (material unavailable)`,
       String(k.currentVersion),
       dash(k.nextRotationTime),
       dash(k.lastUsedTime),
@@ -67,12 +67,22 @@ export function formatKey(k: KeyView & { warnings?: string[] }): string {
     ['Boundary', k.boundary + (k.region ? ` (${k.region})` : '')],
     ['State', k.state],
     ['Current version', String(k.currentVersion)],
-    ['Versions', k.versions.map((v) => `v${v.version} ${v.createdTime}`).join(', ')],
+    [
+      'Versions',
+      k.versions
+        .map(
+          (v) =>
+            `v${v.version} ${v.createdTime} (master key v${v.masterKeyVersion ?? '?'}` +
+            `${v.nonceCount === undefined ? '' : `, nonces used ${v.nonceCount}`})`,
+        )
+        .join(', '),
+    ],
     ['Rotation', k.rotation.enabled ? `every ${k.rotation.periodDays} days` : 'off'],
     ['Next rotation', dash(k.nextRotationTime)],
     ['Deletion scheduled', dash(k.deletionScheduledTime)],
     ['Memo', dash(k.memo)],
-    ['Fingerprint', k.fingerprint],
+    ['Fingerprint', k.fingerprint ?? '-'],
+    ...(k.materialError === undefined ? [] : [['Material error', k.materialError]]),
     ['Created', k.createdTime],
     ['Last used', dash(k.lastUsedTime)],
     ['Operations', counts === '' ? '-' : counts],

@@ -8,6 +8,7 @@ import { auditCommand } from '../audit/command.ts';
 import { kmsPluginCommand } from '../kms/command.ts';
 import { registerCryptoCommands } from './crypto-commands.ts';
 import { keyCommand } from './key-commands.ts';
+import { masterKeyCommand } from './key-protection.ts';
 import { serveCommand } from './serve.ts';
 
 type Registrar = (program: Command) => void;
@@ -33,6 +34,7 @@ default ./.data). Exit status: 0 on success, 1 on error; verify exits 0 valid, 1
     );
   program.addCommand(serveCommand());
   program.addCommand(keyCommand());
+  program.addCommand(masterKeyCommand());
   registerCryptoCommands(program);
   program.addCommand(kmsPluginCommand());
   program.addCommand(auditCommand());

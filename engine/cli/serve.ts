@@ -8,6 +8,7 @@ import { defaultMetricsPort } from '../http/metrics-server.ts';
 import { DEFAULT_PORT, startStandalone } from '../http/standalone.ts';
 import { parseTlsMode } from '../http/tls.ts';
 import { parseDuration } from './duration.ts';
+import { keyProtectionOptions } from './key-protection.ts';
 import { DEFAULT_DATA_DIR } from './options.ts';
 
 function portOf(flag: string) {
@@ -84,6 +85,8 @@ export function serveCommand(): Command {
           opts.metricsPort === 'off'
             ? false
             : { host: opts.metricsHost, port: opts.metricsPort ?? defaultMetricsPort(opts.port) },
+        ...(opts.masterKeyFile === undefined ? {} : { masterKeyFile: opts.masterKeyFile }),
+        ...(opts.nonceBudget === undefined ? {} : { nonceBudget: opts.nonceBudget }),
       });
       const out: string[] = [`Keyward listening on ${server.url} (data dir ${opts.dataDir})`];
       if (server.tls) {
@@ -124,5 +127,5 @@ export function serveCommand(): Command {
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
     });
-  return addAuditOptions(cmd);
+  return keyProtectionOptions(addAuditOptions(cmd));
 }

@@ -20,7 +20,7 @@
  */
 import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { openAesGcm, sealAesGcm } from './aes-gcm.ts';
-import { hkdfSha256 } from './hkdf.ts';
+import { hkdfExpand, hkdfExtract } from './hkdf.ts';
 
 /** The HKDF info prefix of §4.2; the context follows it. */
 export const CONVERGENT_INFO = Buffer.from('keyward convergent v1', 'latin1');
@@ -43,15 +43,32 @@ export interface ConvergentKeys {
  * Exported for tests and for callers that hash it into a cache key; treat it as secret.
  */
 export function convergentOkm(material: Uint8Array, context: Uint8Array): Buffer {
+  return expandOkm(convergentPrk(material), context);
+}
+
+/**
+ * HKDF-Extract of the material (salt ""): the only secret the context derivations need. A worker
+ * keeps it as a KeyObject instead of the raw material.
+ */
+export function convergentPrk(material: Uint8Array): KeyObject {
+  return hkdfExtract(material);
+}
+
+function expandOkm(prk: KeyObject, context: Uint8Array): Buffer {
   const info = Buffer.allocUnsafe(CONVERGENT_INFO.length + context.length);
   info.set(CONVERGENT_INFO, 0);
   info.set(context, CONVERGENT_INFO.length);
-  return hkdfSha256(material, undefined, info, OKM_LENGTH);
+  return hkdfExpand(prk, info, OKM_LENGTH);
 }
 
 /** Derives Kenc, Kmac and Kaad from 32-byte material and a 1..1024-byte context (see the header). */
 export function deriveConvergentKeys(material: Uint8Array, context: Uint8Array): ConvergentKeys {
-  const okm = convergentOkm(material, context);
+  return deriveConvergentKeysFromPrk(convergentPrk(material), context);
+}
+
+/** `deriveConvergentKeys` from the material's `convergentPrk`. */
+export function deriveConvergentKeysFromPrk(prk: KeyObject, context: Uint8Array): ConvergentKeys {
+  const okm = expandOkm(prk, context);
   const keys: ConvergentKeys = {
     enc: createSecretKey(okm.subarray(0, 32)),
     mac: createSecretKey(okm.subarray(32, 64)),

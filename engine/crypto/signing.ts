@@ -4,10 +4,14 @@
  * with SHA-256, DER by default, raw r‖s (JWS ES256) on request. `prehashed: true` means `data`
  * is already the 32-byte SHA-256 digest of the message; the signature is then the same kind of
  * signature the message would have got, checked against openssl in the tests.
+ *
+ * ECDSA signatures are always low-S (s ≤ n/2); verify accepts high-S too, as every standard
+ * implementation does (ecdsa-low-s.ts and docs/crypto.md say why).
  */
 import { constants, sign, verify } from 'node:crypto';
 import { invalidArgument, KeywardError } from '../errors.ts';
 import type { KeyUsage } from '../keys/model.ts';
+import { derToRaw, lowSDer } from './ecdsa-low-s.ts';
 import { signEcdsaDigest, verifyEcdsaDigest } from './ecdsa-prehashed.ts';
 import { SIGNATURE_ALGORITHM_NAMES } from './limits.ts';
 import type { PreparedKey, PreparedKeyPair } from './prepared-key.ts';
@@ -72,6 +76,13 @@ function pairOf(key: PreparedKey, algorithm: SignatureAlgorithm): PreparedKeyPai
 
 const PSS = constants.RSA_PKCS1_PSS_PADDING;
 
+// OpenSSL signs DER, then s is made low (ecdsa-low-s.ts): every ECDSA signature Keyward returns is
+// low-S, whatever the form. The raw form is converted here rather than asked of node:crypto:
+// `dsaEncoding: 'ieee-p1363'` halves signing throughput on Node 24 (measured).
+function signEcdsaLowS(privateKey: PreparedKeyPair['privateKey'], data: Uint8Array): Buffer {
+  return lowSDer(sign('sha256', data, privateKey));
+}
+
 /** Signs `data` (a message, or a SHA-256 digest when prehashed). Returns the raw signature bytes. */
 export function signBytes(key: PreparedKey, data: Uint8Array, options: SignatureOptions): Buffer {
   const { privateKey } = pairOf(key, options.algorithm);
@@ -88,10 +99,10 @@ export function signBytes(key: PreparedKey, data: Uint8Array, options: Signature
       return options.prehashed ? signPkcs1Digest(privateKey, data) : sign('sha256', data, privateKey);
     case 'ECDSA_SHA_256':
       if (options.prehashed) return signEcdsaDigest(privateKey, data, 'der');
-      return sign('sha256', data, privateKey);
+      return signEcdsaLowS(privateKey, data);
     case 'ECDSA_SHA_256_RAW':
       if (options.prehashed) return signEcdsaDigest(privateKey, data, 'raw');
-      return sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' });
+      return derToRaw(signEcdsaLowS(privateKey, data));
   }
 }
 

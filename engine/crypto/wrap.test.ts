@@ -2,7 +2,16 @@ import { createSecretKey, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { invalidCiphertext, KeywardError } from '../errors.ts';
 import { errorOf } from './fixtures/error-of.ts';
-import { unwrapMaterial, WRAP_FORMAT_V1, type WrapBinding, wrapAad, wrapMaterial } from './wrap.ts';
+import { masterKeysFrom, singleMasterKey } from './master-keys.ts';
+import {
+  unwrapMaterial,
+  WRAP_FORMAT_V1,
+  WRAP_FORMAT_V2,
+  type WrapBinding,
+  wrapAad,
+  wrapMaterial,
+  wrappedMasterKeyVersion,
+} from './wrap.ts';
 
 const INVALID = invalidCiphertext('wrapped').toJSON();
 const master = createSecretKey(randomBytes(32));
@@ -87,5 +96,66 @@ describe('wrapMaterial / unwrapMaterial', () => {
   it('refuses a master key that is not 32 bytes and a malformed binding', () => {
     expect(() => wrapMaterial(createSecretKey(randomBytes(16)), binding, material)).toThrow(/master key/);
     expect(() => wrapMaterial(master, { ...binding, version: 0 }, material)).toThrow(KeywardError);
+  });
+});
+
+describe('master-key versions', () => {
+  const raw1 = randomBytes(32);
+  const raw7 = randomBytes(32);
+  const both = masterKeysFrom(
+    new Map([
+      [1, raw1],
+      [7, raw7],
+    ]),
+    7,
+  );
+  const onlyOne = masterKeysFrom(new Map([[1, raw1]]), 1);
+
+  it('wraps under the current version, which the blob names (format 2 for versions ≥ 2)', () => {
+    const blob = wrapMaterial(both, binding, material);
+    expect(blob[0]).toBe(WRAP_FORMAT_V2);
+    expect(blob.readUInt32BE(1)).toBe(7);
+    expect(blob.length).toBe(5 + 12 + 32 + 16);
+    expect(wrappedMasterKeyVersion(blob)).toBe(7);
+    expect(wrappedMasterKeyVersion(blob.toString('base64'))).toBe(7);
+    expect(unwrapMaterial(both, binding, blob).equals(material)).toBe(true);
+    // Without version 7 the blob cannot be opened, and the error says no more than "invalid".
+    expect(errorOf(() => unwrapMaterial(onlyOne, binding, blob))).toEqual(INVALID);
+  });
+
+  it('keeps format 1 for version 1, byte-compatible with a bare KeyObject', () => {
+    const key1 = createSecretKey(raw1);
+    const v1 = wrapMaterial(onlyOne, binding, material);
+    expect(v1[0]).toBe(WRAP_FORMAT_V1);
+    expect(wrappedMasterKeyVersion(v1.toString('base64'))).toBe(1);
+    expect(unwrapMaterial(key1, binding, v1).equals(material)).toBe(true);
+    expect(unwrapMaterial(both, binding, wrapMaterial(key1, binding, material)).equals(material)).toBe(true);
+    expect(unwrapMaterial(singleMasterKey(key1), binding, v1).equals(material)).toBe(true);
+  });
+
+  it('binds the master-key version: a header edited to name another version does not open', () => {
+    const blob = wrapMaterial(both, binding, material);
+    // Same key held as version 8: only the header and AAD differ.
+    const renamed = masterKeysFrom(
+      new Map([
+        [7, raw7],
+        [8, raw7],
+      ]),
+      8,
+    );
+    const edited = Buffer.from(blob);
+    edited.writeUInt32BE(8, 1);
+    expect(errorOf(() => unwrapMaterial(renamed, binding, edited))).toEqual(INVALID);
+    expect(unwrapMaterial(renamed, binding, blob).equals(material)).toBe(true);
+    expect(wrapAad(binding, 7).subarray(0, 19).toString('hex')).toBe(
+      Buffer.concat([Buffer.from('keyward wrap v2'), Buffer.from('00000007', 'hex')]).toString('hex'),
+    );
+  });
+
+  it('says undefined for something that is not a wrapped blob', () => {
+    expect(wrappedMasterKeyVersion('')).toBeUndefined();
+    expect(wrappedMasterKeyVersion(Buffer.of(9, 0, 0, 0, 1))).toBeUndefined();
+    expect(wrappedMasterKeyVersion(Buffer.of(2, 0, 0, 0, 0))).toBeUndefined();
+    expect(wrappedMasterKeyVersion(Buffer.of(2, 0, 0))).toBeUndefined();
   });
 });

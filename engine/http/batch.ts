@@ -42,7 +42,13 @@ function decodeItem<O extends BatchOperation>(op: O, item: Item): BatchInputs[O]
 }
 
 function encodeOutput(op: BatchOperation, value: BatchOutputs[BatchOperation]): object {
-  if (op === 'decrypt') return { plaintext: (value as BatchOutputs['decrypt']).plaintext.toString('base64') };
+  if (op === 'decrypt') {
+    // Encoded, then wiped: the response string is all that is left of the plaintext here.
+    const plaintext = (value as BatchOutputs['decrypt']).plaintext;
+    const text = plaintext.toString('base64');
+    plaintext.fill(0);
+    return { plaintext: text };
+  }
   return value;
 }
 

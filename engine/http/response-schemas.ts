@@ -71,20 +71,26 @@ export const keyView: Schema = {
       type: 'array',
       items: {
         type: 'object',
-        required: ['version', 'createdTime'],
-        properties: { version: { type: 'integer' }, createdTime: isoTime },
+        required: ['version', 'createdTime', 'masterKeyVersion'],
+        properties: {
+          version: { type: 'integer' },
+          createdTime: isoTime,
+          masterKeyVersion: { type: ['integer', 'null'] },
+          nonceCount: { type: 'integer' },
+        },
       },
     },
     createdTime: isoTime,
     nextRotationTime: nullableTime,
     deletionScheduledTime: nullableTime,
-    fingerprint: { type: 'string' },
+    fingerprint: { type: ['string', 'null'] },
     lastUsedTime: nullableTime,
     operationCounts: {
       type: 'object',
       additionalProperties: false,
       properties: Object.fromEntries(KEY_OPERATIONS.map((op) => [op, { type: 'integer' }])),
     },
+    materialError: { type: 'string' },
   },
 };
 

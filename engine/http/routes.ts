@@ -96,7 +96,12 @@ function adminOf(backend: KeyBackend): KeyAdmin {
   return backend.admin;
 }
 
-const b64 = (buf: Buffer): string => buf.toString('base64');
+/** Encodes a plaintext for the response, then zeroes the buffer (the string cannot be wiped). */
+const b64Wiped = (buf: Buffer): string => {
+  const text = buf.toString('base64');
+  buf.fill(0);
+  return text;
+};
 const str = (v: unknown): string | undefined => v as string | undefined;
 const bool = (v: unknown): boolean | undefined => v as boolean | undefined;
 // The body schema allows only the known algorithm names; the engine checks them against the usage.
@@ -263,7 +268,7 @@ export const ROUTES: readonly RouteDef[] = [
           };
           if (op === 're-encrypt') return ctx.backend.reEncrypt(ctx.namespace, ctx.name, input);
           const { plaintext } = await ctx.backend.decrypt(ctx.namespace, ctx.name, input);
-          return { plaintext: b64(plaintext) };
+          return { plaintext: b64Wiped(plaintext) };
         }),
     }),
   ),
@@ -332,7 +337,7 @@ export const ROUTES: readonly RouteDef[] = [
         });
         return out.plaintext === undefined
           ? { ciphertext: out.ciphertext, keyVersion: out.keyVersion }
-          : { ciphertext: out.ciphertext, plaintext: b64(out.plaintext), keyVersion: out.keyVersion };
+          : { ciphertext: out.ciphertext, plaintext: b64Wiped(out.plaintext), keyVersion: out.keyVersion };
       }),
   },
   {

@@ -18,7 +18,7 @@ import { KeyService } from '../service/key-service.ts';
 import { writeFileAtomic } from '../store/atomic-write.ts';
 import { lockDataDir } from '../store/data-dir-lock.ts';
 import { FileKeyStore } from '../store/file-key-store.ts';
-import { ensureDataDir, loadOrCreateMasterKey } from '../store/master-key.ts';
+import { ensureDataDir, openMasterKeys } from '../store/master-key.ts';
 import { ADMIN_TOKEN_FILE, loadOrCreateAdminToken } from './admin-token.ts';
 import { TokenAuthenticator } from './auth.ts';
 import { makeDataDir } from './data-dir.ts';
@@ -65,6 +65,10 @@ export interface StandaloneOptions {
   metrics?: { host?: string; port?: number } | false;
   /** Time a client has to send a whole request; tests shorten it. */
   requestTimeoutMs?: number;
+  /** `--master-key-file`: the master key outside the data dir (else KEYWARD_MASTER_KEY_FILE, else <data-dir>/master.key). */
+  masterKeyFile?: string;
+  /** `--nonce-budget`: random-nonce encryptions per key version before it rotates (default 2^30). */
+  nonceBudget?: number;
 }
 
 /** A running standalone engine. */
@@ -124,8 +128,17 @@ async function startLocked(
   if (opts.tls.mode === 'auto') tls = await loadOrCreateAutoCert(opts.dataDir, opts.host);
   else if (opts.tls.mode === 'files') tls = await loadCertFiles(opts.tls.cert, opts.tls.key);
 
-  const master = await loadOrCreateMasterKey(opts.dataDir, env);
   const store = await FileKeyStore.open(opts.dataDir);
+  const opened = await openMasterKeys({
+    dataDir: opts.dataDir,
+    env,
+    records: await store.list(),
+    ...(opts.masterKeyFile === undefined ? {} : { masterKeyFile: opts.masterKeyFile }),
+  });
+  for (const warning of opened.warnings) opts.logger.warn(warning);
+  if (opened.created)
+    opts.logger.info({ file: opened.location.path }, 'created a new master key; back it up');
+  const master = opened.keys;
   const engine = new CryptoEngine(opts.threads === undefined ? {} : { threads: opts.threads });
   let service: KeyService;
   try {
@@ -136,6 +149,7 @@ async function startLocked(
       logger: opts.logger,
       ...(opts.region === undefined ? {} : { region: opts.region }),
       ...(opts.deletionDelayMs === undefined ? {} : { deletionDelayMs: opts.deletionDelayMs }),
+      ...(opts.nonceBudget === undefined ? {} : { nonceBudget: opts.nonceBudget }),
     });
   } catch (err) {
     await engine.close();
@@ -144,7 +158,12 @@ async function startLocked(
   const auditConfig = { dir: join(opts.dataDir, AUDIT_DIR), ...(opts.audit ?? defaultAuditConfig()) };
   let audit: Awaited<ReturnType<typeof openAudit>>;
   try {
-    audit = await openAudit(auditConfig, { name: hostname(), masterKey: () => master, log: opts.logger });
+    // Checkpoints are keyed by the current master-key version (its key id names it; docs/audit.md).
+    audit = await openAudit(auditConfig, {
+      name: hostname(),
+      masterKey: () => master.key(master.current),
+      log: opts.logger,
+    });
   } catch (err) {
     await service.close();
     throw new KeywardError(

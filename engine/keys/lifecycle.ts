@@ -28,6 +28,7 @@ import type {
   KeyVersionRecord,
   RotationPolicy,
 } from './model.ts';
+import { DEFAULT_NONCE_BUDGET, nonceBudgetReached } from './nonce-budget.ts';
 
 /** One hour, one day, in milliseconds. */
 export const HOUR_MS = 3_600_000;
@@ -43,6 +44,11 @@ export const RECENT_USE_WINDOW_MS = 7 * DAY_MS;
 export interface LifecycleOptions {
   /** Time from a deletion request to destruction. `DEFAULT_DELETION_DELAY_MS` in production. */
   deletionDelayMs: number;
+  /**
+   * Random-nonce encryptions per key version before the key rotates by itself (nonce-budget.ts);
+   * `DEFAULT_NONCE_BUDGET` (2^30) when absent.
+   */
+  nonceBudget?: number;
 }
 
 /** The production options. */
@@ -76,11 +82,13 @@ export type LifecycleState = KeyState | 'Destroyed';
  * Something the caller must do with I/O, which the pure lifecycle cannot.
  * - `destroy`: erase the material and remove the key.
  * - `add-version`: generate fresh material for version `version`, wrap it, then call
- *   `applyNewVersion`. A `scheduled` rotation also moves the anchor to `anchorTime`.
+ *   `applyNewVersion`. A `scheduled` rotation also moves the anchor to `anchorTime`; a
+ *   `nonce-budget` rotation (the current version reached its nonce budget) does not, like a manual one.
  */
 export type LifecycleEffect =
   | { type: 'destroy' }
   | { type: 'add-version'; version: number; reason: 'manual' }
+  | { type: 'add-version'; version: number; reason: 'nonce-budget' }
   | { type: 'add-version'; version: number; reason: 'scheduled'; anchorTime: number };
 
 /** The result of `transition`: a refusal, or the updated record and what to do. */
@@ -228,12 +236,27 @@ export function transitionOrThrow(
  *   several periods, and its new anchor is the latest due time on the schedule's grid that is
  *   `<= now` (`anchor + k·period`), so the schedule is not shifted by the downtime.
  * - Disabled: no automatic rotation (see the module note); nothing to wake for.
+ * - Enabled, whatever the rotation policy: when the current version has reached its nonce budget
+ *   (nonce-budget.ts), a `nonce-budget` rotation is due now (unless a scheduled one is due, which
+ *   gives a new version too).
  */
 export function evaluate(
   key: KeyRecord,
   now: number,
-  _opts: LifecycleOptions = DEFAULT_LIFECYCLE_OPTIONS,
+  opts: LifecycleOptions = DEFAULT_LIFECYCLE_OPTIONS,
 ): Evaluation {
+  const evaluation = evaluateSchedule(key, now);
+  if (
+    key.state === 'Enabled' &&
+    evaluation.due.length === 0 &&
+    nonceBudgetReached(key, opts.nonceBudget ?? DEFAULT_NONCE_BUDGET)
+  ) {
+    evaluation.due.push({ type: 'add-version', version: key.currentVersion + 1, reason: 'nonce-budget' });
+  }
+  return evaluation;
+}
+
+function evaluateSchedule(key: KeyRecord, now: number): Evaluation {
   assertTime(now, 'now');
   if (key.state === 'PendingDeletion') {
     const at = key.deletionScheduledTime;

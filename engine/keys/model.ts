@@ -61,8 +61,16 @@ export interface KeyVersionRecord {
   /** 1, 2, ... */
   version: number;
   createdTime: number;
-  /** Material wrapped under the master key (see engine/crypto/wrap.ts), base64. */
+  /**
+   * Material wrapped under a master key (see engine/crypto/wrap.ts), base64. The blob names the
+   * master-key version that wrapped it.
+   */
   wrapped: string;
+  /**
+   * AES keys with random nonces: an upper bound of the random-nonce AES-GCM encryptions made
+   * under this version (never an under-count; see engine/keys/nonce-budget.ts). Absent: none.
+   */
+  nonceCount?: number;
 }
 
 /** The stored form of a key: spec, lifecycle state, versions and usage history. */

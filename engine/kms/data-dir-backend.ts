@@ -14,16 +14,17 @@
  * The cryptography runs in the engine's CryptoEngine (one worker thread), so the plugin's
  * ciphertexts are the engine's `keyward:v<N>:` format and any Keyward tool can read them.
  */
-import type { KeyObject } from 'node:crypto';
+
 import { access, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseCiphertext } from '../crypto/format.ts';
+import type { MasterKeys } from '../crypto/master-keys.ts';
 import { CryptoEngine, type KeyRing } from '../engine.ts';
 import { invalidCiphertext, KeywardError } from '../errors.ts';
 import type { KeyRecord } from '../keys/model.ts';
 import { incarnationId, MaterialCache } from '../service/rings.ts';
 import { errnoCode, isErrno } from '../store/errno.ts';
-import { loadOrCreateMasterKey, MASTER_KEY_ENV, MASTER_KEY_FILE } from '../store/master-key.ts';
+import { MASTER_KEY_ENV, MASTER_KEY_FILE, readMasterKeys } from '../store/master-key.ts';
 import { decodeKeyRecord } from '../store/record-codec.ts';
 import type { KeySnapshot, KmsBackend } from './backend.ts';
 
@@ -60,7 +61,7 @@ export class DataDirBackend implements KmsBackend {
   #stamp: string | undefined;
   #checkedAt = Number.NEGATIVE_INFINITY;
   #reloading: Promise<void> | undefined;
-  #master: KeyObject | undefined;
+  #master: MasterKeys | undefined;
   #cache: MaterialCache | undefined;
   readonly #rings = new Map<number, KeyRing>();
 
@@ -194,7 +195,7 @@ export class DataDirBackend implements KmsBackend {
    * The master key, read the way `keyward serve` reads it. It is never created here: a data dir
    * without one holds no key this plugin could use.
    */
-  async #loadMaster(): Promise<KeyObject> {
+  async #loadMaster(): Promise<MasterKeys> {
     const external = this.#env[MASTER_KEY_ENV];
     if (external === undefined || external === '') {
       try {
@@ -206,7 +207,8 @@ export class DataDirBackend implements KmsBackend {
         );
       }
     }
-    return loadOrCreateMasterKey(this.#dataDir, this.#env);
+    // Every version the file holds: during a master-key rotation records of both versions unwrap.
+    return readMasterKeys(this.#dataDir, this.#env);
   }
 
   /** The engine's ring pinned to `version` (the same object per version, so workers cache keys). */
@@ -220,7 +222,7 @@ export class DataDirBackend implements KmsBackend {
         usage: record.usage,
         convergent: record.convergent,
         currentVersion: version,
-        material: (v) => this.#cache?.material(v),
+        version: (v) => this.#cache?.version(v),
       };
       this.#rings.set(version, ring);
     }
@@ -237,7 +239,7 @@ export class DataDirBackend implements KmsBackend {
     if (record === undefined) throw this.#notFound();
     if (!record.versions.some((v) => v.version === version)) throw invalidCiphertext();
     try {
-      this.#cache!.material(version);
+      this.#cache!.version(version);
       return;
     } catch {
       // fall through: reload the master key
@@ -247,7 +249,7 @@ export class DataDirBackend implements KmsBackend {
     this.#cache = new MaterialCache(this.#master, record);
     this.#rings.clear();
     try {
-      this.#cache.material(version);
+      this.#cache.version(version);
     } catch {
       throw new KeywardError(
         'INTERNAL',

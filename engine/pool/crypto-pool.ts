@@ -3,18 +3,47 @@
  * and operation are coalesced into one batch, sent as one task with its payload packed in one
  * transferred ArrayBuffer. The number of items waiting or running is bounded: past the bound a
  * caller gets OVERLOADED at once instead of a queue that grows without limit.
+ *
+ * Key material reaches a worker once per key version (protocol.ts `TaskKey`): tasks carry the
+ * key's id; a worker that lacks it hands the task back, and the pool sends it again with a copy
+ * of the material, transferred (so no copy stays here). `evict` broadcasts the ids of disabled or
+ * destroyed keys to every worker. Piscina runs without its Atomics wait loop so that an idle
+ * worker's event loop turns and takes the broadcast at once (measured: no throughput cost with
+ * batched tasks; see docs/security.md).
  */
+import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
+import { BroadcastChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { KeywardError } from '../errors.ts';
 import { PackedBatch, packBatch } from './packing.ts';
-import { type BatchTask, FIELDS_PER_OP, type TaskKey, type TaskParams, type WorkerOp } from './protocol.ts';
+import {
+  type BatchResult,
+  type BatchTask,
+  FIELDS_PER_OP,
+  type PoolBroadcast,
+  type TaskKey,
+  type TaskParams,
+  type WireKey,
+  type WorkerOp,
+} from './protocol.ts';
 
 /** An item's outcome: its output bytes, or a status code (ITEM_INVALID, ITEM_FAILED). */
 export type ItemOutcome = Buffer | number;
 
 /** Fields of one item, in the order FIELDS_PER_OP gives. */
 export type ItemFields = readonly (Uint8Array | undefined)[];
+
+/** What one worker holds (`CryptoPool.workerCaches`). */
+export interface WorkerCache {
+  threadId: number;
+  /** Key ids it holds. */
+  ids: string[];
+  /** Convergent derived-key sets it holds. */
+  contexts: number;
+  /** Key registrations since it started. */
+  registrations: number;
+}
 
 export interface CryptoPoolOptions {
   /** Worker threads; default: the machine's available parallelism. */
@@ -49,7 +78,7 @@ const WORKER_URL = new URL('./worker.ts', import.meta.url).href;
 export class CryptoPool {
   readonly maxBatch: number;
   readonly maxPendingItems: number;
-  readonly #piscina: Piscina<BatchTask, ArrayBuffer>;
+  readonly #piscina: Piscina<BatchTask, BatchResult>;
   readonly #coalescing = new Map<string, Pending>();
   readonly #inFlight = new Set<Promise<unknown>>();
   /** Tasks the workers can hold at once: one running and one queued behind it per thread. */
@@ -60,10 +89,23 @@ export class CryptoPool {
   #flushScheduled = false;
   #waitTimer: ReturnType<typeof setTimeout> | undefined;
   #closing = false;
+  readonly #channel: BroadcastChannel;
+  readonly #threads: number;
+  #censusRequest = 0;
+  readonly #census = new Map<number, (reply: Extract<PoolBroadcast, { type: 'census-reply' }>) => void>();
 
   constructor(options: CryptoPoolOptions = {}) {
     const threads = options.threads ?? availableParallelism();
+    this.#threads = threads;
     this.#taskSlots = threads * TASKS_PER_WORKER;
+    // One channel per pool: several pools in a process (tests, benches) never hear each other.
+    const channel = `keyward-pool-${randomBytes(8).toString('hex')}`;
+    this.#channel = new BroadcastChannel(channel);
+    this.#channel.onmessage = (event) => {
+      const message = (event as unknown as { data: PoolBroadcast }).data;
+      if (message.type === 'census-reply') this.#census.get(message.request)?.(message);
+    };
+    this.#channel.unref();
     this.maxBatch = options.maxBatch ?? 512;
     this.maxPendingItems = options.maxPendingItems ?? 65_536;
     this.#piscina = new Piscina({
@@ -77,6 +119,10 @@ export class CryptoPool {
       // Our own item bound is the backpressure; Piscina's task queue stays small because tasks
       // are batches.
       maxQueue: Number.POSITIVE_INFINITY,
+      // Idle workers wait on their event loop, not in Atomics.wait, so eviction broadcasts reach
+      // them while they idle.
+      atomics: 'disabled',
+      workerData: { channel },
     });
     // Piscina emits 'error' for a worker that dies with no task in flight; the worker is
     // replaced either way, and an unhandled 'error' event would kill the process.
@@ -153,12 +199,42 @@ export class CryptoPool {
     return (await Promise.all(chunks)).flat();
   }
 
+  /**
+   * Tells every worker to drop the key versions `ids` and what it derived from them. Revoke the
+   * TaskKeys first, so that no later task registers them again.
+   */
+  evict(ids: readonly string[]): void {
+    if (ids.length > 0) this.#channel.postMessage({ type: 'evict', ids: [...ids] } satisfies PoolBroadcast);
+  }
+
+  /**
+   * Asks every worker which key ids it holds (diagnostics and tests). Resolves with the replies
+   * that arrived within `timeoutMs`, one per live worker when all answered.
+   */
+  async workerCaches(timeoutMs = 5_000): Promise<WorkerCache[]> {
+    const request = ++this.#censusRequest;
+    const replies: WorkerCache[] = [];
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#census.set(request, (reply) => {
+      const { threadId, ids, contexts, registrations } = reply;
+      replies.push({ threadId, ids, contexts, registrations });
+      if (replies.length >= this.#threads) resolve();
+    });
+    this.#channel.postMessage({ type: 'census', request } satisfies PoolBroadcast);
+    const timer = setTimeout(resolve, timeoutMs);
+    await promise;
+    clearTimeout(timer);
+    this.#census.delete(request);
+    return replies;
+  }
+
   /** Stops taking work, runs everything already queued, then stops the workers. */
   async close(): Promise<void> {
     this.#closing = true;
     this.#flush();
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
     await this.#piscina.close();
+    this.#channel.close();
   }
 
   #admit(count: number): void {
@@ -248,11 +324,8 @@ export class CryptoPool {
   ): Promise<ItemOutcome[]> {
     const fields = FIELDS_PER_OP[op];
     const payload = packBatch(items.length, fields, (i, f) => items[i]![f]);
-    const task = this.#piscina
-      .run({ op, key, params, payload }, { transferList: [payload] })
-      .then(unpackOutcomes, (cause: unknown) => {
-        throw workerFailure(cause);
-      })
+    const task = this.#send(op, key, params, payload)
+      .then(unpackOutcomes)
       .finally(() => {
         this.#pendingItems -= items.length;
         this.#tasksInFlight--;
@@ -264,6 +337,46 @@ export class CryptoPool {
     this.#inFlight.add(task);
     return task;
   }
+
+  /**
+   * Sends a task naming its key by id; when the worker does not hold the key (it hands the
+   * payload back), sends it once more with the material, which it registers.
+   */
+  async #send(op: WorkerOp, key: TaskKey, params: TaskParams, payload: ArrayBuffer): Promise<ArrayBuffer> {
+    const wire: WireKey = { id: key.id, usage: key.usage, convergent: key.convergent };
+    let result = await this.#run({ op, key: wire, params, payload }, [payload]);
+    if (result instanceof ArrayBuffer) return result;
+    const material = key.exportMaterial();
+    if (material === undefined) throw keyRevoked();
+    try {
+      const returned = result.buffer as ArrayBuffer;
+      result = await this.#run({ op, key: { ...wire, material }, params, payload: returned }, [
+        returned,
+        material.buffer as ArrayBuffer,
+      ]);
+    } finally {
+      // Transferred: detached here, nothing to wipe. Still here (the task never left): wipe it.
+      if (material.byteLength > 0) material.fill(0);
+    }
+    // Revoked while this task waited in Piscina's queue: its eviction may have reached the worker
+    // before the registration did. Evict again, now that the worker has it.
+    if (key.revoked) this.evict([key.id]);
+    if (result instanceof ArrayBuffer) return result;
+    throw new KeywardError('INTERNAL', 'the crypto worker did not register the key');
+  }
+
+  async #run(task: BatchTask, transferList: ArrayBuffer[]): Promise<BatchResult> {
+    try {
+      return await this.#piscina.run(task, { transferList });
+    } catch (cause) {
+      throw workerFailure(cause);
+    }
+  }
+}
+
+/** A task whose key was disabled or destroyed before a worker could register it. */
+export function keyRevoked(): KeywardError {
+  return new KeywardError('KEY_STATE', 'the key was disabled or destroyed while the operation was pending');
 }
 
 function unpackOutcomes(result: ArrayBuffer): ItemOutcome[] {

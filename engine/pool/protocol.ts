@@ -2,6 +2,7 @@
  * The messages between the engine's main thread and its crypto workers. One task is one batch:
  * one key version, one operation, items packed in a single transferred ArrayBuffer.
  */
+import type { PreparedKey } from '../crypto/prepared-key.ts';
 import type { SignatureAlgorithm } from '../crypto/signing.ts';
 import type { KeyUsage } from '../keys/model.ts';
 
@@ -39,14 +40,37 @@ export const FIELDS_PER_OP: Readonly<Record<WorkerOp, number>> = {
   verify: 2,
 };
 
-/** The key version a batch runs under. Material is small and sent each time; workers cache by id. */
+/**
+ * One key version as the main thread hands it to the pool. Tasks carry only `id`: a worker that
+ * does not hold the id yet answers "missing", and the pool sends the task again with the material,
+ * which the worker keeps under the id (registration once per worker and version). The id names the
+ * material itself (a random id per load, never reused), so two keys never share a cache entry,
+ * even a key re-created under the same name in the same millisecond.
+ */
 export interface TaskKey {
-  /** Unique per key incarnation and version: the worker cache key. */
+  /** Random and unique per loaded material: the workers' cache key. Not secret. */
+  readonly id: string;
+  readonly usage: KeyUsage;
+  readonly convergent: boolean;
+  /**
+   * A fresh, exact-size copy of the material (raw AES key or PKCS#8 DER) for one registration;
+   * the pool transfers it, so no copy stays on this thread. Undefined once the key was revoked
+   * (disabled or destroyed): the pool then fails the task instead of registering it again.
+   */
+  exportMaterial(): Uint8Array | undefined;
+  /** The KeyObjects on the main thread (public-key export); undefined once revoked. */
+  prepared(): PreparedKey | undefined;
+  /** True once the key was revoked (disabled or destroyed). */
+  readonly revoked: boolean;
+}
+
+/** What a task carries of its key: the id, and the material only when registering. */
+export interface WireKey {
   id: string;
   usage: KeyUsage;
   convergent: boolean;
-  /** Unwrapped material (raw AES key or PKCS#8 DER). Never logged. */
-  material: Uint8Array;
+  /** Present when the worker must register the key first; transferred, zeroed after use. */
+  material?: Uint8Array;
 }
 
 /** Per-batch parameters: the same for every item of the batch. */
@@ -60,7 +84,7 @@ export interface TaskParams {
 /** One batch sent to a worker. `payload` is transferred. */
 export interface BatchTask {
   op: WorkerOp;
-  key: TaskKey;
+  key: WireKey;
   params: TaskParams;
   payload: ArrayBuffer;
 }
@@ -74,6 +98,27 @@ export const ITEM_FAILED = 2;
 
 /**
  * A batch result: a packed buffer of `count + 1` single-field items, where item `count` is
- * the status byte of every item (ITEM_OK, ITEM_INVALID, ITEM_FAILED).
+ * the status byte of every item (ITEM_OK, ITEM_INVALID, ITEM_FAILED). A worker that does not hold
+ * the task's key returns the task's own payload instead, as a Uint8Array view (moved back), and
+ * the pool sends it again with the material.
  */
-export type BatchResult = ArrayBuffer;
+export type BatchResult = ArrayBuffer | Uint8Array;
+
+/** Messages on the pool's BroadcastChannel (name in the workers' `workerData.channel`). */
+export type PoolBroadcast =
+  /** Main → workers: drop these key ids and everything derived from them. */
+  | { type: 'evict'; ids: string[] }
+  /** Main → workers: report the ids you hold (diagnostics and tests). */
+  | { type: 'census'; request: number }
+  /** Worker → main: the answer to a census. */
+  | {
+      type: 'census-reply';
+      request: number;
+      threadId: number;
+      /** Key ids held. */
+      ids: string[];
+      /** Convergent derived-key sets held. */
+      contexts: number;
+      /** Key registrations (material received and prepared) since the worker started. */
+      registrations: number;
+    };

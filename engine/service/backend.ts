@@ -33,13 +33,26 @@ export interface KeyView {
   memo: string;
   state: KeyState;
   currentVersion: number;
-  versions: Array<{ version: number; createdTime: string }>;
+  versions: Array<{
+    version: number;
+    createdTime: string;
+    /** The master-key version that wraps this version's material (null: unreadable blob). */
+    masterKeyVersion: number | null;
+    /**
+     * AES keys with random nonces: random-nonce encryptions counted under this version, an upper
+     * bound (counts are reserved ahead; docs/crypto.md). The key rotates at its nonce budget.
+     */
+    nonceCount?: number;
+  }>;
   createdTime: string;
   nextRotationTime: string | null;
   deletionScheduledTime: string | null;
-  fingerprint: string;
+  /** Null when the current version's material cannot be unwrapped (see `materialError`). */
+  fingerprint: string | null;
   lastUsedTime: string | null;
   operationCounts: Partial<Record<KeyOperation, number>>;
+  /** Present when some version's material cannot be unwrapped: why. The key's operations fail. */
+  materialError?: string;
 }
 
 /** A create request as it arrives (unvalidated fields beyond JSON types; the backend validates). */

@@ -21,6 +21,7 @@ import type {
   VerifyInput,
 } from '../engine.ts';
 import type { KeyOperation } from '../keys/model.ts';
+import { countsNonces } from '../keys/nonce-budget.ts';
 
 /** See the module comment. Subclasses supply `usableRing` and `recordUse`. */
 export abstract class CryptoBackend {
@@ -55,13 +56,31 @@ export abstract class CryptoBackend {
     return out;
   }
 
+  /**
+   * Called before `count` encryptions with random nonces under `ring`'s current version (AES keys
+   * that are not convergent: encrypt, the encrypt half of re-encrypt, data keys). A backend that
+   * counts nonces (nonce-budget.ts) returns the ring to encrypt with, once the count is recorded
+   * (or, when the version's budget is spent, the ring of the version that replaced it). The
+   * default counts nothing.
+   */
+  protected randomNonces(
+    _namespace: string,
+    _name: string,
+    ring: KeyRing,
+    _count: number,
+  ): KeyRing | Promise<KeyRing> {
+    return ring;
+  }
+
   /** Items waiting in the engine's queue, for /metrics. */
   queueDepth(): number {
     return this.engine.pool.pendingItems;
   }
 
   async encrypt(namespace: string, name: string, input: EncryptInput): Promise<CiphertextOutput> {
-    return this.#used(namespace, name, 'encrypt', (ring) => this.engine.encrypt(ring, input));
+    return this.#used(namespace, name, 'encrypt', async (ring) =>
+      this.engine.encrypt(await this.#sealing(namespace, name, ring, 1), input),
+    );
   }
 
   async decrypt(namespace: string, name: string, input: DecryptInput): Promise<{ plaintext: Buffer }> {
@@ -69,7 +88,9 @@ export abstract class CryptoBackend {
   }
 
   async reEncrypt(namespace: string, name: string, input: DecryptInput): Promise<CiphertextOutput> {
-    return this.#used(namespace, name, 're-encrypt', (ring) => this.engine.reEncrypt(ring, input));
+    return this.#used(namespace, name, 're-encrypt', async (ring) =>
+      this.engine.reEncrypt(await this.#sealing(namespace, name, ring, 1), input),
+    );
   }
 
   async sign(namespace: string, name: string, input: SignInput): Promise<SignatureOutput> {
@@ -81,7 +102,9 @@ export abstract class CryptoBackend {
   }
 
   async dataKey(namespace: string, name: string, input: DataKeyInput): Promise<DataKeyOutput> {
-    return this.#used(namespace, name, 'generate-data-key', (ring) => this.engine.dataKey(ring, input));
+    return this.#used(namespace, name, 'generate-data-key', async (ring) =>
+      this.engine.dataKey(await this.#sealing(namespace, name, ring, 1), input),
+    );
   }
 
   async publicKey(
@@ -103,10 +126,19 @@ export abstract class CryptoBackend {
     op: O,
     items: BatchInputs[O][],
   ): Promise<BatchItemResult<BatchOutputs[O]>[]> {
-    const results = await this.engine.batch(op, this.usableRing(namespace, name), items);
+    let ring = this.usableRing(namespace, name);
+    // Random nonces are counted before the encryptions run (an over-count when items fail).
+    if (op === 'encrypt' || op === 're-encrypt')
+      ring = await this.#sealing(namespace, name, ring, items.length);
+    const results = await this.engine.batch(op, ring, items);
     let ok = 0;
     for (const r of results) if (r.ok) ok++;
     if (ok > 0) this.recordUse(namespace, name, op, ok);
     return results;
+  }
+
+  // Only AES keys that are not convergent draw random nonces; the rest skip the counter.
+  #sealing(namespace: string, name: string, ring: KeyRing, count: number): KeyRing | Promise<KeyRing> {
+    return countsNonces(ring) ? this.randomNonces(namespace, name, ring, count) : ring;
   }
 }

@@ -5,12 +5,12 @@
  * and serves reads and the crypto hot path from there; writes go to the store first and to
  * memory only once durable.
  */
-import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { fingerprint } from '../crypto/fingerprint.ts';
+import type { MasterKeys } from '../crypto/master-keys.ts';
 import { generateMaterialAsync } from '../crypto/material.ts';
 import { wrapMaterial } from '../crypto/wrap.ts';
-import type { CryptoEngine } from '../engine.ts';
+import type { CryptoEngine, KeyRing } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import {
   applyKeyUpdate,
@@ -20,11 +20,14 @@ import {
   DEFAULT_DELETION_DELAY_MS,
   evaluate,
   type LifecycleEffect,
+  type LifecycleOptions,
   recentlyUsed,
   transitionOrThrow,
 } from '../keys/lifecycle.ts';
 import type { KeyOperation, KeyRecord } from '../keys/model.ts';
+import { DEFAULT_NONCE_BUDGET, nonceCount, withNonceCount } from '../keys/nonce-budget.ts';
 import { checkRegion, foldKeyName, parseKeySpec, parseKeyUpdate, validateKeyName } from '../keys/spec.ts';
+import { errnoCode } from '../store/errno.ts';
 import type { FileKeyStore } from '../store/file-key-store.ts';
 import { KeyedQueue } from '../store/keyed-queue.ts';
 import { validateNamespace } from '../store/namespace.ts';
@@ -38,6 +41,7 @@ import type {
   KeyView,
 } from './backend.ts';
 import { CryptoBackend } from './crypto-backend.ts';
+import { NonceLedger, type NonceLedgerOwner } from './nonce-ledger.ts';
 import { MaterialCache } from './rings.ts';
 import { Scheduler } from './scheduler.ts';
 import { UsageRecorder, withUsage } from './usage.ts';
@@ -46,13 +50,16 @@ import { toKeyView } from './view.ts';
 /** Options of `KeyService.start`. */
 export interface KeyServiceOptions {
   store: FileKeyStore;
-  master: KeyObject;
+  /** The master keys; new material is wrapped under the current version. */
+  master: MasterKeys;
   engine: CryptoEngine;
   logger: Logger;
   /** The region this engine serves (`--region`); Isolated keys of other regions are refused. */
   region?: string;
   /** Deletion delay; 72 h unless a test shortens it. */
   deletionDelayMs?: number;
+  /** Random-nonce encryptions per key version before the key rotates (default 2^30). */
+  nonceBudget?: number;
   /** How often usage history is written to the store. */
   usageFlushMs?: number;
   /** The clock; tests may pass their own. */
@@ -63,6 +70,10 @@ interface Entry {
   record: KeyRecord;
   cache: MaterialCache;
   fingerprint?: { version: number; value: string };
+  /** Why some version's material cannot be unwrapped (found at start); the key fails alone. */
+  materialError?: string;
+  /** Random-nonce counters of the versions this process encrypted under (nonce-ledger.ts). */
+  nonces: NonceLedger;
 }
 
 const RECENT_USE_DAYS = 7;
@@ -77,10 +88,10 @@ function notFound(name: string): KeywardError {
 export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   readonly admin: KeyAdmin = this;
   readonly #store: FileKeyStore;
-  readonly #master: KeyObject;
+  readonly #master: MasterKeys;
   readonly #log: Logger;
   readonly #region: string | undefined;
-  readonly #deletionDelayMs: number;
+  readonly #lifecycle: LifecycleOptions;
   readonly #now: () => number;
   readonly #entries = new Map<string, Entry>();
   readonly #locks = new KeyedQueue();
@@ -96,7 +107,10 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     this.#master = opts.master;
     this.#log = opts.logger;
     this.#region = opts.region;
-    this.#deletionDelayMs = opts.deletionDelayMs ?? DEFAULT_DELETION_DELAY_MS;
+    this.#lifecycle = {
+      deletionDelayMs: opts.deletionDelayMs ?? DEFAULT_DELETION_DELAY_MS,
+      nonceBudget: opts.nonceBudget ?? DEFAULT_NONCE_BUDGET,
+    };
     this.#now = opts.now ?? Date.now;
     this.#scheduler = new Scheduler({
       nextWake: () => this.#nextWake(),
@@ -115,10 +129,22 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   static async start(opts: KeyServiceOptions): Promise<KeyService> {
     const service = new KeyService(opts);
     for (const record of await opts.store.list()) {
-      service.#entries.set(indexKey(record.namespace, record.name), {
+      const entry: Entry = {
         record,
         cache: new MaterialCache(opts.master, record),
-      });
+        nonces: new NonceLedger(),
+      };
+      // Every version is unwrapped once now: a damaged one is reported here, and the key fails
+      // alone (its operations answer KEY_STATE; listing shows it with materialError).
+      const error = entry.cache.check();
+      if (error !== undefined) {
+        entry.materialError = error;
+        service.#log.error(
+          { key: indexKey(record.namespace, record.name), reason: error },
+          'key material unavailable',
+        );
+      }
+      service.#entries.set(indexKey(record.namespace, record.name), entry);
     }
     try {
       await service.#runDue(service.#now());
@@ -196,6 +222,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
           record,
           cache: new MaterialCache(this.#master, record),
           fingerprint: { version: 1, value },
+          nonces: new NonceLedger(),
         };
         this.#entries.set(id, entry);
         this.#log.info({ key: id, usage: spec.usage }, 'key created');
@@ -231,7 +258,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
           );
         }
       }
-      const result = transitionOrThrow(e.record, action, now, { deletionDelayMs: this.#deletionDelayMs });
+      const result = transitionOrThrow(e.record, action, now, this.#lifecycle);
       for (const effect of result.effects) {
         if (effect.type === 'destroy') {
           await this.#destroy(e);
@@ -241,6 +268,8 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
         await this.#addVersion(e, effect);
       }
       if (result.effects.length === 0 && result.changed) await this.#save(e, result.record);
+      // A key that may not be used any more leaves every worker now, not when a cache fills up.
+      if (e.record.state !== 'Enabled') this.engine.evict(e.cache.evict());
       this.#log.info({ key: indexKey(namespace, name), action, state: e.record.state }, 'key action');
       this.#scheduler.reschedule();
       return warnings.length > 0 ? { key: await this.#view(e), warnings } : { key: await this.#view(e) };
@@ -276,7 +305,31 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     clearInterval(this.#flushTimer);
     await this.flushUsage();
     await this.engine.close();
+    await this.#trimNonceReservations();
     for (const e of this.#entries.values()) e.cache.destroy();
+  }
+
+  /**
+   * On a clean stop nothing more is encrypted, so each unspent reservation is given back: the
+   * record keeps the exact count, and a restart resumes from it. (After a crash the whole
+   * reservation counts as spent instead.)
+   */
+  async #trimNonceReservations(): Promise<void> {
+    for (const entry of this.#entries.values()) {
+      for (const [version, counter] of entry.nonces.spent()) {
+        if (counter.used >= counter.reserved) continue;
+        try {
+          await this.#locked(entry, (e) => this.#save(e, withNonceCount(e.record, version, counter.used)));
+          counter.reserved = counter.used;
+        } catch (err) {
+          // Harmless: the larger reservation stays, an over-count.
+          this.#log.warn(
+            { err, key: indexKey(entry.record.namespace, entry.record.name) },
+            'nonce count not trimmed',
+          );
+        }
+      }
+    }
   }
 
   #entry(namespace: string, name: string): Entry {
@@ -286,7 +339,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   }
 
   /** The ring of a key that may be used here. The crypto hot path. */
-  protected override usableRing(namespace: string, name: string): ReturnType<MaterialCache['ring']> {
+  protected override usableRing(namespace: string, name: string): KeyRing {
     const entry = this.#entries.get(indexKey(namespace, name));
     if (entry === undefined) throw notFound(name);
     checkUsable(entry.record);
@@ -303,6 +356,50 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   metricsKey(namespace: string, name: string): string | undefined {
     const record = this.#entries.get(indexKey(namespace, name))?.record;
     return record === undefined ? undefined : `${record.namespace}/${record.name}`;
+  }
+
+  /** Counts random-nonce encryptions before they happen (nonce-ledger.ts); rotates at the budget. */
+  protected override randomNonces(
+    namespace: string,
+    name: string,
+    ring: KeyRing,
+    count: number,
+  ): KeyRing | Promise<KeyRing> {
+    const entry = this.#entry(namespace, name);
+    return entry.nonces.spend(this.#nonceOwner(entry), ring, count);
+  }
+
+  #nonceOwner(entry: Entry): NonceLedgerOwner {
+    return {
+      budget: this.#lifecycle.nonceBudget!,
+      record: () => entry.record,
+      locked: (task) => this.#locked(entry, () => task()),
+      reserve: async (version, count) => {
+        try {
+          await this.#save(entry, withNonceCount(entry.record, version, count));
+        } catch (err) {
+          // Never encrypt uncounted: with no durable reservation the encryption waits for a store
+          // that can write (a full disk, say). Decryption is unaffected.
+          this.#log.error(
+            { err, key: indexKey(entry.record.namespace, entry.record.name) },
+            'nonce count not recorded',
+          );
+          throw new KeywardError(
+            'UNAVAILABLE',
+            `the key's nonce count cannot be recorded (${errnoCode(err)}); encryption resumes once the store can write`,
+            { retryAfterSeconds: 1 },
+          );
+        }
+      },
+      rotate: async (version) => {
+        checkUsable(entry.record);
+        await this.#addVersion(entry, { type: 'add-version', version: version + 1, reason: 'nonce-budget' });
+      },
+      ring: () => {
+        checkUsable(entry.record);
+        return entry.cache.ring();
+      },
+    };
   }
 
   /** Runs `task` under the key's lock, on the entry as it is then; KEY_NOT_FOUND if it is gone. */
@@ -339,10 +436,22 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
       const value = await fingerprint(r.usage, material);
       await this.#save(entry, next);
       entry.fingerprint = { version: effect.version, value };
-      this.#log.info(
-        { key: indexKey(r.namespace, r.name), version: effect.version, reason: effect.reason },
-        'key rotated',
-      );
+      const key = indexKey(r.namespace, r.name);
+      if (effect.reason === 'nonce-budget') {
+        this.#log.warn(
+          {
+            key,
+            version: effect.version,
+            reason: effect.reason,
+            nonceCount: nonceCount(r, r.currentVersion),
+            nonceBudget: this.#lifecycle.nonceBudget,
+          },
+          `key rotated: version ${r.currentVersion} reached its nonce budget of ${this.#lifecycle.nonceBudget} ` +
+            `random-nonce encryptions${r.rotation.enabled ? '' : ' (automatic rotation is off; the budget rotates it anyway)'}`,
+        );
+      } else {
+        this.#log.info({ key, version: effect.version, reason: effect.reason }, 'key rotated');
+      }
     } finally {
       material.fill(0);
     }
@@ -353,7 +462,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     await this.#store.remove(entry.record.namespace, entry.record.name);
     this.#entries.delete(id);
     this.#usage.drop(id);
-    entry.cache.destroy();
+    this.engine.evict(entry.cache.destroy());
     this.#log.info({ key: id }, 'key destroyed');
   }
 
@@ -361,7 +470,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     const now = this.#now();
     let earliest: number | undefined;
     for (const e of this.#entries.values()) {
-      const wake = evaluate(e.record, now).nextWakeTime;
+      const wake = evaluate(e.record, now, this.#lifecycle).nextWakeTime;
       if (wake !== undefined && (earliest === undefined || wake < earliest)) earliest = wake;
     }
     return earliest;
@@ -371,10 +480,10 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   async #runDue(now: number): Promise<void> {
     let failures = 0;
     for (const entry of [...this.#entries.values()]) {
-      if (evaluate(entry.record, now).due.length === 0) continue;
+      if (evaluate(entry.record, now, this.#lifecycle).due.length === 0) continue;
       try {
         await this.#locked(entry, async (e) => {
-          for (const effect of evaluate(e.record, now).due) {
+          for (const effect of evaluate(e.record, now, this.#lifecycle).due) {
             if (effect.type === 'destroy') await this.#destroy(e);
             else await this.#addVersion(e, effect);
           }
@@ -395,13 +504,30 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     const record = entry.record;
     const id = indexKey(record.namespace, record.name);
     let fp = entry.fingerprint;
+    let materialError = entry.materialError;
     if (fp === undefined || fp.version !== record.currentVersion) {
-      const material = entry.cache.material(record.currentVersion);
-      if (material === undefined)
-        throw new KeywardError('INTERNAL', 'the current key version is unavailable');
-      fp = { version: record.currentVersion, value: await fingerprint(record.usage, material) };
-      entry.fingerprint = fp;
+      try {
+        const material = entry.cache.material(record.currentVersion);
+        if (material === undefined)
+          throw new KeywardError('INTERNAL', 'the current key version is unavailable');
+        try {
+          fp = { version: record.currentVersion, value: await fingerprint(record.usage, material) };
+        } finally {
+          material.fill(0);
+        }
+        entry.fingerprint = fp;
+      } catch (err) {
+        // A key whose material cannot be unwrapped is still listed, with the reason.
+        fp = undefined;
+        materialError ??= (err as Error).message;
+      }
     }
-    return toKeyView(withUsage(record, this.#usage.peek(id)), fp.value);
+    // Versions this process encrypted under show what it spent, not the unspent reservation ahead.
+    let shown = withUsage(record, this.#usage.peek(id));
+    for (const [version, counter] of entry.nonces.spent())
+      shown = withNonceCount(shown, version, counter.used);
+    const view = toKeyView(shown, fp?.value ?? null);
+    if (materialError !== undefined) view.materialError = materialError;
+    return view;
   }
 }

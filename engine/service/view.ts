@@ -1,12 +1,16 @@
 /** The API view of a stored key (PRODUCT.md §6): ISO times, no material. */
+import { wrappedMasterKeyVersion } from '../crypto/wrap.ts';
 import { nextRotationTime } from '../keys/lifecycle.ts';
 import type { KeyRecord } from '../keys/model.ts';
 import type { KeyView } from './backend.ts';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
-/** Builds the view of `record`; `fingerprint` covers the current version. */
-export function toKeyView(record: KeyRecord, fingerprint: string): KeyView {
+/**
+ * Builds the view of `record`; `fingerprint` covers the current version (null when its material
+ * cannot be unwrapped). Each version shows the master-key version its blob names.
+ */
+export function toKeyView(record: KeyRecord, fingerprint: string | null): KeyView {
   return {
     name: record.name,
     namespace: record.namespace,
@@ -18,7 +22,15 @@ export function toKeyView(record: KeyRecord, fingerprint: string): KeyView {
     memo: record.memo,
     state: record.state,
     currentVersion: record.currentVersion,
-    versions: record.versions.map((v) => ({ version: v.version, createdTime: iso(v.createdTime)! })),
+    versions: record.versions.map((v) => {
+      const out: KeyView['versions'][number] = {
+        version: v.version,
+        createdTime: iso(v.createdTime)!,
+        masterKeyVersion: wrappedMasterKeyVersion(v.wrapped) ?? null,
+      };
+      if (v.nonceCount !== undefined) out.nonceCount = v.nonceCount;
+      return out;
+    }),
     createdTime: iso(record.createdTime)!,
     nextRotationTime: iso(nextRotationTime(record)),
     deletionScheduledTime: iso(record.deletionScheduledTime),

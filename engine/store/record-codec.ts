@@ -111,6 +111,9 @@ function checkVersion(value: unknown, field: string): KeyVersionRecord {
   if (typeof v.wrapped !== 'string' || v.wrapped.length === 0 || !BASE64.test(v.wrapped)) {
     throw bad(`${field}.wrapped`, 'must be base64');
   }
+  if (v.nonceCount !== undefined && (!Number.isSafeInteger(v.nonceCount) || (v.nonceCount as number) < 0)) {
+    throw bad(`${field}.nonceCount`, 'must be a count');
+  }
   return v as unknown as KeyVersionRecord;
 }
 

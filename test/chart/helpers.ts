@@ -107,17 +107,23 @@ export function ofKind(objects: readonly K8sObject[], kind: string): K8sObject[]
  * CRD under a chart. Does nothing when the CRD is absent.
  */
 export async function adoptCrd(release: string, namespace: string): Promise<void> {
-  const got = await kubectl(['get', 'crd', CRD_NAME, '--ignore-not-found', '-o', 'name']);
-  if (got.stdout.trim() === '') return;
-  await kubectl([
-    'annotate',
-    'crd',
-    CRD_NAME,
-    '--overwrite',
-    `meta.helm.sh/release-name=${release}`,
-    `meta.helm.sh/release-namespace=${namespace}`,
-  ]);
-  await kubectl(['label', 'crd', CRD_NAME, '--overwrite', 'app.kubernetes.io/managed-by=Helm']);
+  // The CRD and the delete-now policy and binding rendered with it (all kept by crds.keep).
+  for (const object of [
+    `crd/${CRD_NAME}`,
+    'validatingadmissionpolicy/keyward-delete-now',
+    'validatingadmissionpolicybinding/keyward-delete-now',
+  ]) {
+    const got = await kubectl(['get', object, '--ignore-not-found', '-o', 'name']);
+    if (got.stdout.trim() === '') continue;
+    await kubectl([
+      'annotate',
+      object,
+      '--overwrite',
+      `meta.helm.sh/release-name=${release}`,
+      `meta.helm.sh/release-namespace=${namespace}`,
+    ]);
+    await kubectl(['label', object, '--overwrite', 'app.kubernetes.io/managed-by=Helm']);
+  }
 }
 
 /**

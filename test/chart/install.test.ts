@@ -23,6 +23,7 @@ const USER_ROLES = [
   'keyward-decrypter',
   'keyward-encrypter',
   'keyward-key-admin',
+  'keyward-key-destroyer',
   'keyward-signer',
   'keyward-verifier',
 ];

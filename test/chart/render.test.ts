@@ -33,6 +33,7 @@ const USER_ROLES = [
   'keyward-signer',
   'keyward-verifier',
   'keyward-key-admin',
+  'keyward-key-destroyer',
 ];
 
 /** Every pod template of the rendered objects. */
@@ -141,6 +142,8 @@ describe('helm template with the default values', () => {
         `ClusterRoleBinding/${OPERATOR}`,
         'ConfigMap/kw-keyward-ca',
         `CustomResourceDefinition/${CRD_NAME}`,
+        'ValidatingAdmissionPolicy/keyward-delete-now',
+        'ValidatingAdmissionPolicyBinding/keyward-delete-now',
         `Deployment/${ENGINE}`,
         `Deployment/${OPERATOR}`,
         `PodDisruptionBudget/${ENGINE}`,
@@ -156,7 +159,13 @@ describe('helm template with the default values', () => {
         `ServiceAccount/${OPERATOR}`,
       ].sort(),
     );
-    const clusterScoped = new Set(['ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition']);
+    const clusterScoped = new Set([
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'CustomResourceDefinition',
+      'ValidatingAdmissionPolicy',
+      'ValidatingAdmissionPolicyBinding',
+    ]);
     for (const o of objects) {
       if (clusterScoped.has(o.kind)) expect(o.metadata.namespace, o.kind).toBeUndefined();
       else expect(o.metadata.namespace, `${o.kind}/${o.metadata.name}`).toBe(NS);
@@ -279,7 +288,15 @@ describe('helm template with the default values', () => {
 
   it('grants the operator and the engine least-privilege RBAC', () => {
     const opCluster = find(objects, 'ClusterRole', OPERATOR);
-    expect(ruleVerbs(opCluster, 'keyward.io', 'keys')).toEqual(['delete', 'get', 'list', 'patch', 'watch']);
+    // delete-now: the operator deletes a Key a destroyer marked for erasure (the policy checks the deleter).
+    expect(ruleVerbs(opCluster, 'keyward.io', 'keys')).toEqual([
+      'delete',
+      'delete-now',
+      'get',
+      'list',
+      'patch',
+      'watch',
+    ]);
     expect(ruleVerbs(opCluster, 'keyward.io', 'keys/status')).toEqual(['patch']);
     expect(ruleVerbs(opCluster, 'keyward.io', 'keys/finalizers')).toEqual(['update']);
     expect(ruleVerbs(opCluster, 'events.k8s.io', 'events')).toEqual(['create']);
@@ -306,31 +323,34 @@ describe('helm template with the default values', () => {
     }
   });
 
-  it('renders the user ClusterRoles with the key-use verbs, and aggregates key-admin', () => {
+  it('renders the user ClusterRoles with the key-use verbs, delete-now only in key-destroyer, and no aggregation', () => {
     const verbs = (name: string) => ruleVerbs(find(objects, 'ClusterRole', name), 'keyward.io', 'keys');
     expect(verbs('keyward-encrypter')).toEqual(['encrypt', 'generate-data-key', 're-encrypt']);
     expect(verbs('keyward-decrypter')).toEqual(['decrypt']);
     expect(verbs('keyward-signer')).toEqual(['get-public-key', 'sign']);
     expect(verbs('keyward-verifier')).toEqual(['get-public-key', 'verify']);
-    expect(verbs('keyward-key-admin')).toEqual([
-      'create',
-      'delete',
-      'get',
-      'list',
-      'patch',
-      'update',
-      'watch',
-    ]);
-    expect(find(objects, 'ClusterRole', 'keyward-key-admin').metadata.labels).toMatchObject({
-      'rbac.authorization.k8s.io/aggregate-to-admin': 'true',
-      'rbac.authorization.k8s.io/aggregate-to-edit': 'true',
-    });
-    for (const name of USER_ROLES.filter((r) => r !== 'keyward-key-admin')) {
+    const admin = ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];
+    expect(verbs('keyward-key-admin')).toEqual(admin);
+    expect(verbs('keyward-key-destroyer')).toEqual([...admin, 'delete-now'].sort());
+    // Aggregation into admin and edit is off by default (issue 11: edit could destroy keys).
+    for (const name of USER_ROLES) {
       const labels = find(objects, 'ClusterRole', name).metadata.labels ?? {};
       expect(
         Object.keys(labels).filter((l) => l.startsWith('rbac.authorization.k8s.io/')),
         name,
       ).toEqual([]);
+    }
+  });
+
+  it('renders the delete-now policy and binding from crds/ unchanged, kept on uninstall', () => {
+    for (const [kind, file] of [
+      ['ValidatingAdmissionPolicy', 'keyward-delete-now.policy.yaml'],
+      ['ValidatingAdmissionPolicyBinding', 'keyward-delete-now.binding.yaml'],
+    ] as const) {
+      const rendered = find(objects, kind, 'keyward-delete-now');
+      const source = parse(readFileSync(join(REPO_ROOT, 'crds', file), 'utf8'));
+      expect(rendered.spec).toEqual(source.spec);
+      expect(rendered.metadata.annotations).toEqual({ 'helm.sh/resource-policy': 'keep' });
     }
   });
 
@@ -409,7 +429,7 @@ describe('helm template with non-default values', () => {
     expect(op.spec.ingress).toEqual([{ ports: [{ port: 9090, protocol: 'TCP' }] }]);
   });
 
-  it('puts extra DNS names in the certificate and drops the keep policy and aggregation', () => {
+  it('puts extra DNS names in the certificate and drops the keep policy', () => {
     const secret = find(objects, 'Secret', `${ENGINE}-tls`);
     const cert = new X509Certificate(Buffer.from(secret.data['tls.crt'], 'base64'));
     expect(cert.checkHost('kms.example.com')).toBe('kms.example.com');

@@ -31,7 +31,9 @@ describe('key lifecycle over HTTP', () => {
       operationCounts: {},
     });
     expect(created.body.fingerprint).toMatch(/^blake3:[0-9a-f]+$/);
-    expect(created.body.versions).toEqual([{ version: 1, createdTime: created.body.createdTime }]);
+    expect(created.body.versions).toEqual([
+      { version: 1, createdTime: created.body.createdTime, masterKeyVersion: 1 },
+    ]);
     expect(Date.parse(created.body.nextRotationTime) - Date.parse(created.body.createdTime)).toBe(
       90 * 86_400_000,
     );
