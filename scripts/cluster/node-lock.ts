@@ -17,6 +17,7 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  rmSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -72,6 +73,13 @@ while :; do
   sleep 1 & wait $!
 done
 `;
+
+/** Throws {@link NodeBusyError} when another process holds the node lock right now. */
+export function assertLockFree(): void {
+  if (!existsSync(NODE_PATHS.lock)) return;
+  const r = spawnSync('flock', ['-n', NODE_PATHS.lock, 'true']);
+  if (r.status !== 0) throw new NodeBusyError(readHolder());
+}
 
 /** Reads holder.json, or null. */
 export function readHolder(): NodeHolder | null {
@@ -198,6 +206,7 @@ export async function sweepUnderLock(timeoutMs = 300_000): Promise<string> {
   );
   if (r.status !== 0)
     throw new Error(`node sweep failed (${r.status}): ${(r.stderr || r.stdout).trim().split('\n').pop()}`);
+  rmSync(NODE_PATHS.holder, { force: true });
   return r.stdout.trim();
 }
 

@@ -47,6 +47,7 @@ import { buildNodeImages, ctrArgs, importImages } from './node-images.ts';
 import { NODE, NODE_PATHS } from './node-layout.ts';
 import {
   acquireNodeLock,
+  assertLockFree,
   isSupervisor,
   type NodeHolder,
   readHolder,
@@ -124,6 +125,8 @@ export async function upNode(options: NodeUpOptions = {}): Promise<NodeState> {
   if (existing && !isNodeState(existing) && existsSync(join(dir, 'state.json')))
     throw new Error(`a plain control plane is recorded in ${dir}: run \`npm run cluster -- down\` first`);
 
+  // Refuse at once rather than after the builds (the real check is acquireNodeLock below).
+  if (!options.waitForLockMs) assertLockFree();
   const builds = performance.now();
   if (options.build !== false) {
     execFileSync('bash', [join(REPO_ROOT, 'scripts', 'cluster', 'node-packages.sh')], { stdio: 'inherit' });
