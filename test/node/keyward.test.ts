@@ -8,13 +8,22 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../scripts/cluster/cluster.ts';
 import { helm, kubectl, waitFor } from '../cluster/harness.ts';
-import { describeOnNode, keywardImage, readyNamespace, waitPodsReady } from './harness.ts';
-import { type CallResult, MOUNTS, runClient, type StreamStats, workloadPod } from './workload.ts';
+import { describeOnNode, keywardImage, readyNamespace, uniqueName, waitPodsReady } from './harness.ts';
+import {
+  type CallResult,
+  MOUNTS,
+  runClient,
+  type SigtermProbe,
+  type StreamStats,
+  workloadPod,
+} from './workload.ts';
 
 const RELEASE = 'keyward';
 const NS = 'keyward-system';
-const SHOP = 'shop';
-const EXAMPLES = 'examples';
+// The issue's names; a node started by hand may still hold them from an earlier run (Keys keep
+// their namespace until erased), and then a fresh suffix keeps this run independent.
+let SHOP = 'shop';
+let EXAMPLES = 'examples';
 const ENGINE_URL = `https://keyward-engine.${NS}.svc`;
 const CHART = join(REPO_ROOT, 'charts', 'keyward');
 
@@ -81,6 +90,29 @@ async function keyReady(namespace: string, name: string, timeoutMs = 120_000): P
   );
 }
 
+/** `name` when no such namespace exists yet, else `name-<random>`; ready for pods either way. */
+async function freshNamespace(name: string): Promise<string> {
+  const exists = (await kubectl(['get', 'namespace', name], { allowFailure: true })).code === 0;
+  return readyNamespace(exists ? uniqueName(name) : name);
+}
+
+/** Publishes the engine's CA in the workload namespace, as the chart's install notes say. */
+async function applyCa(ca: string): Promise<void> {
+  const manifest = await kubectl([
+    'create',
+    'configmap',
+    'keyward-ca',
+    '-n',
+    SHOP,
+    '--from-literal',
+    `ca.crt=${ca}`,
+    '--dry-run=client',
+    '-o',
+    'yaml',
+  ]);
+  await kubectl(['apply', '-f', '-'], { input: manifest.stdout });
+}
+
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 /** One call from the workload pod `pod` in `shop`, with the token at `tokenFile`. */
@@ -127,17 +159,31 @@ describeOnNode('Keyward on a real node', () => {
   let ordersCiphertext = '';
 
   beforeAll(async () => {
-    // A node started by hand may still hold an earlier run's release and namespaces.
+    // A node started by hand may still hold an earlier run's release.
     await helm(['uninstall', RELEASE, '-n', NS, '--wait', '--timeout', '120s'], {
       allowFailure: true,
       timeoutMs: 150_000,
     });
-    for (const ns of [SHOP, EXAMPLES]) {
-      await kubectl(['delete', 'keys.keyward.io', '--all', '-n', ns, '--wait=false'], { allowFailure: true });
-    }
+    SHOP = await freshNamespace('shop');
+    EXAMPLES = await freshNamespace('examples');
   });
 
   afterAll(async () => {
+    // Erase this run's keys while an operator still runs (Keys hold their namespace until
+    // then), drop the namespaces, then the release. The CRD stays (crds.keep).
+    for (const ns of [SHOP, EXAMPLES]) {
+      await kubectl(
+        ['annotate', 'keys.keyward.io', '--all', '-n', ns, 'keyward.io/delete-now=true', '--overwrite'],
+        {
+          allowFailure: true,
+        },
+      );
+      await kubectl(['delete', 'keys.keyward.io', '--all', '-n', ns, '--timeout=120s'], {
+        allowFailure: true,
+        timeoutMs: 130_000,
+      });
+      await kubectl(['delete', 'namespace', ns, '--wait=false'], { allowFailure: true });
+    }
     await helm(['uninstall', RELEASE, '-n', NS, '--wait', '--timeout', '120s'], {
       allowFailure: true,
       timeoutMs: 150_000,
@@ -184,7 +230,6 @@ describeOnNode('Keyward on a real node', () => {
   });
 
   it('every file in examples/ is applied with kubectl and becomes Ready', async () => {
-    await readyNamespace(EXAMPLES).catch(() => EXAMPLES);
     const files = readdirSync(join(REPO_ROOT, 'examples')).filter((f) => f.endsWith('.yaml'));
     expect(files.length).toBeGreaterThan(0);
     for (const file of files)
@@ -199,7 +244,6 @@ describeOnNode('Keyward on a real node', () => {
   });
 
   it('a workload in shop with ServiceAccount app, bound to keyward-encrypter and keyward-decrypter, encrypts and decrypts through the Service with TLS verified', async () => {
-    await readyNamespace(SHOP).catch(() => SHOP);
     await kubectl(['apply', '-f', '-'], { input: keyManifest('orders') });
     await keyReady(SHOP, 'orders');
     for (const sa of ['app', 'other'])
@@ -225,9 +269,7 @@ describeOnNode('Keyward on a real node', () => {
       await kubectl(['get', 'configmap', `${RELEASE}-ca`, '-n', NS, '-o', 'jsonpath={.data.ca\\.crt}'])
     ).stdout;
     expect(ca).toContain('BEGIN CERTIFICATE');
-    await kubectl(['create', 'configmap', 'keyward-ca', '-n', SHOP, '--from-literal', `ca.crt=${ca}`], {
-      allowFailure: true,
-    });
+    await applyCa(ca);
     const image = keywardImage();
     await kubectl(['apply', '-f', '-'], {
       input: `${workloadPod(SHOP, 'app-client', 'app', image, 'keyward-ca')}---\n${workloadPod(SHOP, 'other-client', 'other', image, 'keyward-ca')}`,
@@ -307,6 +349,49 @@ describeOnNode('Keyward on a real node', () => {
     const ciphertext = await encryptWhenServed('after-failover', 'after failover');
     expect(await decrypt(ciphertext, 'after-failover')).toBe('after failover');
     await waitPodsReady(NS, operatorSelector);
+  });
+
+  it('on SIGTERM an engine fails readiness at once, keeps serving (closing each connection) for its shutdown delay, then exits inside the grace period', async () => {
+    const [engine] = await podNames(NS, engineSelector);
+    const ip = (
+      await kubectl(['get', 'pod', engine as string, '-n', NS, '-o', 'jsonpath={.status.podIP}'])
+    ).stdout.trim();
+    const probe = runClient<SigtermProbe>(
+      SHOP,
+      'app-client',
+      {
+        mode: 'sigterm-probe',
+        url: `https://${ip}:8443`,
+        servername: `keyward-engine.${NS}.svc`,
+        ns: SHOP,
+        key: 'orders',
+        tokenFile: MOUNTS.token,
+        maxSeconds: 60,
+        timeoutMs: 2000,
+      },
+      90_000,
+    );
+    await new Promise((ok) => setTimeout(ok, 1500));
+    const deleted = performance.now();
+    await kubectl(['delete', 'pod', engine as string, '-n', NS, '--wait=false']);
+    const gone = kubectl(['wait', '--for=delete', `pod/${engine}`, '-n', NS, '--timeout=90s'], {
+      timeoutMs: 100_000,
+    }).then(() => (performance.now() - deleted) / 1000);
+    const [seen, goneAfter] = await Promise.all([probe, gone]);
+    console.log(
+      `SIGTERM probe of ${engine}: ${JSON.stringify(seen)}; pod gone ${goneAfter.toFixed(1)} s after the delete`,
+    );
+    expect(seen.firstNotReady).not.toBeNull();
+    // Served for the shutdown delay (5 s) after readiness failed, every answer closing its
+    // connection so that keep-alive clients move to another replica...
+    expect((seen.lastEncryptOk ?? 0) - (seen.firstNotReady ?? 0)).toBeGreaterThanOrEqual(3500);
+    expect(seen.okAfterNotReady).toBeGreaterThan(5);
+    expect(seen.okAfterNotReadyWithClose).toBe(seen.okAfterNotReady);
+    expect(seen.failuresWhileServing).toBe(0);
+    // ...then stopped listening, well inside the 30 s grace period.
+    expect(seen.firstRefused).not.toBeNull();
+    expect(goneAfter).toBeLessThan(30);
+    await waitPodsReady(NS, engineSelector);
   });
 
   it('kubectl rollout restart of the engine under a steady stream from a workload pod loses no request', async () => {
@@ -467,18 +552,7 @@ describeOnNode('Keyward on a real node', () => {
     const ca = (
       await kubectl(['get', 'configmap', `${RELEASE}-ca`, '-n', NS, '-o', 'jsonpath={.data.ca\\.crt}'])
     ).stdout;
-    await kubectl([
-      'create',
-      'configmap',
-      'keyward-ca',
-      '-n',
-      SHOP,
-      '--from-literal',
-      `ca.crt=${ca}`,
-      '--dry-run=client',
-      '-o',
-      'yaml',
-    ]).then((r) => kubectl(['apply', '-f', '-'], { input: r.stdout }));
+    await applyCa(ca);
     await waitFor(
       'the old ciphertext decrypts after the reinstall',
       async () => {

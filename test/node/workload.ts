@@ -19,6 +19,8 @@ export const MOUNTS = {
 /**
  * The client, as one script for `node -e`. argv[1] is a JSON request:
  * - `{mode: "call", url, method, path, body?, tokenFile}` → prints `{status, body}`;
+ * - `{mode: "sigterm-probe", url, servername, ns, key, tokenFile, maxSeconds}`: one engine pod
+ *   watched through its SIGTERM (see {@link SigtermProbe});
  * - `{mode: "stream", url, ns, key, tokenFile, concurrency, maxSeconds}`: encrypt then decrypt
  *   in a loop until MOUNTS.stopFile appears, retrying only what docs/api.md calls retryable, and
  *   prints `{sent, succeeded, retried, failed, wrong, errors}` (sent counts operations, retried
@@ -37,12 +39,12 @@ function call(method, path, body) {
   const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const r = https.request(new URL(path, req.url), {
-      method, agent, timeout: 10000,
+      method, agent, timeout: req.timeoutMs || 10000, ...(req.servername ? { servername: req.servername } : {}),
       headers: { authorization: 'Bearer ' + token, ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}) },
     }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'], body: Buffer.concat(chunks).toString() }));
+      res.on('end', () => resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'], close: res.headers.connection === 'close', body: Buffer.concat(chunks).toString() }));
       res.on('error', reject);
     });
     r.on('timeout', () => r.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
@@ -97,8 +99,34 @@ async function stream() {
   await Promise.all(Array.from({ length: req.concurrency }, worker));
   return stats;
 }
+// Watches one engine pod (by its address) through its SIGTERM: readiness and an encrypt every
+// 100 ms, until the pod refuses connections for a second.
+async function sigtermProbe() {
+  const start = Date.now();
+  const base = '/v1/namespaces/' + req.ns + '/keys/' + req.key;
+  const out = { firstNotReady: null, lastEncryptOk: null, okAfterNotReady: 0, okAfterNotReadyWithClose: 0, failuresWhileServing: 0, firstRefused: null };
+  let refusedInARow = 0;
+  while (Date.now() - start < req.maxSeconds * 1000 && refusedInARow < 10) {
+    const t = Date.now() - start;
+    const ready = await call('GET', '/readyz').catch((e) => ({ status: 0, error: e.code }));
+    if (ready.status !== 200 && ready.status !== 0 && out.firstNotReady === null) out.firstNotReady = t;
+    const enc = await call('POST', base + '/encrypt', { plaintext: 'aGk=' }).catch((e) => ({ status: 0, error: e.code }));
+    if (enc.status === 200) {
+      refusedInARow = 0;
+      out.lastEncryptOk = Date.now() - start;
+      if (out.firstNotReady !== null) { out.okAfterNotReady++; if (enc.close) out.okAfterNotReadyWithClose++; }
+    } else if (enc.status === 0) {
+      refusedInARow++;
+      if (out.firstRefused === null) out.firstRefused = t;
+    } else if (out.firstRefused === null) {
+      out.failuresWhileServing++;
+    }
+    await sleep(100);
+  }
+  return out;
+}
 (async () => {
-  const out = req.mode === 'stream' ? await stream() : await call(req.method, req.path, req.body).catch((e) => ({ status: 0, body: String(e.message) }));
+  const out = req.mode === 'stream' ? await stream() : req.mode === 'sigterm-probe' ? await sigtermProbe() : await call(req.method, req.path, req.body).catch((e) => ({ status: 0, body: String(e.message) }));
   process.stdout.write(JSON.stringify(out) + '\n');
   agent.destroy();
 })();
@@ -192,6 +220,16 @@ export async function runClient<T>(
 export interface CallResult {
   status: number;
   body: string;
+}
+
+/** What the SIGTERM probe saw, in ms from its start. */
+export interface SigtermProbe {
+  firstNotReady: number | null;
+  lastEncryptOk: number | null;
+  okAfterNotReady: number;
+  okAfterNotReadyWithClose: number;
+  failuresWhileServing: number;
+  firstRefused: number | null;
 }
 
 /** What the stream mode counted. */
