@@ -18,12 +18,13 @@ function run(cmd: string, args: string[]): { ok: boolean; out: string } {
 }
 
 /** Throws {@link NodePreflightError} unless this process may start a node (checked first). */
-export function assertRoot(): void {
+export function assertRoot(what = 'up --node'): void {
   if (process.platform !== 'linux')
-    throw new NodePreflightError(`up --node needs Linux, not ${process.platform}`);
+    throw new NodePreflightError(`${what} needs Linux, not ${process.platform}`);
   if (process.getuid?.() !== 0) {
+    const does = what === 'up --node' ? 'creates' : 'removes';
     throw new NodePreflightError(
-      'up --node needs root: it creates a bridge, iptables chains, mounts and cgroups (the plain `up` does not)',
+      `${what} needs root: it ${does} a bridge, iptables chains, mounts and cgroups (the plain \`up\` does not)`,
     );
   }
 }

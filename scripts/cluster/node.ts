@@ -9,11 +9,9 @@
  * (node-sweep.sh), also after a crash, and checks that nothing is left (node-host.ts).
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { stringify } from 'yaml';
 import { buildKeywardImage } from '../image/keyward-image.ts';
 import {
   BIN_DIR,
@@ -25,15 +23,14 @@ import {
   startGroup,
 } from './cluster.ts';
 import {
-  cniConfig,
   containerdConfig,
   corednsManifests,
   kubeletConfig,
   kubeProxyConfig,
-  tokenFile,
   tokenKubeconfig,
   upstreamResolvers,
 } from './node-config.ts';
+import { adminKubeconfig, writeNodeFiles } from './node-files.ts';
 import {
   assertKernel,
   assertRoot,
@@ -54,7 +51,6 @@ import {
   sweepAsHolder,
   sweepUnderLock,
 } from './node-lock.ts';
-import { makeCa, makeClientCert } from './node-pki.ts';
 import { freePorts, httpGet, isGroupAlive, sleep } from './proc.ts';
 
 const runFile = promisify(execFile);
@@ -201,7 +197,7 @@ async function start(
   createBridge();
   installEgressGuard();
 
-  const files = writeFiles();
+  const files = writeNodeFiles();
   const groups: Record<string, number> = {};
   const owner = holder.supervisorPid;
   const startComponent = (name: string, bin: string, args: string[]): number => {
@@ -375,69 +371,6 @@ async function start(
   return state;
 }
 
-/** Keys, certificates, tokens and configs the components read. */
-function writeFiles() {
-  const p = (name: string) => join(NODE_PATHS.pki, name);
-  const ca = makeCa('keyward-node-ca');
-  const client = makeClientCert(ca, 'kube-apiserver-kubelet-client', ['system:masters']);
-  const sa = generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-  });
-  const write = (path: string, text: string) => writeFileSync(path, text, { mode: 0o600 });
-  write(p('ca.crt'), ca.cert);
-  write(p('ca.key'), ca.key);
-  write(p('apiserver-kubelet-client.crt'), client.cert);
-  write(p('apiserver-kubelet-client.key'), client.key);
-  write(p('sa.pub'), sa.publicKey);
-  write(p('sa.key'), sa.privateKey);
-  const token = () => randomBytes(32).toString('hex');
-  const tokensByName = {
-    admin: token(),
-    controllerManager: token(),
-    scheduler: token(),
-    kubelet: token(),
-    proxy: token(),
-  };
-  const tokens = join(NODE_PATHS.config, 'tokens.csv');
-  write(tokens, tokenFile(tokensByName));
-  writeFileSync(join(NODE_PATHS.cniConf, '10-keyward.conflist'), cniConfig(), { mode: 0o644 });
-  return {
-    tokens,
-    tokensByName,
-    adminToken: tokensByName.admin,
-    saPublic: p('sa.pub'),
-    saPrivate: p('sa.key'),
-    kubeletClientCert: p('apiserver-kubelet-client.crt'),
-    kubeletClientKey: p('apiserver-kubelet-client.key'),
-  };
-}
-
-function adminKubeconfig(state: NodeState): string {
-  return stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [
-      {
-        name: 'keyward-node',
-        cluster: {
-          server: state.server,
-          'certificate-authority-data': Buffer.from(state.caPem).toString('base64'),
-        },
-      },
-    ],
-    users: [{ name: 'keyward-admin', user: { token: state.token } }],
-    contexts: [
-      {
-        name: 'keyward-node',
-        context: { cluster: 'keyward-node', user: 'keyward-admin', namespace: 'default' },
-      },
-    ],
-    'current-context': 'keyward-node',
-  });
-}
-
 const READY_TIMEOUT_MS = 300_000;
 
 async function waitFor(
@@ -479,7 +412,7 @@ export interface NodeDownResult {
  * checks that nothing is left. Refuses a node that another checkout started while it runs.
  */
 export async function downNode(options: { dir?: string } = {}): Promise<NodeDownResult> {
-  assertRoot();
+  assertRoot('down of a node');
   const dir = resolve(options.dir ?? DEFAULT_CLUSTER_DIR);
   const state = readState(dir);
   const holder = readHolder();

@@ -78,3 +78,62 @@ export async function waitPodsReady(namespace: string, selector: string, timeout
     },
   );
 }
+
+/** helm flags that point charts/keyward at the image the node imported. */
+export function chartImageValues(): string[] {
+  const ref = keywardImage();
+  const colon = ref.lastIndexOf(':');
+  return [
+    '--set',
+    `image.repository=${ref.slice(0, colon)}`,
+    '--set',
+    `image.tag=${ref.slice(colon + 1)}`,
+    '--set',
+    'image.pullPolicy=Never',
+  ];
+}
+
+/** Names of the pods of `namespace` that match `selector`, sorted. */
+export async function podNames(namespace: string, selector: string): Promise<string[]> {
+  const out = await kubectl([
+    'get',
+    'pods',
+    '-n',
+    namespace,
+    '-l',
+    selector,
+    '-o',
+    'jsonpath={.items[*].metadata.name}',
+  ]);
+  return out.stdout.split(/\s+/).filter(Boolean).sort();
+}
+
+/** Waits until the Key's Ready condition is True. */
+export async function keyReady(namespace: string, name: string, timeoutMs = 120_000): Promise<void> {
+  await waitFor(
+    `Key ${namespace}/${name} Ready`,
+    async () => {
+      const out = await kubectl(
+        [
+          'get',
+          'keys.keyward.io',
+          name,
+          '-n',
+          namespace,
+          '-o',
+          'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+        ],
+        { allowFailure: true },
+      );
+      return out.stdout.trim() === 'True' ? true : undefined;
+    },
+    timeoutMs,
+    500,
+  );
+}
+
+/** `name` when no such namespace exists yet, else `name-<random>`; ready for pods either way. */
+export async function freshNamespace(name: string): Promise<string> {
+  const exists = (await kubectl(['get', 'namespace', name], { allowFailure: true })).code === 0;
+  return readyNamespace(exists ? uniqueName(name) : name);
+}

@@ -8,7 +8,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../scripts/cluster/cluster.ts';
 import { helm, kubectl, waitFor } from '../cluster/harness.ts';
-import { describeOnNode, keywardImage, readyNamespace, uniqueName, waitPodsReady } from './harness.ts';
+import {
+  chartImageValues,
+  describeOnNode,
+  freshNamespace,
+  keyReady,
+  keywardImage,
+  podNames,
+  waitPodsReady,
+} from './harness.ts';
 import {
   type CallResult,
   MOUNTS,
@@ -30,33 +38,6 @@ const CHART = join(REPO_ROOT, 'charts', 'keyward');
 const engineSelector = 'app.kubernetes.io/component=engine';
 const operatorSelector = 'app.kubernetes.io/component=operator';
 
-function imageValues(): string[] {
-  const ref = keywardImage();
-  const colon = ref.lastIndexOf(':');
-  return [
-    '--set',
-    `image.repository=${ref.slice(0, colon)}`,
-    '--set',
-    `image.tag=${ref.slice(colon + 1)}`,
-    '--set',
-    'image.pullPolicy=Never',
-  ];
-}
-
-async function podNames(namespace: string, selector: string): Promise<string[]> {
-  const out = await kubectl([
-    'get',
-    'pods',
-    '-n',
-    namespace,
-    '-l',
-    selector,
-    '-o',
-    'jsonpath={.items[*].metadata.name}',
-  ]);
-  return out.stdout.split(/\s+/).filter(Boolean).sort();
-}
-
 async function leaseHolder(): Promise<string> {
   const out = await kubectl(
     ['get', 'lease', `${RELEASE}-operator`, '-n', NS, '-o', 'jsonpath={.spec.holderIdentity}'],
@@ -65,35 +46,6 @@ async function leaseHolder(): Promise<string> {
     },
   );
   return out.stdout.trim();
-}
-
-async function keyReady(namespace: string, name: string, timeoutMs = 120_000): Promise<void> {
-  await waitFor(
-    `Key ${namespace}/${name} Ready`,
-    async () => {
-      const out = await kubectl(
-        [
-          'get',
-          'keys.keyward.io',
-          name,
-          '-n',
-          namespace,
-          '-o',
-          'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
-        ],
-        { allowFailure: true },
-      );
-      return out.stdout.trim() === 'True' ? true : undefined;
-    },
-    timeoutMs,
-    500,
-  );
-}
-
-/** `name` when no such namespace exists yet, else `name-<random>`; ready for pods either way. */
-async function freshNamespace(name: string): Promise<string> {
-  const exists = (await kubectl(['get', 'namespace', name], { allowFailure: true })).code === 0;
-  return readyNamespace(exists ? uniqueName(name) : name);
 }
 
 /** Publishes the engine's CA in the workload namespace, as the chart's install notes say. */
@@ -203,7 +155,7 @@ describeOnNode('Keyward on a real node', () => {
         '--wait',
         '--timeout',
         '300s',
-        ...imageValues(),
+        ...chartImageValues(),
       ],
       {
         timeoutMs: 330_000,
@@ -544,7 +496,7 @@ describeOnNode('Keyward on a real node', () => {
     ).stdout.split(/\s+/);
     expect(secretsAfter).toEqual(expect.arrayContaining(secretsBefore));
 
-    await helm(['install', RELEASE, CHART, '-n', NS, '--wait', '--timeout', '300s', ...imageValues()], {
+    await helm(['install', RELEASE, CHART, '-n', NS, '--wait', '--timeout', '300s', ...chartImageValues()], {
       timeoutMs: 330_000,
     });
     await keyReady(SHOP, 'orders');
