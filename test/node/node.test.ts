@@ -16,13 +16,13 @@ import {
   waitPodsReady,
 } from './harness.ts';
 
-const npmCluster = (args: string[], asUser?: number) => {
-  const node = process.execPath;
-  const argv = [node, 'scripts/cluster/main.ts', ...args];
-  const [cmd, ...rest] =
-    asUser === undefined
-      ? argv
-      : ['setpriv', `--reuid=${asUser}`, `--regid=${asUser}`, '--clear-groups', ...argv];
+/**
+ * Runs `npm run cluster -- <args>` (the script itself). `nonRoot` runs it in a fresh user
+ * namespace, where it is uid 65534 yet still reads this checkout wherever it lives.
+ */
+const npmCluster = (args: string[], nonRoot = false) => {
+  const argv = [process.execPath, 'scripts/cluster/main.ts', ...args];
+  const [cmd, ...rest] = nonRoot ? ['unshare', '--user', ...argv] : argv;
   return spawnSync(cmd as string, rest, { cwd: REPO_ROOT, encoding: 'utf8', timeout: 180_000 });
 };
 
@@ -111,7 +111,7 @@ describeOnNode('the real node', () => {
   });
 
   it('refuses `up --node` without root at once, with one line, before touching anything', () => {
-    const r = npmCluster(['up', '--node'], 65534);
+    const r = npmCluster(['up', '--node'], true);
     expect(r.status).toBe(1);
     expect(r.stderr.trim().split('\n')).toEqual([
       'cluster: up --node needs root: it creates a bridge, iptables chains, mounts and cgroups (the plain `up` does not)',
