@@ -186,14 +186,21 @@ function startSupervisor(ownerPid: number | null): Promise<number | null> {
 export async function sweepUnderLock(timeoutMs = 300_000): Promise<string> {
   const holder = readHolder();
   if (holder && isSupervisor(holder.supervisorPid)) {
-    process.kill(holder.supervisorPid, 'SIGTERM');
+    try {
+      process.kill(holder.supervisorPid, 'SIGTERM');
+    } catch {
+      // it died meanwhile
+    }
     const deadline = Date.now() + timeoutMs;
     while (isSupervisor(holder.supervisorPid)) {
       if (Date.now() > deadline)
         throw new Error(`the node supervisor ${holder.supervisorPid} did not finish its teardown`);
       await sleep(200);
     }
-    return `supervisor ${holder.supervisorPid} tore the node down`;
+    // It removes holder.json as its teardown's last step. Still there: it died instead (a kill -9
+    // racing with this down, say), and the sweep below does the work.
+    if (readHolder()?.supervisorPid !== holder.supervisorPid)
+      return `supervisor ${holder.supervisorPid} tore the node down`;
   }
   if (!existsSync(NODE.run)) mkdirSync(NODE.run, { recursive: true, mode: 0o700 });
   const r = spawnSync(
