@@ -1,31 +1,34 @@
 # syntax=docker/dockerfile:1
-# The Keyward image: one image for `keyward operator` and `keyward engine` (and `serve`).
-# Node 24 runs the TypeScript sources directly (native type stripping), so there is no compile
-# step: the build stage only installs the production dependencies.
-# NOTE: not built in the project's CI machines (no container engine there); see README.
+# The Keyward image for users who build with Docker: one image for `keyward operator`,
+# `keyward engine` and `keyward serve`. It has the same content as `npm run image`
+# (scripts/image/keyward-image.ts), which builds it here without Docker or a registry:
+#   - the node binary of the pinned version and the C/C++ runtime it links (distroless/cc);
+#   - the production dependencies, installed exactly as locked, without install scripts,
+#     launchers (.bin), type declarations or source maps;
+#   - the runtime files: the whole build context, which .dockerignore (the one file list of
+#     both builds) narrows down. Add runtime files there, never as another COPY here.
+# No shell, no npm; uid 65532; nothing is written outside /tmp (a read-only root works).
+# Node 24 runs the TypeScript sources directly (type stripping): there is no compile step.
+# NOTE: no container engine runs in this project's CI; test/image/files.test.ts checks this
+# file's shape and NODE_VERSION against package.json instead.
 
-ARG NODE_VERSION=24
+ARG NODE_VERSION=24.21.0
 
-FROM node:${NODE_VERSION} AS deps
+FROM node:${NODE_VERSION}-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-# Production dependencies only, exactly as locked; no install scripts run.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
- && npm cache clean --force
+ && find node_modules -name .bin -prune -exec rm -rf {} + \
+ && find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' \) -delete
 
-FROM node:${NODE_VERSION}-slim AS runtime
+FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 ENV NODE_ENV=production \
-    HOME=/tmp \
-    KEYWARD_DATA_DIR=/tmp/keyward
+    HOME=/tmp
+COPY --from=deps /usr/local/bin/node /usr/local/bin/node
 WORKDIR /app
 COPY --from=deps --chown=0:0 /app/node_modules ./node_modules
-COPY --chown=0:0 package.json ./
-COPY --chown=0:0 engine ./engine
-COPY --chown=0:0 operator ./operator
-COPY --chown=0:0 crds ./crds
-# The files belong to root and are read-only for the runtime user; the process runs as the
-# unprivileged 65532:65532 (the "nonroot" ids of distroless), as the chart's pods require.
+COPY --chown=0:0 . ./
 USER 65532:65532
 EXPOSE 8443 8080
-ENTRYPOINT ["node", "engine/cli/main.ts"]
+ENTRYPOINT ["/usr/local/bin/node", "/app/engine/cli/main.ts"]
 CMD ["--help"]

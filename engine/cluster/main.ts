@@ -70,6 +70,11 @@ export interface ClusterEngineOptions {
   auth?: Omit<KubeAuthOptions, 'kubeConfig' | 'log'>;
   /** The audit log (docs/audit.md): JSON lines on stdout, and segment files with `dir`; on by default. */
   audit?: AuditConfig;
+  /**
+   * How long {@link RunningClusterEngine.shutdown} keeps serving after readiness fails, so that
+   * endpoint removal reaches every kube-proxy before the listener closes; 0 (the chart sets 5 s).
+   */
+  shutdownDelayMs?: number;
   /** Credentials for TokenReview and SAR when they differ from `kubeConfig` (tests use a dead one). */
   authKubeConfig?: KubeConfig;
   logger?: Logger;
@@ -88,6 +93,13 @@ export interface RunningClusterEngine {
   tls: TlsMaterial | undefined;
   /** Stops accepting, drains, publishes usage, stops informers and workers. */
   close(): Promise<void>;
+  /**
+   * The graceful stop for SIGTERM: readiness fails at once and every response closes its
+   * connection; requests keep being served for `shutdownDelayMs`; then {@link close}.
+   */
+  shutdown(): Promise<void>;
+  /** True once {@link shutdown} has begun. */
+  draining(): boolean;
 }
 
 function loadKubeConfig(path: string | undefined): KubeConfig {
@@ -176,10 +188,12 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
     masterKey: () => sources.master(),
     log,
   });
+  let draining = false;
   const { app, metrics } = buildServer({
     backend,
     auth,
     logger: log,
+    isDraining: () => draining,
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     ...(audit ? { audit: audit.http } : {}),
   });
@@ -226,5 +240,28 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
     })();
     return closing;
   };
-  return { url, metricsUrl: metricsServer.url, app, backend: b, auth: kubeAuth, usage, tls, close };
+  const delayMs = options.shutdownDelayMs ?? 0;
+  let shuttingDown: Promise<void> | undefined;
+  const shutdown = (): Promise<void> => {
+    shuttingDown ??= (async () => {
+      draining = true;
+      log.info({ delayMs }, 'shutting down: not ready; serving until endpoints are updated');
+      if (delayMs > 0) await new Promise((done) => setTimeout(done, delayMs));
+      await close();
+      log.info('stopped');
+    })();
+    return shuttingDown;
+  };
+  return {
+    url,
+    metricsUrl: metricsServer.url,
+    app,
+    backend: b,
+    auth: kubeAuth,
+    usage,
+    tls,
+    close,
+    shutdown,
+    draining: () => draining,
+  };
 }

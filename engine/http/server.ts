@@ -48,6 +48,13 @@ export interface ServerOptions {
   requestTimeoutMs?: number;
   /** The region the engine serves, so `/openapi.json` states which Isolated keys it can create. */
   region?: string;
+  /**
+   * True once the server is shutting down gracefully: `/readyz` then fails (so the Service stops
+   * sending new connections), and every response says `connection: close` (so keep-alive
+   * clients reconnect, through the Service, to a replica that stays) while requests are still
+   * served normally.
+   */
+  isDraining?: () => boolean;
 }
 
 const NAMESPACE = new RegExp(NAMESPACE_PATTERN);
@@ -164,8 +171,17 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
     done();
   });
 
+  const isDraining = opts.isDraining;
+  if (isDraining) {
+    app.addHook('onSend', (_request, reply, payload, done) => {
+      if (isDraining()) reply.header('connection', 'close');
+      done(null, payload);
+    });
+  }
+
   app.get('/livez', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
+    if (isDraining?.()) return sendError(reply, new KeywardError('UNAVAILABLE', 'shutting down'));
     if (!backend.ready()) return sendError(reply, new KeywardError('UNAVAILABLE', 'not ready'));
     return { status: 'ok' };
   });

@@ -281,7 +281,11 @@ if [ "$owner" != none ] && [ "$leftover" != none ] && ! kill -0 "$owner" 2>/dev/
 fi
 `;
 
-function startGroup(
+/**
+ * Starts `bin` under the watchdog shell in a new session and returns the process-group id. With
+ * an owner pid, the group stops itself once the owner is gone (and removes `leftover`).
+ */
+export function startGroup(
   logFile: string,
   ownerPid: number | null,
   leftover: string | null,

@@ -168,6 +168,8 @@ export const NON_DEFAULT = {
     replicas: 4,
     port: 9443,
     threads: 3,
+    shutdownDelaySeconds: 10,
+    terminationGracePeriodSeconds: 60,
     service: { port: 8443, annotations: { 'example.com/x': 'y' } },
     autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 7, targetCPUUtilizationPercentage: 60 },
     podDisruptionBudget: { enabled: true, maxUnavailable: '25%' },

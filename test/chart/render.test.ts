@@ -194,7 +194,11 @@ describe('helm template with the default values', () => {
       '--tls=/etc/keyward/tls/tls.crt,/etc/keyward/tls/tls.key',
       '--identity=$(POD_NAME)',
       '--audit-required',
+      // SIGTERM: serve 5 s with readiness failed, then stop within the 30 s grace period.
+      '--shutdown-delay-ms=5000',
+      '--shutdown-timeout-ms=23000',
     ]);
+    expect(en.spec.template.spec.terminationGracePeriodSeconds).toBe(30);
     for (const d of [op, en]) {
       const c = d.spec.template.spec.containers[0];
       expect(c.image).toBe('ghcr.io/keyward/keyward:0.1.0');
@@ -382,7 +386,16 @@ describe('helm template with non-default values', () => {
     const en = find(objects, 'Deployment', ENGINE);
     // The HPA owns the replica count.
     expect(en.spec.replicas).toBeUndefined();
-    expect(args(en)).toEqual(expect.arrayContaining(['--port=9443', '--region=eu-west', '--threads=3']));
+    expect(args(en)).toEqual(
+      expect.arrayContaining([
+        '--port=9443',
+        '--region=eu-west',
+        '--threads=3',
+        '--shutdown-delay-ms=10000',
+        '--shutdown-timeout-ms=48000',
+      ]),
+    );
+    expect(en.spec.template.spec.terminationGracePeriodSeconds).toBe(60);
     expect(en.spec.template.spec.affinity.podAntiAffinity).toBeDefined();
     expect(en.spec.template.spec.containers[0].image).toBe(
       `registry.example.com/keyward@sha256:${'ab'.repeat(32)}`,
@@ -532,6 +545,12 @@ describe('values.schema.json', () => {
     await refused(
       { engine: { service: { type: 'ExternalName' } } },
       /engine\.service\.type|\/engine\/service\/type/,
+    );
+    await refused({ engine: { shutdownDelaySeconds: -1 } }, /shutdownDelaySeconds/);
+    // The engine must be able to finish its drain before the kubelet kills it.
+    await refused(
+      { engine: { shutdownDelaySeconds: 30, terminationGracePeriodSeconds: 30 } },
+      /terminationGracePeriodSeconds must exceed engine\.shutdownDelaySeconds/,
     );
   });
 

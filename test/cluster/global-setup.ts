@@ -15,7 +15,9 @@ import './provided.ts';
 /** Brings the cluster up and provides its state to the suites as `inject('keywardCluster')`. */
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
   const shared = readState(DEFAULT_CLUSTER_DIR);
-  if (shared && (await isHealthy(shared))) {
+  // A real node started by hand (`up --node`) is not shared: these suites may stop and restart
+  // the apiserver, which a node's kube-proxy takes minutes to get over.
+  if (shared && !('node' in shared) && (await isHealthy(shared))) {
     project.provide('keywardCluster', shared);
     return undefined;
   }
