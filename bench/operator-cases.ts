@@ -18,7 +18,7 @@ import {
   type KubernetesObject,
   makeInformer,
 } from '@kubernetes/client-node';
-import { MERGE_PATCH, poolConnections } from '../engine/kube/client.ts';
+import { KubeClient, MERGE_PATCH } from '../engine/kube/client.ts';
 import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from '../engine/kube/key-resource.ts';
 import {
   BIN_DIR,
@@ -71,9 +71,9 @@ export async function measureOperatorKeys(options: OperatorBenchOptions = {}): P
   const kc = new KubeConfig();
   kc.loadFromFile(state.kubeconfig);
   // Like kubectl, keep connections alive (client-node 2.0.1 would handshake on every request).
-  poolConnections(kc);
-  const core = kc.makeApiClient(CoreV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
+  const client = new KubeClient(kc, { requestTimeoutMs: 60_000 });
+  const core = client.api(CoreV1Api);
+  const custom = client.api(CustomObjectsApi);
   const suffix = randomBytes(4).toString('hex');
   const ns = `kw-bench-${suffix}`;
   const opNs = `kw-bench-op-${suffix}`;
@@ -120,7 +120,7 @@ export async function measureOperatorKeys(options: OperatorBenchOptions = {}): P
     );
     await waitUntil(async () => {
       try {
-        const lease = await kc.makeApiClient(CoordinationV1Api).readNamespacedLease({
+        const lease = await client.api(CoordinationV1Api).readNamespacedLease({
           name: 'bench',
           namespace: opNs,
         });

@@ -8,7 +8,10 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Live values the gauges read at scrape time. */
 export interface MetricsSources {
+  /** Keys due now (the backlog). */
   queueDepth: () => number;
+  /** Keys queued for later (their next rotation, a backoff). */
+  parkedKeys: () => number;
   keysByState: () => Record<string, number>;
   isLeader: () => boolean;
 }
@@ -20,6 +23,7 @@ export class OperatorMetrics {
   readonly errors: Counter;
   readonly duration: Histogram;
   readonly informerRestarts: Counter<'informer' | 'reason'>;
+  readonly resyncSeconds: Gauge;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -46,12 +50,25 @@ export class OperatorMetrics {
       labelNames: ['informer', 'reason'],
       registers,
     });
+    this.resyncSeconds = new Gauge({
+      name: 'keyward_operator_resync_seconds',
+      help: 'How long the last full pass over every cached Key took (a resync, or a new term).',
+      registers,
+    });
     new Gauge({
       name: 'keyward_operator_queue_depth',
-      help: 'Keys waiting in the work queue (due now or later).',
+      help: 'Keys due for reconciliation now and not yet taken by a worker: the backlog.',
       registers,
       collect() {
         this.set(sources.queueDepth());
+      },
+    });
+    new Gauge({
+      name: 'keyward_operator_parked_keys',
+      help: 'Keys queued for later: their next rotation or deletion, or a retry backoff.',
+      registers,
+      collect() {
+        this.set(sources.parkedKeys());
       },
     });
     new Gauge({

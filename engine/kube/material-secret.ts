@@ -22,6 +22,8 @@ export const MATERIAL_LABEL = 'keyward.io/material';
 export const KEY_NAMESPACE_LABEL = 'keyward.io/key-namespace';
 /** Label holding the Key's name. */
 export const KEY_NAME_LABEL = 'keyward.io/key-name';
+/** Annotation naming the operator replica (its Lease identity) that wrote the Secret. */
+export const WRITTEN_BY_ANNOTATION = 'keyward.io/written-by';
 /** Standard managed-by label value. */
 export const MANAGED_BY = 'keyward-operator';
 /** `data` entry of the record. */
@@ -68,6 +70,7 @@ export interface MaterialSecret {
     name: string;
     namespace: string;
     labels?: Record<string, string>;
+    annotations?: Record<string, string>;
     resourceVersion?: string;
   };
   data?: Record<string, string>;
@@ -84,7 +87,11 @@ export function versionEntry(version: number): string {
 }
 
 /** Builds the Secret for `stored` in `operatorNamespace` (no resourceVersion: callers add it). */
-export function encodeMaterialSecret(operatorNamespace: string, stored: StoredKey): MaterialSecret {
+export function encodeMaterialSecret(
+  operatorNamespace: string,
+  stored: StoredKey,
+  writtenBy?: string,
+): MaterialSecret {
   const { versions, ...rest } = stored.record;
   const json: StoredRecordJson = {
     ...rest,
@@ -113,6 +120,7 @@ export function encodeMaterialSecret(operatorNamespace: string, stored: StoredKe
         [KEY_NAMESPACE_LABEL]: rest.namespace,
         [KEY_NAME_LABEL]: rest.name,
       },
+      ...(writtenBy === undefined ? {} : { annotations: { [WRITTEN_BY_ANNOTATION]: writtenBy } }),
     },
     data,
   };
