@@ -161,8 +161,9 @@ export class KeyReconciler {
   }
 
   /**
-   * Merge-patches the status; fields that disappeared are sent as null so they are removed.
-   * Returns the Key's new resourceVersion.
+   * Merge-patches the status, conditional on the Key's resourceVersion (a stale read, or a write
+   * of a replica that no longer leads, gets a 409 instead of moving the status backwards); fields
+   * that disappeared are sent as null so they are removed. Returns the Key's new resourceVersion.
    */
   private async patchStatus(key: KeyResource, status: KeyResourceStatus): Promise<string | undefined> {
     const body: Record<string, unknown> = { ...status };
@@ -175,7 +176,7 @@ export class KeyReconciler {
           plural: KEY_PLURAL,
           namespace: key.metadata.namespace,
           name: key.metadata.name,
-          body: { status: body },
+          body: { metadata: { resourceVersion: key.metadata.resourceVersion }, status: body },
         },
         MERGE_PATCH,
       )) as KeyResource;

@@ -94,7 +94,12 @@ interface Cached<V> {
   value: V;
   freshUntil: number;
   staleUntil: number;
+  /** After a failed background refresh: no new attempt before this (no storm on an outage). */
+  retryAt?: number;
 }
+
+/** How long a failed background refresh waits before the next attempt. */
+const REFRESH_RETRY_MS = 1_000;
 
 /**
  * Principals made here carry their Kubernetes user in this map rather than in fields, so a
@@ -106,6 +111,7 @@ const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8
 
 /** See the module comment. */
 export class KubeAuthenticator implements Authenticator {
+  readonly #client: KubeClient;
   readonly #authn: AuthenticationV1Api;
   readonly #authz: AuthorizationV1Api;
   readonly #audience: string;
@@ -118,12 +124,14 @@ export class KubeAuthenticator implements Authenticator {
   readonly #tokens: TtlCache<string, Cached<TokenDecision>>;
   readonly #decisions: TtlCache<string, Cached<boolean>>;
   readonly #inflight = new Map<string, Promise<unknown>>();
+  #failures = { loggedAt: 0, count: 0 };
   /** Reviews sent to the apiserver (tests and metrics: shows the caches work). */
   reviews = { token: 0, access: 0 };
   /** Requests served on a stale positive decision (past its fresh TTL). */
   staleServed = 0;
 
   constructor(options: KubeAuthOptions) {
+    this.#client = options.client;
     this.#authn = options.client.api(AuthenticationV1Api);
     this.#authz = options.client.api(AuthorizationV1Api);
     this.#audience = options.audience ?? KEYWARD_AUDIENCE;
@@ -219,20 +227,33 @@ export class KubeAuthenticator implements Authenticator {
     const now = this.#now();
     const cached = cache.get(id);
     if (cached !== undefined && now < cached.freshUntil) return cached.value;
-    const fetch = (): Promise<V> =>
+    const fetchInto = (run: () => Promise<V>): Promise<V> =>
       this.#once(flight, async () => {
-        const value = await review();
+        const value = await run();
         const t = times(value);
-        const keep = Math.max(t.freshUntil, t.staleUntil) - this.#now();
-        cache.set(id, { value, ...t }, keep);
+        cache.set(id, { value, ...t }, Math.max(t.freshUntil, t.staleUntil) - this.#now());
         return value;
       });
-    if (cached !== undefined && positive(cached.value) && now < cached.staleUntil) {
-      this.staleServed++;
-      fetch().catch(() => undefined); // logged by #call; the stale decision stays
-      return cached.value;
-    }
-    return fetch();
+    if (cached === undefined || !positive(cached.value) || now >= cached.staleUntil) return fetchInto(review);
+    this.staleServed++;
+    if (cached.retryAt !== undefined && now < cached.retryAt) return cached.value;
+    // A just-restarted apiserver answers from caches that have not synced yet (RBAC with no
+    // bindings says "not allowed"): a positive decision turns negative only on the word of an
+    // apiserver that is ready. Any failure keeps the stale decision (#call logged it) and waits
+    // a moment before the next attempt.
+    fetchInto(async () => {
+      const value = await review();
+      if (!positive(value) && !(await this.#client.apiserverReady())) {
+        this.#log?.warn(
+          'a review turned negative while the apiserver is not ready; keeping the previous decision',
+        );
+        throw new Error('the apiserver is not ready');
+      }
+      return value;
+    }).catch(() => {
+      cached.retryAt = this.#now() + REFRESH_RETRY_MS;
+    });
+    return cached.value;
   }
 
   /** Token decisions: fresh for the token TTL, positive ones stale-usable; never past `exp`. */
@@ -310,7 +331,7 @@ export class KubeAuthenticator implements Authenticator {
     try {
       return await Promise.race([run(), deadline]);
     } catch (err) {
-      this.#log?.warn({ review: what, err: describeError(err) }, 'access review failed');
+      this.#logFailure(what, err);
       throw new KeywardError(
         'UNAVAILABLE',
         `cannot reach the Kubernetes API to check access (${what} failed); try again`,
@@ -319,6 +340,18 @@ export class KubeAuthenticator implements Authenticator {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Logs a failed review, at most once a second (an outage fails every request's review). */
+  #logFailure(what: string, err: unknown): void {
+    const now = this.#now();
+    this.#failures.count++;
+    if (now - this.#failures.loggedAt < 1000) return;
+    this.#log?.warn(
+      { review: what, err: describeError(err), failedSinceLastLog: this.#failures.count },
+      'access review failed',
+    );
+    this.#failures = { loggedAt: now, count: 0 };
   }
 
   /** Shares one in-flight review between concurrent identical requests. */

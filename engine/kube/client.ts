@@ -24,13 +24,14 @@ import {
   type ApiType,
   type ConfigurationOptions,
   createConfiguration,
+  HttpMethod,
   IsomorphicFetchHttpLibrary,
   type KubeConfig,
   type KubernetesListObject,
   type KubernetesObject,
   ListWatch,
   PatchStrategy,
-  type RequestContext,
+  RequestContext,
   type ResponseContext,
   ServerConfiguration,
   setHeaderOptions,
@@ -162,6 +163,25 @@ export class KubeClient {
       applySecurityAuthentication: (ctx: RequestContext) => this.#authenticate(ctx),
     } as unknown as KubeConfig;
     return new ListWatch<T>(path, new Watch(config), list, false, labelSelector);
+  }
+
+  /**
+   * True when the apiserver's `/readyz` answers 200 (its caches, RBAC's included, have synced).
+   * A just-restarted apiserver serves requests before that, and answers authorization reviews
+   * from empty caches; callers use this to tell such an answer from a real one.
+   */
+  async apiserverReady(): Promise<boolean> {
+    const server = this.kubeConfig.getCurrentCluster()?.server;
+    if (server === undefined) return false;
+    const ctx = new RequestContext(`${server.replace(/\/+$/, '')}/readyz`, HttpMethod.GET);
+    try {
+      await this.#authenticate(ctx);
+      const res = await this.#send(ctx, undefined);
+      await res.body.text().catch(() => undefined);
+      return res.httpStatusCode === 200;
+    } catch {
+      return false;
+    }
   }
 
   /** Closes the pooled connections; requests in flight finish, new ones fail. */
