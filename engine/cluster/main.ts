@@ -163,7 +163,10 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
   }
 
   const counter = new UsageCounter();
-  const engine = new CryptoEngine(options.threads === undefined ? {} : { threads: options.threads });
+  const engine = new CryptoEngine({
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    onWorkerError: (err) => log.error({ err: err.message }, 'a crypto worker died; it was replaced'),
+  });
   let backend: ClusterKeyBackend | undefined;
   const sources = new KeySources({
     client,

@@ -1,7 +1,7 @@
 /**
  * The format of the Secrets that hold key material (one Secret per Key, in the operator's
- * namespace). Pure encode/decode, shared by the operator (the only writer) and, later, the
- * engine's cluster mode, which reads these Secrets through an informer.
+ * namespace). Pure encode/decode, shared by the operator (the only writer) and the engine's
+ * cluster mode, which reads these Secrets through an informer (engine/cluster/key-sources.ts).
  *
  * Secret `kkey.<namespace>.<name>` (`.` cannot occur in a namespace or a Key name, so the name is
  * unambiguous), type `keyward.io/key-material`, labels below. `data`:
