@@ -7,7 +7,7 @@
  */
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { describeError, type KubeClient } from '../engine/kube/client.ts';
-import { type Clock, LeaderElector, type LeadershipTerm } from './leader.ts';
+import { type Clock, LeaderElector, type LeadershipTerm, type LeaseApi } from './leader.ts';
 import type { Logger } from './log.ts';
 
 /** A controller that acts only while its replica leads. */
@@ -27,6 +27,8 @@ export interface LeadershipOptions {
   leaseDurationMs?: number;
   requestTimeoutMs?: number;
   controllers: readonly Controller[];
+  /** The Lease calls; `client`'s CoordinationV1Api by default (tests pass a stand-in). */
+  leaseApi?: LeaseApi;
   clock?: Clock;
   log: Logger;
 }
@@ -42,7 +44,7 @@ export class Leadership {
   constructor(o: LeadershipOptions) {
     this.#o = o;
     this.elector = new LeaderElector({
-      api: o.client.api(CoordinationV1Api),
+      api: o.leaseApi ?? o.client.api(CoordinationV1Api),
       namespace: o.namespace,
       name: o.leaseName,
       identity: o.identity,
