@@ -180,6 +180,7 @@ export class KeyController {
     const r = this.#resync;
     if (r === undefined || r.pending.size > 0) return;
     this.#o.metrics.resyncSeconds.set((this.#now() - r.started) / 1000);
+    this.#o.metrics.resyncs.inc();
     this.#resync = undefined;
   }
 

@@ -6,7 +6,7 @@
 import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import { fingerprint } from '../engine/crypto/fingerprint.ts';
-import { generateMaterialAsync } from '../engine/crypto/material.ts';
+import { generateMaterial, generateMaterialAsync } from '../engine/crypto/material.ts';
 import { wrapMaterial } from '../engine/crypto/wrap.ts';
 import { isConflict, isNotFound } from '../engine/kube/client.ts';
 import {
@@ -167,7 +167,9 @@ export class MaterialStore {
         versions.push(v);
         continue;
       }
-      const material = await generateMaterialAsync(r.usage);
+      // 32 random bytes are cheaper drawn at once than through the thread pool; key pairs are not.
+      const material =
+        r.usage === 'AES256' ? generateMaterial(r.usage) : await generateMaterialAsync(r.usage);
       try {
         const wrapped = wrapMaterial(
           this.master,

@@ -4,7 +4,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Live values the gauges read at scrape time. */
 export interface MetricsSources {
@@ -24,9 +24,12 @@ export class OperatorMetrics {
   readonly duration: Histogram;
   readonly informerRestarts: Counter<'informer' | 'reason'>;
   readonly resyncSeconds: Gauge;
+  readonly resyncs: Counter;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
+    // Process figures (memory, CPU, event-loop lag), as the engine exposes them.
+    collectDefaultMetrics({ register: this.registry, prefix: 'keyward_operator_' });
     this.reconciles = new Counter({
       name: 'keyward_operator_reconciles_total',
       help: 'Key reconciliations, by result (success, error).',
@@ -53,6 +56,11 @@ export class OperatorMetrics {
     this.resyncSeconds = new Gauge({
       name: 'keyward_operator_resync_seconds',
       help: 'How long the last full pass over every cached Key took (a resync, or a new term).',
+      registers,
+    });
+    this.resyncs = new Counter({
+      name: 'keyward_operator_resyncs_total',
+      help: 'Full passes over every cached Key completed (resyncs and new terms).',
       registers,
     });
     new Gauge({

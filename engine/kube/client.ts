@@ -98,6 +98,17 @@ export interface KubeClientOptions {
   userAgent?: string;
 }
 
+/** How often the credentials of the kubeconfig are worked out again. */
+const AUTH_REFRESH_MS = 10_000;
+
+/** What every request carries, as last worked out from the kubeconfig. */
+interface ResolvedAuth {
+  at: number;
+  headers: Array<[string, string]>;
+  /** The pooled dispatcher; `socks` for client-node's own; undefined for none (plain HTTP). */
+  dispatcher: Dispatcher | 'socks' | undefined;
+}
+
 type Constructor<T> = new (config: ReturnType<typeof createConfiguration>) => T;
 
 /** See the module comment. */
@@ -107,6 +118,7 @@ export class KubeClient {
   readonly #userAgent: string | undefined;
   readonly #fetch = new IsomorphicFetchHttpLibrary();
   #pool: { id: string; agent: Dispatcher } | undefined;
+  #auth: ResolvedAuth | undefined;
   #closed = false;
 
   constructor(kubeConfig: KubeConfig, options: KubeClientOptions = {}) {
@@ -202,16 +214,36 @@ export class KubeClient {
     return this.#fetch.send(ctx).toPromise();
   }
 
-  /** Headers from the kubeconfig (token, exec plugin, basic auth) and the pooled dispatcher. */
+  /**
+   * Headers from the kubeconfig (token, exec plugin, basic auth) and the pooled dispatcher. Worked
+   * out at most every AUTH_REFRESH_MS (each time reads files, decodes certificates and hashes the
+   * TLS identity), so a rotated token or certificate is picked up within that time.
+   */
   async #authenticate(ctx: RequestContext): Promise<void> {
+    let auth = this.#auth;
+    if (auth === undefined || Date.now() - auth.at > AUTH_REFRESH_MS) {
+      auth = await this.#resolveAuth();
+      this.#auth = auth;
+    }
+    for (const [name, value] of auth.headers) ctx.setHeaderParam(name, value);
+    if (auth.dispatcher === 'socks') {
+      // Rare; client-node's own per-request dispatcher handles SOCKS proxies.
+      await this.kubeConfig.applySecurityAuthentication(ctx);
+    } else if (auth.dispatcher !== undefined) {
+      ctx.setDispatcher(auth.dispatcher);
+    }
+  }
+
+  async #resolveAuth(): Promise<ResolvedAuth> {
     const kc = this.kubeConfig;
+    const headers: Array<[string, string]> = [];
     const opts: RequestOptions = {};
     await kc.applyToHTTPSOptions(opts);
     for (const [name, value] of Object.entries(opts.headers ?? {})) {
-      if (value !== undefined) ctx.setHeaderParam(name, String(value));
+      if (value !== undefined) headers.push([name, String(value)]);
     }
     if (typeof opts.auth === 'string' && opts.auth !== '') {
-      ctx.setHeaderParam('Authorization', `Basic ${Buffer.from(opts.auth).toString('base64')}`);
+      headers.push(['Authorization', `Basic ${Buffer.from(opts.auth).toString('base64')}`]);
     }
     const cluster = kc.getCurrentCluster();
     const tls = {
@@ -224,13 +256,10 @@ export class KubeClient {
       servername: opts.servername,
     };
     const wanted = kc.createDispatcherOptions(cluster, tls as AgentOptions);
-    if (wanted.type === 'none') return;
-    if (wanted.type === 'socks') {
-      // Rare; client-node's own per-request dispatcher handles SOCKS proxies.
-      await kc.applySecurityAuthentication(ctx);
-      return;
-    }
-    ctx.setDispatcher(this.#dispatcher(cluster?.server ?? '', tls, wanted));
+    const at = Date.now();
+    if (wanted.type === 'none') return { at, headers, dispatcher: undefined };
+    if (wanted.type === 'socks') return { at, headers, dispatcher: 'socks' };
+    return { at, headers, dispatcher: this.#dispatcher(cluster?.server ?? '', tls, wanted) };
   }
 
   #dispatcher(
