@@ -56,6 +56,9 @@ export interface OperatorBenchResult {
   engineRssMiB?: number;
   /** Seconds one full resync took (every Key reconciled once), when measured. */
   resyncSeconds?: number;
+  /** Reconciles that failed and were retried (409s included), and reconciles in all. */
+  reconcileErrors?: number;
+  reconciles?: number;
 }
 
 /** Options of {@link measureOperatorKeys}. */
@@ -308,6 +311,12 @@ export async function measureOperatorKeys(options: OperatorBenchOptions = {}): P
     }
     result.operatorRssMiB = rssMiB(operator.pid);
     if (Number.isFinite(port)) {
+      result.reconcileErrors = await scrape(port, 'keyward_operator_reconcile_errors_total');
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      result.reconciles = text
+        .split('\n')
+        .filter((l) => l.startsWith('keyward_operator_reconciles_total{'))
+        .reduce((sum, l) => sum + Number(l.split(' ')[1]), 0);
       const heap = await scrape(port, 'keyward_operator_nodejs_heap_size_used_bytes');
       if (heap !== undefined) result.operatorHeapMiB = heap / 2 ** 20;
     }
