@@ -29,3 +29,30 @@ describe('layering', () => {
     expect(offenders).toEqual([...ALLOWED]);
   });
 });
+
+describe('dependencies', () => {
+  // The image holds the production dependencies only (issue #17 moved yaml, used by tests and
+  // scripts alone, to devDependencies): runtime code must not import anything else.
+  it('runtime code (engine/, operator/) imports only node: builtins and production dependencies', () => {
+    const root = join(ENGINE, '..');
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+    };
+    const allowed = new Set(Object.keys(pkg.dependencies));
+    const bad: string[] = [];
+    for (const dir of ['engine', 'operator']) {
+      for (const file of sources(join(root, dir))) {
+        if (/\.(unit\.)?test\.ts$|\.fixtures\.ts$|\/fixtures\//.test(file)) continue;
+        const text = readFileSync(file, 'utf8');
+        for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*)['"]([^'"]+)['"]/g)) {
+          const spec = m[1]!;
+          if (spec.startsWith('.') || spec.startsWith('node:')) continue;
+          const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+          if (!allowed.has(name)) bad.push(`${relative(root, file)}: ${spec}`);
+        }
+      }
+    }
+    expect(bad).toEqual([]);
+    expect(allowed.has('yaml')).toBe(false);
+  });
+});

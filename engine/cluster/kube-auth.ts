@@ -142,8 +142,10 @@ export class KubeAuthenticator implements Authenticator {
     this.#now = options.now ?? Date.now;
     this.#log = options.log;
     const maxEntries = options.maxEntries ?? 10_000;
-    this.#tokens = new TtlCache({ maxEntries, now: this.#now });
-    this.#decisions = new TtlCache({ maxEntries, now: this.#now });
+    // The caches keep their own monotonic clock unless a test gave one.
+    const clock = options.now === undefined ? {} : { now: options.now };
+    this.#tokens = new TtlCache({ maxEntries, ...clock });
+    this.#decisions = new TtlCache({ maxEntries, ...clock });
   }
 
   async authenticate(request: AuthRequest): Promise<Principal> {
