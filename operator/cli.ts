@@ -31,6 +31,8 @@ export const USAGE = `Usage: keyward operator [flags]
   --resync-interval DURATION how often every Key is reconciled again (default 10m)
   --usage-namespace NS      namespace of the engines' usage-report ConfigMaps (default --namespace)
   --usage-interval DURATION how often usage is folded into keys, at most once per key (default 60s)
+  --ca-configmap NAME       a ConfigMap of --namespace with the engine's CA (key ca.crt): keep a
+                            copy, keyward-ca.crt, in every namespace that holds a Key (default: off)
   -h, --help                show this help
 Durations: 1500ms, 20s, 5m, 72h.`;
 
@@ -49,6 +51,7 @@ const OPTIONS = {
   'resync-interval': { type: 'string', default: '10m' },
   'usage-namespace': { type: 'string' },
   'usage-interval': { type: 'string', default: '60s' },
+  'ca-configmap': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 const STRING_FLAGS = Object.entries(OPTIONS)
@@ -94,9 +97,13 @@ export function parseOperatorArgs(argv: readonly string[]): OperatorOptions | un
     ['identity', 'identity'],
     ['master-key-secret', 'masterKeySecret'],
     ['usage-namespace', 'usageNamespace'],
+    ['ca-configmap', 'caConfigMap'],
   ] as const) {
     const v = values[flag];
     if (v !== undefined) o[key] = v;
+  }
+  if (o.caConfigMap !== undefined && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(o.caConfigMap)) {
+    throw new Error(`--ca-configmap must be a ConfigMap name, not ${JSON.stringify(o.caConfigMap)}`);
   }
   return o;
 }

@@ -44,6 +44,7 @@ describe('parseOperatorArgs', () => {
       [['--deletion-delay', 'soon'], /^--deletion-delay/],
       [['--request-timeout', '12s'], /request timeout must be shorter than the renew deadline/],
       [['--lease-duration', '3s', '--request-timeout', '2s'], /request timeout/],
+      [['--ca-configmap', 'Not_A_Name'], /^--ca-configmap must be a ConfigMap name/],
     ];
     for (const [argv, expected] of cases) {
       const message = failure(argv);

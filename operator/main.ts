@@ -16,6 +16,7 @@ import { KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { DEFAULT_DELETION_DELAY_MS } from '../engine/keys/lifecycle.ts';
 import { KubeClient } from '../engine/kube/client.ts';
 import type { SupervisedInformer } from '../engine/kube/informer-supervisor.ts';
+import { CaController } from './ca-controller.ts';
 import { OperatorCaches } from './caches.ts';
 import { countByState, KeyController } from './key-controller.ts';
 import { electionTiming } from './leader.ts';
@@ -57,6 +58,11 @@ export interface OperatorOptions {
   usageNamespace?: string;
   /** How often usage reports are folded into keys (at most once per key per period); 60 s. */
   usageIntervalMs?: number;
+  /**
+   * A ConfigMap of `namespace` holding the engine's CA (key `ca.crt`): when set, the operator keeps
+   * a copy, `keyward-ca.crt`, in every namespace that holds a Key (operator/ca-controller.ts).
+   */
+  caConfigMap?: string;
   log?: Logger;
 }
 
@@ -133,6 +139,19 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
     enqueue: (ns, name) => k.enqueue(ns, name),
     log,
   });
+  const ca =
+    options.caConfigMap === undefined
+      ? undefined
+      : new CaController({
+          client,
+          caches,
+          namespace,
+          source: options.caConfigMap,
+          watchNamespace,
+          ...(options.resyncMs === undefined ? {} : { resyncMs: options.resyncMs }),
+          ...(options.stallMs === undefined ? {} : { stallMs: options.stallMs }),
+          log,
+        });
   leadership = new Leadership({
     client,
     namespace,
@@ -140,7 +159,7 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
     identity,
     leaseDurationMs: timing.leaseDurationMs,
     requestTimeoutMs: timing.requestTimeoutMs,
-    controllers: [keys, usage],
+    controllers: ca === undefined ? [keys, usage] : [keys, usage, ca],
     log,
   });
   const lead = leadership;
@@ -150,6 +169,7 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
     health = await startHealthServer(metrics, () => caches.synced(), options.metricsPort);
   }
   await caches.start();
+  ca?.start();
   lead.start();
   log.info(
     {
@@ -170,7 +190,7 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
     informer: caches.keys as unknown as SupervisedInformer<KubernetesObject>,
     async stop() {
       await lead.stop();
-      await caches.stop();
+      await Promise.all([caches.stop(), ca?.stop()]);
       if (health) await new Promise<void>((r) => health.server.close(() => r()));
       await client.close();
     },

@@ -168,13 +168,14 @@ export class KubeClient {
     path: string,
     list: () => Promise<KubernetesListObject<T>>,
     labelSelector?: string,
+    fieldSelector?: string,
   ): ListWatch<T> {
     // Watch reads only the current cluster and the authentication from its config.
     const config = {
       getCurrentCluster: () => this.kubeConfig.getCurrentCluster(),
       applySecurityAuthentication: (ctx: RequestContext) => this.#authenticate(ctx),
     } as unknown as KubeConfig;
-    return new ListWatch<T>(path, new Watch(config), list, false, labelSelector);
+    return new ListWatch<T>(path, new Watch(config), list, false, labelSelector, fieldSelector);
   }
 
   /**

@@ -119,6 +119,16 @@ export class SupervisedInformer<T extends KubernetesObject> {
     return all;
   }
 
+  /** Objects stored in `namespace`. */
+  countIn(namespace: string): number {
+    return this.store.get(namespace)?.size ?? 0;
+  }
+
+  /** The namespaces with at least one stored object. */
+  namespaces(): string[] {
+    return [...this.store.keys()];
+  }
+
   /** Objects in the store. */
   get size(): number {
     let n = 0;
