@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { KEY_OPERATIONS } from '../keys/model.ts';
 import {
   aggregateUsageReports,
   parseUsageReport,
@@ -132,15 +133,7 @@ describe('shards', () => {
     const ns = 'n'.repeat(63);
     for (let i = 0; i < 12_000; i++) {
       const name = `k${String(i).padStart(14, '0')}`;
-      for (const op of [
-        'encrypt',
-        'decrypt',
-        're-encrypt',
-        'sign',
-        'verify',
-        'generate-data-key',
-        'get-public-key',
-      ] as const) {
+      for (const op of KEY_OPERATIONS) {
         c.record(ns, name, '0f6c2c9e-3a63-4b9b-9d5e-1c2b3a4d5e6f', op, 9_007_199_254_740, 1_800_000_000_000);
       }
     }

@@ -6,7 +6,7 @@
  * Also: the decision caches (allow and deny) spare the apiserver repeated reviews.
  */
 import type { KeyObject } from 'node:crypto';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +25,7 @@ import {
   saToken,
   writeKubeconfig,
 } from './engine-helpers.ts';
-import { createNamespace, kubectl, waitFor } from './harness.ts';
+import { createNamespace, kubectl, tcpProxy, waitFor } from './harness.ts';
 
 const silent = pino({ level: 'silent' });
 let op: { namespace: string; master: KeyObject };
@@ -200,45 +200,8 @@ describe('decision caches', () => {
 });
 
 describe('through an apiserver outage', () => {
-  /** A TCP proxy to the apiserver that the test can make refuse or hang. */
-  async function switchableProxy(): Promise<{
-    url: string;
-    mode: (m: 'pass' | 'refuse' | 'hang') => void;
-    close: () => void;
-  }> {
-    const target = new URL(kubeConfigFor(engineKubeconfig).getCurrentCluster()!.server);
-    let mode: 'pass' | 'refuse' | 'hang' = 'pass';
-    const open = new Set<Socket>();
-    const server = createServer((client) => {
-      open.add(client);
-      client.on('close', () => open.delete(client));
-      client.on('error', () => undefined);
-      if (mode === 'refuse') return client.destroy();
-      if (mode === 'hang') return;
-      const upstream = connect(Number(target.port), target.hostname);
-      open.add(upstream);
-      upstream.on('close', () => open.delete(upstream));
-      upstream.on('error', () => client.destroy());
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    return {
-      url: `https://127.0.0.1:${(server.address() as { port: number }).port}`,
-      mode: (m) => {
-        mode = m;
-        // Pooled keep-alive connections are cut too, as when the apiserver dies.
-        if (m !== 'pass') for (const s of open) s.destroy();
-      },
-      close: () => {
-        for (const s of open) s.destroy();
-        server.close();
-      },
-    };
-  }
-
   it('keeps serving callers validated before the outage, refuses new ones, and stops at the stale limit', async () => {
-    const proxy = await switchableProxy();
+    const proxy = await tcpProxy(kubeConfigFor(engineKubeconfig).getCurrentCluster()!.server);
     const token = kubeConfigFor(engineKubeconfig).getCurrentUser()!.token!;
     let now = Date.now();
     const auth = new KubeAuthenticator({
@@ -280,7 +243,7 @@ describe('through an apiserver outage', () => {
   });
 
   it('applies a revocation on the request after the refresh that saw it', async () => {
-    const proxy = await switchableProxy();
+    const proxy = await tcpProxy(kubeConfigFor(engineKubeconfig).getCurrentCluster()!.server);
     const token = kubeConfigFor(engineKubeconfig).getCurrentUser()!.token!;
     let now = Date.now();
     const auth = new KubeAuthenticator({

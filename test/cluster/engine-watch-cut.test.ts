@@ -7,11 +7,6 @@
  * watches were down must stop working once the relist shows it gone.
  */
 import type { KeyObject } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type RunningClusterEngine, runClusterEngine } from '../../engine/cluster/main.ts';
@@ -25,42 +20,29 @@ import {
   keyPath,
   operatorNamespace,
 } from './engine-helpers.ts';
-import { createNamespace, kubectl, waitFor } from './harness.ts';
+import {
+  apiserverUrl,
+  createNamespace,
+  kubeconfigVia,
+  kubectl,
+  type TcpProxy,
+  tcpProxy,
+  waitFor,
+} from './harness.ts';
 
 let op: { namespace: string; master: KeyObject };
 let ns: string;
 let engine: RunningClusterEngine & { ca: string };
-let proxy: Server;
-const sockets = new Set<Socket>();
-let accepting = true;
+let proxy: TcpProxy;
 
 beforeAll(async () => {
   await applyKeyCrd();
   op = await operatorNamespace();
   ns = await createNamespace('kw-wcut');
   for (const name of ['cut-a', 'cut-b', 'cut-gone']) await createKey(op, ns, name);
-  const kc = new KubeConfig();
-  kc.loadFromFile(await engineServiceAccount(op.namespace));
-  const target = new URL(kc.getCurrentCluster()!.server);
-  proxy = createServer((client) => {
-    if (!accepting) return client.destroy();
-    const upstream = connect(Number(target.port), target.hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => undefined);
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
-  const proxied = JSON.parse(kc.exportConfig());
-  for (const c of proxied.clusters)
-    c.cluster.server = `https://127.0.0.1:${(proxy.address() as { port: number }).port}`;
-  const path = join(mkdtempSync(join(tmpdir(), 'kw-wcut-')), 'kubeconfig');
-  writeFileSync(path, JSON.stringify(proxied), { mode: 0o600 });
+  proxy = await tcpProxy(apiserverUrl());
   const running = await runClusterEngine({
-    kubeconfig: path,
+    kubeconfig: kubeconfigVia(await engineServiceAccount(op.namespace), proxy.url),
     namespace: op.namespace,
     host: '127.0.0.1',
     port: 0,
@@ -74,7 +56,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await engine?.close();
-  for (const s of sockets) s.destroy();
   proxy?.close();
 });
 
@@ -92,15 +73,14 @@ it('keeps serving every key through watch cuts, and applies a deletion made mean
   for (let round = 0; round < 3; round++) {
     await new Promise((r) => setTimeout(r, 500));
     // Cut everything and refuse reconnects for a while: the informers stop and back off.
-    accepting = false;
-    for (const s of sockets) s.destroy();
+    proxy.mode('refuse');
     if (round === 2) {
       // Deleted while the engine cannot watch: the relist must bring the delete.
       await core().deleteNamespacedSecret({ name: `kkey.${ns}.cut-gone`, namespace: op.namespace });
       await kubectl(['delete', 'keys.keyward.io', 'cut-gone', '-n', ns, '--wait=false']);
     }
     await new Promise((r) => setTimeout(r, 2500));
-    accepting = true;
+    proxy.mode('pass');
   }
   await waitFor(
     'the deletion to reach the engine',

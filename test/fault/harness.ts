@@ -15,10 +15,11 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
-import { Agent, request } from 'node:https';
+import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { BIN_DIR, type ClusterState, REPO_ROOT } from '../../scripts/cluster/cluster.ts';
+import { call as callEngine } from '../cluster/engine-helpers.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -211,7 +212,7 @@ export async function startEngineProc(
 
 const agents = new Map<string, Agent>();
 
-/** One HTTPS call to the engine (keep-alive), with a 15 s deadline. */
+/** One HTTPS call to the engine over a keep-alive connection, with a 15 s deadline. */
 export function call(
   engine: { url: string; ca: string },
   method: string,
@@ -223,38 +224,7 @@ export function call(
     agent = new Agent({ keepAlive: true, maxSockets: 64, ca: engine.ca });
     agents.set(engine.ca, agent);
   }
-  const payload = o.body === undefined ? undefined : JSON.stringify(o.body);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      new URL(path, engine.url),
-      {
-        method,
-        agent,
-        timeout: 15_000,
-        headers: {
-          ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
-          ...(o.token === undefined ? {} : { authorization: `Bearer ${o.token}` }),
-        },
-      },
-      (res) => {
-        let text = '';
-        res.on('data', (d: Buffer) => {
-          text += d.toString();
-        });
-        res.on('end', () => {
-          let body: Record<string, unknown> = {};
-          try {
-            body = JSON.parse(text) as Record<string, unknown>;
-          } catch {}
-          resolve({ status: res.statusCode ?? 0, body });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timed out after 15 s')));
-    req.on('error', reject);
-    req.end(payload);
-  });
+  return callEngine(engine, method, path, { ...o, agent, timeoutMs: 15_000 });
 }
 
 /** Closes the keep-alive connections. */
