@@ -2,13 +2,15 @@ import { configDefaults, defineConfig } from 'vitest/config';
 import KeywardSequencer from './test/node/sequencer.ts';
 
 // Suites that talk to the test control plane (scripts/cluster). They share one apiserver, so
-// they run one file at a time, each in namespaces of its own.
+// they run one file at a time, each in namespaces of its own. The fault suite (test/fault) runs
+// a control plane of its own, which it kills and hangs, but also one file at a time.
 const clusterSuites = [
   'test/cluster/**/*.test.ts',
   'test/operator/**/*.test.ts',
   'test/chart/**/*.test.ts',
   // Starts a private control plane of its own (it restarts the apiserver), but needs the binaries.
   'test/kms/apiserver.test.ts',
+  'test/fault/**/*.test.ts',
 ];
 // Suites on the real node (`up --node`): pods, the Keyward image, the chart with --wait.
 const nodeSuites = ['test/node/**/*.test.ts'];

@@ -24,4 +24,6 @@ export interface BenchSample {
   opsPerSec: number;
   p50Ms?: number;
   p99Ms?: number;
+  /** Further figures of a round (memory, times), reported as medians over the rounds. */
+  extra?: Record<string, number>;
 }

@@ -20,6 +20,8 @@ interface CaseResult {
   p99Ms?: number;
   baselineP50Ms?: number;
   baselineP99Ms?: number;
+  /** Medians of the engine side's extra figures (memory, times). */
+  extra?: Record<string, number>;
 }
 
 function median(values: number[]): number {
@@ -93,6 +95,13 @@ async function runCase(c: BenchCase, rounds: number, durationMs: number): Promis
   };
   for (const [k, v] of Object.entries(extras))
     if (v !== undefined) (result as unknown as Record<string, number>)[k] = v;
+  const names = new Set(engine.flatMap((s) => Object.keys(s.extra ?? {})));
+  if (names.size > 0) {
+    result.extra = {};
+    for (const name of names) {
+      result.extra[name] = Number(median(engine.map((s) => s.extra?.[name] ?? Number.NaN)).toFixed(2));
+    }
+  }
   return result;
 }
 
@@ -111,6 +120,11 @@ function printTable(results: CaseResult[]): void {
   console.log(line(head));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const row of rows) console.log(line(row));
+  for (const r of results) {
+    if (r.extra === undefined) continue;
+    const figures = Object.entries(r.extra).map(([k, v]) => `${k} ${v}`);
+    console.log(`${r.name}: ${figures.join(', ')} (medians)`);
+  }
 }
 
 async function main(): Promise<void> {

@@ -1,11 +1,14 @@
 /**
  * `node operator/cli.ts [flags]`: runs the operator until SIGTERM/SIGINT, then releases the Lease
- * and exits. The lead wires the same function as `keyward operator`.
+ * and exits. The CLI wires the same function as `keyward operator`. Every flag is validated: a bad
+ * value is one line on stderr and exit status 2.
  */
 import { parseArgs } from 'node:util';
+import { attachNegativeValues, durationFlag, integerFlag, portFlag } from '../engine/flags.ts';
 import { DEFAULT_DELETION_DELAY_MS } from '../engine/keys/lifecycle.ts';
+import { electionTiming } from './leader.ts';
 import { createLogger } from './log.ts';
-import { runOperator } from './main.ts';
+import { type OperatorOptions, runOperator } from './main.ts';
 
 /** Usage text. */
 export const USAGE = `Usage: keyward operator [flags]
@@ -18,71 +21,114 @@ export const USAGE = `Usage: keyward operator [flags]
                             FOR TESTS AND DEV CLUSTERS ONLY: production keeps 72h.
   --metrics-port N          port of /metrics, /livez and /readyz (default 8080; 0 = any free port)
   --lease-name NAME         leader-election Lease name (default keyward-operator)
-  --lease-duration DURATION leader Lease duration (default 15s)
+  --lease-duration DURATION leader Lease duration (default 15s); the leader stops acting
+                            2/3 of it after its last renewal began
+  --request-timeout DURATION deadline of every apiserver request (default: 5s, at most
+                            half the renew deadline)
   --identity ID             this replica's identity in the Lease (default host_random)
   --master-key-secret NAME  the master-key Secret (default keyward-master-key; created if absent)
-  --workers N               concurrent reconciles (default 32)
+  --workers N               concurrent reconciles, 1 to 1000 (default 32)
+  --resync-interval DURATION how often every Key is reconciled again (default 10m)
   --usage-namespace NS      namespace of the engines' usage-report ConfigMaps (default --namespace)
   --usage-interval DURATION how often usage is folded into keys, at most once per key (default 60s)
+  --ca-configmap NAME       a ConfigMap of --namespace with the engine's CA (key ca.crt): keep a
+                            copy, keyward-ca.crt, in every namespace that holds a Key (default: off)
   -h, --help                show this help
 Durations: 1500ms, 20s, 5m, 72h.`;
 
-/** Parses `20s`, `5m`, `72h`, `1500ms` (or a plain number of seconds) into milliseconds. */
-export function parseDuration(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) throw new Error(`invalid duration ${JSON.stringify(text)} (use 1500ms, 20s, 5m, 72h)`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(m[1]) * unit);
-}
+const OPTIONS = {
+  kubeconfig: { type: 'string' },
+  namespace: { type: 'string', default: 'keyward-system' },
+  'watch-namespace': { type: 'string' },
+  'deletion-delay': { type: 'string' },
+  'metrics-port': { type: 'string', default: '8080' },
+  'lease-name': { type: 'string', default: 'keyward-operator' },
+  'lease-duration': { type: 'string', default: '15s' },
+  'request-timeout': { type: 'string' },
+  identity: { type: 'string' },
+  'master-key-secret': { type: 'string' },
+  workers: { type: 'string', default: '32' },
+  'resync-interval': { type: 'string', default: '10m' },
+  'usage-namespace': { type: 'string' },
+  'usage-interval': { type: 'string', default: '60s' },
+  'ca-configmap': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+const STRING_FLAGS = Object.entries(OPTIONS)
+  .filter(([, o]) => o.type === 'string')
+  .map(([name]) => name);
 
-/** Runs the CLI with `argv` (without node and script). */
-export async function main(argv: string[]): Promise<void> {
+/**
+ * Parses the flags into options; throws an Error with a one-line message on an unknown flag or a
+ * bad value (`--workers abc`, `--lease-duration -1`, a request timeout not below the renew
+ * deadline). Returns undefined for `--help`.
+ */
+export function parseOperatorArgs(argv: readonly string[]): OperatorOptions | undefined {
   const { values } = parseArgs({
-    args: argv,
-    options: {
-      kubeconfig: { type: 'string' },
-      namespace: { type: 'string', default: 'keyward-system' },
-      'watch-namespace': { type: 'string' },
-      'deletion-delay': { type: 'string' },
-      'metrics-port': { type: 'string', default: '8080' },
-      'lease-name': { type: 'string', default: 'keyward-operator' },
-      'lease-duration': { type: 'string', default: '15s' },
-      identity: { type: 'string' },
-      'master-key-secret': { type: 'string' },
-      workers: { type: 'string', default: '32' },
-      'usage-namespace': { type: 'string' },
-      'usage-interval': { type: 'string', default: '60s' },
-      help: { type: 'boolean', short: 'h' },
-    },
+    args: attachNegativeValues(argv, STRING_FLAGS),
+    options: OPTIONS,
     strict: true,
   });
-  if (values.help) {
+  if (values.help) return undefined;
+  const o: OperatorOptions = {
+    namespace: values.namespace,
+    metricsPort: portFlag('metrics-port', values['metrics-port']),
+    leaseName: values['lease-name'],
+    leaseDurationMs: durationFlag('lease-duration', values['lease-duration'], 1000, 3_600_000),
+    workers: integerFlag('workers', values.workers, 1, 1000),
+    resyncMs: durationFlag('resync-interval', values['resync-interval'], 1000),
+    usageIntervalMs: durationFlag('usage-interval', values['usage-interval'], 100),
+    deletionDelayMs:
+      values['deletion-delay'] === undefined
+        ? DEFAULT_DELETION_DELAY_MS
+        : durationFlag('deletion-delay', values['deletion-delay'], 0),
+  };
+  if (values['request-timeout'] !== undefined) {
+    o.requestTimeoutMs = durationFlag('request-timeout', values['request-timeout'], 100);
+  }
+  try {
+    electionTiming({ leaseDurationMs: o.leaseDurationMs, requestTimeoutMs: o.requestTimeoutMs });
+  } catch (err) {
+    throw new Error(`--lease-duration/--request-timeout: ${(err as Error).message}`);
+  }
+  for (const [flag, key] of [
+    ['kubeconfig', 'kubeconfigPath'],
+    ['watch-namespace', 'watchNamespace'],
+    ['identity', 'identity'],
+    ['master-key-secret', 'masterKeySecret'],
+    ['usage-namespace', 'usageNamespace'],
+    ['ca-configmap', 'caConfigMap'],
+  ] as const) {
+    const v = values[flag];
+    if (v !== undefined) o[key] = v;
+  }
+  if (o.caConfigMap !== undefined && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(o.caConfigMap)) {
+    throw new Error(`--ca-configmap must be a ConfigMap name, not ${JSON.stringify(o.caConfigMap)}`);
+  }
+  return o;
+}
+
+/** Runs the CLI with `argv` (without node and script). Bad flags: one line on stderr, exit 2. */
+export async function main(argv: string[]): Promise<void> {
+  let options: OperatorOptions | undefined;
+  try {
+    options = parseOperatorArgs(argv);
+  } catch (err) {
+    process.stderr.write(`keyward operator: ${(err as Error).message.split('\n')[0]}\n`);
+    process.exit(2);
+  }
+  if (options === undefined) {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
   const log = createLogger();
-  const deletionDelayMs =
-    values['deletion-delay'] === undefined
-      ? DEFAULT_DELETION_DELAY_MS
-      : parseDuration(values['deletion-delay']);
-  if (deletionDelayMs !== DEFAULT_DELETION_DELAY_MS) {
-    log.warn({ deletionDelayMs }, 'the deletion delay is shortened: this is for tests and dev clusters only');
+  if (options.deletionDelayMs !== DEFAULT_DELETION_DELAY_MS) {
+    log.warn(
+      { deletionDelayMs: options.deletionDelayMs },
+      'the deletion delay is shortened: this is for tests and dev clusters only',
+    );
   }
-  const operator = await runOperator({
-    kubeconfigPath: values.kubeconfig,
-    namespace: values.namespace,
-    watchNamespace: values['watch-namespace'],
-    deletionDelayMs,
-    metricsPort: Number(values['metrics-port']),
-    leaseName: values['lease-name'],
-    leaseDurationMs: parseDuration(values['lease-duration'] ?? '15s'),
-    identity: values.identity,
-    masterKeySecret: values['master-key-secret'],
-    workers: Number(values.workers),
-    usageNamespace: values['usage-namespace'],
-    usageIntervalMs: parseDuration(values['usage-interval'] ?? '60s'),
-    log,
-  });
+  const operator = await runOperator({ ...options, log });
   if (operator.metricsPort !== undefined) log.info({ port: operator.metricsPort }, 'health server listening');
   let stopping = false;
   const shutdown = (): void => {

@@ -54,11 +54,3 @@ export function setConditions(
   for (const update of updates) list = setCondition(list, update, now);
   return list;
 }
-
-/** The condition of `type`, if present. */
-export function findCondition(
-  conditions: readonly Condition[] | undefined,
-  type: string,
-): Condition | undefined {
-  return conditions?.find((c) => c.type === type);
-}

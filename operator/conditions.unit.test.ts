@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { findCondition, setCondition, setConditions } from './conditions.ts';
+import { setCondition, setConditions } from './conditions.ts';
 
 const T0 = Date.parse('2026-11-29T10:00:00Z');
 const T1 = T0 + 60_000;
@@ -56,7 +56,7 @@ describe('setCondition', () => {
     );
     const b = setCondition(a, { type: 'Ready', status: 'False', reason: 'Broken', message: '' }, T1 + 999);
     expect(b.map((c) => c.type)).toEqual(['Ready', 'Enabled']);
-    expect(findCondition(b, 'Ready')?.lastTransitionTime).toBe('2026-11-29T10:01:00Z');
-    expect(findCondition(b, 'Enabled')?.lastTransitionTime).toBe('2026-11-29T10:00:00Z');
+    expect(b.find((c) => c.type === 'Ready')?.lastTransitionTime).toBe('2026-11-29T10:01:00Z');
+    expect(b.find((c) => c.type === 'Enabled')?.lastTransitionTime).toBe('2026-11-29T10:00:00Z');
   });
 });

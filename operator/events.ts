@@ -1,6 +1,8 @@
 /**
  * Records events.k8s.io/v1 Events on Keys. Best effort: a failed Event is logged, never fatal
  * (the status already carries the truth). Messages come from the plan and hold nothing secret.
+ * One recorder lives for one leadership term: when `signal` aborts (the term ended), what is
+ * still queued is dropped, since a replica that no longer leads writes nothing.
  */
 import { randomBytes } from 'node:crypto';
 import type { EventsV1Api } from '@kubernetes/client-node';
@@ -24,17 +26,36 @@ export class EventRecorder {
   private readonly now: () => number;
   private readonly log: Logger | undefined;
   private readonly backlog: Array<{ key: KeyResource; event: PlannedEvent }> = [];
+  private readonly signal: AbortSignal | undefined;
   private active = 0;
 
-  constructor(api: EventsV1Api, instance: string, log?: Logger, now: () => number = Date.now) {
+  constructor(
+    api: EventsV1Api,
+    instance: string,
+    log?: Logger,
+    now: () => number = Date.now,
+    signal?: AbortSignal,
+  ) {
     this.api = api;
     this.instance = instance;
     this.log = log;
     this.now = now;
+    this.signal = signal;
+    signal?.addEventListener(
+      'abort',
+      () => {
+        if (this.backlog.length > 0) {
+          log?.info({ dropped: this.backlog.length }, 'leadership ended; queued events dropped');
+        }
+        this.backlog.length = 0;
+      },
+      { once: true },
+    );
   }
 
   /** Queues `event` on `key` and returns at once; failures are logged, never thrown. */
   emit(key: KeyResource, event: PlannedEvent): void {
+    if (this.signal?.aborted) return;
     if (this.backlog.length >= MAX_BACKLOG) {
       this.log?.warn({ reason: event.reason }, 'event backlog full; dropping an event');
       return;
@@ -54,6 +75,7 @@ export class EventRecorder {
       this.active++;
       this.record(next.key, next.event)
         .catch((err: unknown) => {
+          if (this.signal?.aborted) return;
           const ref = `${next.key.metadata.namespace}/${next.key.metadata.name}`;
           this.log?.warn(
             { key: ref, reason: next.event.reason, err: describeError(err) },

@@ -6,7 +6,7 @@
 import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import { fingerprint } from '../engine/crypto/fingerprint.ts';
-import { generateMaterialAsync } from '../engine/crypto/material.ts';
+import { generateMaterial, generateMaterialAsync } from '../engine/crypto/material.ts';
 import { wrapMaterial } from '../engine/crypto/wrap.ts';
 import { isConflict, isNotFound } from '../engine/kube/client.ts';
 import {
@@ -88,14 +88,26 @@ export class MaterialStore {
   private readonly namespace: string;
   private readonly master: KeyObject;
   private readonly cache: SecretCache | undefined;
+  private readonly writer: string | undefined;
   /** Secret name → our last written version (null: we deleted it). */
   private readonly overlay = new Map<string, V1Secret | null>();
 
-  constructor(core: CoreV1Api, operatorNamespace: string, master: KeyObject, cache?: SecretCache) {
+  /**
+   * `core` should be fenced by the leadership term; `writer` (the replica's Lease identity) is
+   * recorded on every Secret written (annotation `keyward.io/written-by`).
+   */
+  constructor(
+    core: CoreV1Api,
+    operatorNamespace: string,
+    master: KeyObject,
+    cache?: SecretCache,
+    writer?: string,
+  ) {
     this.core = core;
     this.namespace = operatorNamespace;
     this.master = master;
     this.cache = cache;
+    this.writer = writer;
   }
 
   /** Tells the store what the informer now shows, dropping overlay entries it has caught up with. */
@@ -155,7 +167,9 @@ export class MaterialStore {
         versions.push(v);
         continue;
       }
-      const material = await generateMaterialAsync(r.usage);
+      // 32 random bytes are cheaper drawn at once than through the thread pool; key pairs are not.
+      const material =
+        r.usage === 'AES256' ? generateMaterial(r.usage) : await generateMaterialAsync(r.usage);
       try {
         const wrapped = wrapMaterial(
           this.master,
@@ -175,7 +189,7 @@ export class MaterialStore {
 
   /** Creates the Secret (409 if it exists) or replaces it at `resourceVersion` (409 if stale). */
   async save(stored: StoredKey, resourceVersion: string | undefined): Promise<void> {
-    const body = encodeMaterialSecret(this.namespace, stored) as V1Secret;
+    const body = encodeMaterialSecret(this.namespace, stored, this.writer) as V1Secret;
     const secretName = body.metadata?.name ?? '';
     try {
       let written: V1Secret;

@@ -4,11 +4,14 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Live values the gauges read at scrape time. */
 export interface MetricsSources {
+  /** Keys due now (the backlog). */
   queueDepth: () => number;
+  /** Keys queued for later (their next rotation, a backoff). */
+  parkedKeys: () => number;
   keysByState: () => Record<string, number>;
   isLeader: () => boolean;
 }
@@ -20,9 +23,13 @@ export class OperatorMetrics {
   readonly errors: Counter;
   readonly duration: Histogram;
   readonly informerRestarts: Counter<'informer' | 'reason'>;
+  readonly resyncSeconds: Gauge;
+  readonly resyncs: Counter;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
+    // Process figures (memory, CPU, event-loop lag), as the engine exposes them.
+    collectDefaultMetrics({ register: this.registry, prefix: 'keyward_operator_' });
     this.reconciles = new Counter({
       name: 'keyward_operator_reconciles_total',
       help: 'Key reconciliations, by result (success, error).',
@@ -46,12 +53,30 @@ export class OperatorMetrics {
       labelNames: ['informer', 'reason'],
       registers,
     });
+    this.resyncSeconds = new Gauge({
+      name: 'keyward_operator_resync_seconds',
+      help: 'How long the last full pass over every cached Key took (a resync, or a new term).',
+      registers,
+    });
+    this.resyncs = new Counter({
+      name: 'keyward_operator_resyncs_total',
+      help: 'Full passes over every cached Key completed (resyncs and new terms).',
+      registers,
+    });
     new Gauge({
       name: 'keyward_operator_queue_depth',
-      help: 'Keys waiting in the work queue (due now or later).',
+      help: 'Keys due for reconciliation now and not yet taken by a worker: the backlog.',
       registers,
       collect() {
         this.set(sources.queueDepth());
+      },
+    });
+    new Gauge({
+      name: 'keyward_operator_parked_keys',
+      help: 'Keys queued for later: their next rotation or deletion, or a retry backoff.',
+      registers,
+      collect() {
+        this.set(sources.parkedKeys());
       },
     });
     new Gauge({

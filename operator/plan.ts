@@ -217,12 +217,17 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     }
   }
 
-  // The engines' usage reports, at most once per interval (each fold is a Secret write).
-  if (input.usage !== undefined && now - (current.usageFoldedTime ?? 0) >= input.usage.minIntervalMs) {
+  // The engines' usage reports, at most once per interval (each fold is a Secret write); usage
+  // that has to wait for the interval brings the Key back when it ends.
+  let usageDueAt: number | undefined;
+  if (input.usage !== undefined) {
     const folded = foldUsage(current, m.uid, input.usage.reports);
-    if (folded !== undefined) {
+    const allowedAt = (current.usageFoldedTime ?? 0) + input.usage.minIntervalMs;
+    if (folded !== undefined && now >= allowedAt) {
       current = { ...folded, usageFoldedTime: now };
       changed = true;
+    } else if (folded !== undefined) {
+      usageDueAt = allowedAt;
     }
   }
 
@@ -244,7 +249,8 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     // The Key goes away: delete the object; the deletion path erases the material and releases it.
     plan.deleteObject = true;
   }
-  plan.requeueAt = plan.deleteObject ? undefined : evaluation.nextWakeTime;
+  const wake = [evaluation.nextWakeTime, usageDueAt].filter((t): t is number => t !== undefined);
+  plan.requeueAt = plan.deleteObject || wake.length === 0 ? undefined : Math.min(...wake);
   if (changed) plan.stored = current;
   return plan;
 }

@@ -343,6 +343,8 @@ describe('planReconcile: usage reports', () => {
       usage: { reports: rep(7, NOW + 20_000), minIntervalMs: 60_000 },
     });
     expect(early.stored).toBeUndefined();
+    // The waiting usage brings the Key back when the interval ends (not at the next rotation).
+    expect(early.requeueAt).toBe(NOW + 1000 + 60_000);
     const later = apply({
       key: keyObj(),
       stored: a.stored,

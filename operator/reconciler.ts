@@ -9,6 +9,10 @@
  *
  * A crash between steps leaves a state the next pass plans from correctly, because the plan is
  * computed from the Secret, the source of truth. Conflicts (409) throw: the work queue retries.
+ *
+ * Every write records the acting replica: the Secret's `keyward.io/written-by` annotation and the
+ * status's `reconciledBy` carry its Lease identity. The API clients it is given are fenced by the
+ * leadership term, so nothing is written once the term is over.
  */
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { UsageReport } from '../engine/cluster/usage-report.ts';
@@ -35,7 +39,10 @@ const WRITTEN_TTL_MS = 30_000;
 
 /** What the reconciler needs. */
 export interface ReconcilerDeps {
+  /** Fenced by the leadership term (see operator/leader.ts). */
   custom: CustomObjectsApi;
+  /** The acting replica's Lease identity, recorded in every status written. */
+  identity: string;
   material: MaterialStore;
   events: EventRecorder;
   /** The cached Key `namespace/name`, or undefined when it is gone. */
@@ -117,7 +124,7 @@ export class KeyReconciler {
       // relist), the entry expires and the cache decides again.
       const fresh = mine !== undefined && now - mine.at < WRITTEN_TTL_MS;
       if (!sameStatus(key.status, status) && !(fresh && sameStatus(mine.status, status))) {
-        const resourceVersion = await this.patchStatus(key, status);
+        const resourceVersion = await this.patchStatus(key, { ...status, reconciledBy: this.d.identity });
         if (resourceVersion !== undefined)
           this.written.set(incarnation, { status, resourceVersion, at: now });
       }
@@ -154,8 +161,9 @@ export class KeyReconciler {
   }
 
   /**
-   * Merge-patches the status; fields that disappeared are sent as null so they are removed.
-   * Returns the Key's new resourceVersion.
+   * Merge-patches the status, conditional on the Key's resourceVersion (a stale read, or a write
+   * of a replica that no longer leads, gets a 409 instead of moving the status backwards); fields
+   * that disappeared are sent as null so they are removed. Returns the Key's new resourceVersion.
    */
   private async patchStatus(key: KeyResource, status: KeyResourceStatus): Promise<string | undefined> {
     const body: Record<string, unknown> = { ...status };
@@ -168,7 +176,7 @@ export class KeyReconciler {
           plural: KEY_PLURAL,
           namespace: key.metadata.namespace,
           name: key.metadata.name,
-          body: { status: body },
+          body: { metadata: { resourceVersion: key.metadata.resourceVersion }, status: body },
         },
         MERGE_PATCH,
       )) as KeyResource;

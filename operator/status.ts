@@ -106,9 +106,14 @@ export function buildStatus(
   return status;
 }
 
-/** True when two statuses are equal as JSON (so an unchanged status is not written again). */
+/**
+ * True when two statuses are equal as JSON (so an unchanged status is not written again).
+ * `reconciledBy` is left out: a new leader does not rewrite every status just to sign it.
+ */
 export function sameStatus(a: KeyResourceStatus | undefined, b: KeyResourceStatus | undefined): boolean {
-  return canonical(a ?? {}) === canonical(b ?? {});
+  const { reconciledBy: _a, ...x } = a ?? {};
+  const { reconciledBy: _b, ...y } = b ?? {};
+  return canonical(x) === canonical(y);
 }
 
 function canonical(value: unknown): string {

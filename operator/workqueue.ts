@@ -1,8 +1,8 @@
 /**
  * A keyed, de-duplicating work queue with per-key exponential backoff and an overall rate limit,
- * in the manner of client-go's rate-limiting queue. It is a plain data structure driven by an
- * explicit clock (`now()`), so its behaviour is exactly testable; `runWorkers` drives it with
- * real timers.
+ * in the manner of client-go's rate-limiting delaying queue. It is a plain data structure driven
+ * by an explicit clock (`now()`), so its behaviour is exactly testable; `runWorkers` drives it
+ * with real timers.
  *
  * Guarantees:
  * - a key is queued at most once; adding a queued key keeps the earliest due time;
@@ -10,8 +10,11 @@
  *   dirty, and `done` queues it again;
  * - `addRateLimited` (after a failure) delays the key by `base·2^failures` (capped), and by the
  *   overall token bucket; `forget` resets the key's failures after a success.
+ *
+ * Queued keys sit in a binary min-heap ordered by due time (then by insertion), indexed by key:
+ * add, re-add earlier, take and next-due are O(log n) or better, however many keys are parked
+ * until their next rotation (an enabled Key waits there for 90 days).
  */
-
 /** Tunables of the queue. */
 export interface WorkQueueOptions {
   /** The clock, epoch ms. */
@@ -26,6 +29,15 @@ export interface WorkQueueOptions {
   burst?: number;
 }
 
+interface Entry {
+  key: string;
+  due: number;
+  /** Insertion order: among keys due at the same time, the oldest goes first. */
+  seq: number;
+  /** Position in the heap array. */
+  index: number;
+}
+
 /** The queue. */
 export class WorkQueue {
   private readonly now: () => number;
@@ -33,8 +45,10 @@ export class WorkQueue {
   private readonly maxDelayMs: number;
   private readonly ratePerSecond: number;
   private readonly burst: number;
-  /** Queued keys and when each is due. */
-  private readonly due = new Map<string, number>();
+  /** The heap of queued keys, earliest due first, and the index of its entries by key. */
+  private readonly heap: Entry[] = [];
+  private readonly queued = new Map<string, Entry>();
+  private seq = 0;
   /** Keys being processed, and the due time they were re-added with meanwhile (dirty). */
   private readonly processing = new Map<string, number | undefined>();
   private readonly failures = new Map<string, number>();
@@ -69,9 +83,17 @@ export class WorkQueue {
       this.processing.set(key, dirty === undefined ? time : Math.min(dirty, time));
       return;
     }
-    const existing = this.due.get(key);
-    if (existing !== undefined && existing <= time) return;
-    this.due.set(key, time);
+    const existing = this.queued.get(key);
+    if (existing !== undefined) {
+      if (existing.due <= time) return;
+      existing.due = time;
+      this.up(existing.index);
+    } else {
+      const entry: Entry = { key, due: time, seq: this.seq++, index: this.heap.length };
+      this.heap.push(entry);
+      this.queued.set(key, entry);
+      this.up(entry.index);
+    }
     this.listener?.();
   }
 
@@ -81,11 +103,6 @@ export class WorkQueue {
     this.failures.set(key, failures + 1);
     const backoff = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** failures);
     this.addAt(key, this.now() + Math.max(backoff, this.bucketDelay()));
-  }
-
-  /** How many times `key` failed in a row. */
-  failureCount(key: string): number {
-    return this.failures.get(key) ?? 0;
   }
 
   /** Clears the failures of `key` (after a success). */
@@ -98,19 +115,11 @@ export class WorkQueue {
    * when none is ready. The caller must call `done(key)` afterwards.
    */
   take(): string | undefined {
-    const now = this.now();
-    let best: string | undefined;
-    let bestTime = Number.POSITIVE_INFINITY;
-    for (const [key, time] of this.due) {
-      if (time <= now && time < bestTime) {
-        best = key;
-        bestTime = time;
-      }
-    }
-    if (best === undefined) return undefined;
-    this.due.delete(best);
-    this.processing.set(best, undefined);
-    return best;
+    const first = this.heap[0];
+    if (first === undefined || first.due > this.now()) return undefined;
+    this.removeAt(0);
+    this.processing.set(first.key, undefined);
+    return first.key;
   }
 
   /** Marks `key` processed; a key added meanwhile is queued again. */
@@ -123,22 +132,28 @@ export class WorkQueue {
 
   /** Milliseconds until the next queued key is due (0 if one is ready), or undefined if none. */
   nextDueIn(): number | undefined {
-    let min = Number.POSITIVE_INFINITY;
-    for (const time of this.due.values()) min = Math.min(min, time);
-    return min === Number.POSITIVE_INFINITY ? undefined : Math.max(0, min - this.now());
+    const first = this.heap[0];
+    return first === undefined ? undefined : Math.max(0, first.due - this.now());
   }
 
-  /** Queued keys that are due now (the queue depth metric). */
+  /** Queued keys that are due now: the backlog (the queue-depth metric). O(ready). */
   readyCount(): number {
     const now = this.now();
     let n = 0;
-    for (const time of this.due.values()) if (time <= now) n++;
+    const stack = this.heap.length > 0 ? [0] : [];
+    while (stack.length > 0) {
+      const i = stack.pop()!;
+      const e = this.heap[i];
+      if (e === undefined || e.due > now) continue; // the heap property prunes this subtree
+      n++;
+      stack.push(2 * i + 1, 2 * i + 2);
+    }
     return n;
   }
 
   /** Queued keys, due or not. */
   get length(): number {
-    return this.due.size;
+    return this.heap.length;
   }
 
   /** Keys being processed. */
@@ -153,6 +168,55 @@ export class WorkQueue {
     this.tokensAt = now;
     this.tokens -= 1;
     return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens / this.ratePerSecond) * 1000);
+  }
+
+  // ---- the heap ---------------------------------------------------------------------------------
+
+  private less(a: Entry, b: Entry): boolean {
+    return a.due < b.due || (a.due === b.due && a.seq < b.seq);
+  }
+
+  private swap(i: number, j: number): void {
+    const a = this.heap[i]!;
+    const b = this.heap[j]!;
+    this.heap[i] = b;
+    this.heap[j] = a;
+    a.index = j;
+    b.index = i;
+  }
+
+  private up(i: number): void {
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(this.heap[i]!, this.heap[parent]!)) return;
+      this.swap(i, parent);
+      i = parent;
+    }
+  }
+
+  private down(i: number): void {
+    const n = this.heap.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let min = i;
+      if (l < n && this.less(this.heap[l]!, this.heap[min]!)) min = l;
+      if (r < n && this.less(this.heap[r]!, this.heap[min]!)) min = r;
+      if (min === i) return;
+      this.swap(i, min);
+      i = min;
+    }
+  }
+
+  private removeAt(i: number): void {
+    const entry = this.heap[i]!;
+    const last = this.heap.pop()!;
+    this.queued.delete(entry.key);
+    if (last === entry) return;
+    this.heap[i] = last;
+    last.index = i;
+    this.down(i);
+    this.up(last.index);
   }
 }
 
@@ -170,6 +234,9 @@ export async function runWorkers(
   signal: AbortSignal,
   onError?: (key: string, err: unknown) => void,
 ): Promise<void> {
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new RangeError(`the worker count must be a positive integer, not ${concurrency}`);
+  }
   const waiters = new Set<() => void>();
   const notify = (): void => {
     for (const w of [...waiters]) w();
@@ -204,6 +271,6 @@ export async function runWorkers(
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
+  await Promise.all(Array.from({ length: concurrency }, worker));
   queue.onChange(undefined);
 }

@@ -67,7 +67,6 @@ describe('WorkQueue', () => {
       q.done('k');
     }
     expect(delays).toEqual([100, 200, 400, 800, 1000, 1000]);
-    expect(q.failureCount('k')).toBe(6);
     q.forget('k');
     q.addRateLimited('k');
     expect(q.nextDueIn()).toBe(100);
@@ -89,7 +88,72 @@ describe('WorkQueue', () => {
   });
 });
 
+describe('WorkQueue heap', () => {
+  it('hands keys out in due order, like a sorted list, under random adds, re-adds and takes', () => {
+    const c = clock(0);
+    const q = new WorkQueue({ now: c.now });
+    const model = new Map<string, number>();
+    let seed = 42;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let step = 0; step < 20_000; step++) {
+      const op = rand(10);
+      if (op < 6) {
+        const key = `k${rand(3000)}`;
+        const due = c.now() + rand(10_000);
+        q.addAt(key, due);
+        const was = model.get(key);
+        if (was === undefined || due < was) model.set(key, due);
+      } else if (op < 9) {
+        const key = q.take();
+        const ready = [...model].filter(([, due]) => due <= c.now());
+        if (ready.length === 0) {
+          expect(key).toBeUndefined();
+        } else {
+          const earliest = Math.min(...ready.map(([, due]) => due));
+          expect(key).toBeDefined();
+          expect(model.get(key!)).toBe(earliest);
+          model.delete(key!);
+          q.done(key!);
+        }
+      } else {
+        c.advance(rand(2_000));
+      }
+      expect(q.length).toBe(model.size);
+    }
+    const next = Math.min(...model.values());
+    expect(q.nextDueIn()).toBe(Math.max(0, next - c.now()));
+    expect(q.readyCount()).toBe([...model.values()].filter((d) => d <= c.now()).length);
+  });
+
+  it('counts ready work apart from keys parked for later', () => {
+    const c = clock();
+    const q = new WorkQueue({ now: c.now });
+    for (let i = 0; i < 1000; i++) q.addAt(`parked-${i}`, c.now() + 90 * 86_400_000);
+    q.add('now-1');
+    q.add('now-2');
+    q.addAt('soon', c.now() + 1000);
+    expect(q.length).toBe(1003);
+    expect(q.readyCount()).toBe(2);
+    c.advance(1000);
+    expect(q.readyCount()).toBe(3);
+    expect(q.take()).toBe('now-1');
+    expect(q.readyCount()).toBe(2);
+  });
+});
+
 describe('runWorkers', () => {
+  it('refuses a worker count that is not a positive integer', async () => {
+    const q = new WorkQueue({ now: Date.now });
+    for (const n of [0, -1, Number.NaN, 1.5]) {
+      await expect(runWorkers(q, n, async () => undefined, new AbortController().signal)).rejects.toThrow(
+        RangeError,
+      );
+    }
+  });
+
   it('processes keys, retries failures and honours requeueAt, with real timers', async () => {
     const q = new WorkQueue({ now: Date.now, baseDelayMs: 5 });
     const seen: string[] = [];

@@ -1,12 +1,8 @@
 /**
- * A small stand-alone entry of the cluster engine, for tests and for running it without the full
- * CLI: `node engine/cluster/cli.ts --kubeconfig FILE --namespace keyward-system [--port N]
- * [--host ADDR] [--metrics-port N] [--tls auto|off|CERT,KEY] [--region R] [--identity ID]
- * [--threads N] [--shutdown-delay-ms N] [--shutdown-timeout-ms N] [--insecure-no-auth]
- * [--no-audit] [--audit-required] [--audit-dir DIR] [--audit-checkpoint-records N]
- * [--audit-checkpoint-interval D] [--audit-segment-size S]` (audit records go to stdout,
- * docs/audit.md). Prints one JSON line `{"url", "metricsUrl", "caFile", "fingerprint256"}` on
- * stdout once listening.
+ * The cluster engine's command line, `keyward engine [flags]` (also runnable alone:
+ * `node engine/cluster/cli.ts ...`, which tests spawn). Prints one JSON line
+ * `{"url", "metricsUrl", "caFile", "fingerprint256"}` on stdout once listening. Every flag is
+ * validated: a bad value is one line on stderr and exit status 2.
  *
  * SIGTERM or SIGINT stop it gracefully: readiness fails at once, requests are still served (each
  * response closing its connection) for the shutdown delay while the Service drops this replica,
@@ -20,55 +16,71 @@ import {
   auditFlagsFromParsed,
   defaultAuditConfig,
 } from '../audit/config.ts';
+import { attachNegativeValues, durationFlag, integerFlag, portFlag } from '../flags.ts';
 import { parseTlsMode } from '../http/tls.ts';
 import { type ClusterEngineOptions, runClusterEngine } from './main.ts';
 
-/** Usage text of `keyward engine`. */
-export const USAGE = `Usage: keyward engine [flags]
+/** Usage text. */
+export const ENGINE_USAGE = `Usage: keyward engine [flags]
 
-  --kubeconfig PATH          kubeconfig (default: in-cluster, then ~/.kube/config)
-  --namespace NS             the operator's namespace: material, master key (default keyward-system)
-  --host ADDR                listen address (default 0.0.0.0)
-  --port N                   listen port (default 7443; 0 picks one)
-  --tls auto|off|CERT,KEY    serving certificate (default auto: self-signed; off only on loopback)
-  --region R                 the region this engine serves (Isolated keys of other regions are refused)
-  --identity ID              this replica in its usage report (default POD_NAME, else the host name)
-  --threads N                crypto worker threads (default: the CPUs available)
-  --usage-report-ms N        how often usage counters are published (default 15000)
+Serves the key API in a Kubernetes cluster from the Keys and material the operator keeps
+(docs/cluster-engine.md).
+
+  --kubeconfig PATH          kubeconfig to use (default: in-cluster, then ~/.kube/config)
+  --namespace NS             the operator's namespace: material Secrets, master key, usage
+                             reports (default keyward-system)
+  --host ADDR                address to listen on (default 0.0.0.0)
+  --port N                   port, 0 to 65535 (default 7443; 0 = any free port)
+  --metrics-port N           port of the Prometheus /metrics listener, apart from the API
+  --tls MODE                 auto (self-signed), off (loopback only) or CERT,KEY (default auto)
+  --region R                 the region this engine serves
+  --identity ID              this replica, names its usage reports (default $POD_NAME, else host)
+  --threads N                crypto worker threads, 1 to 256 (default: CPU count)
+  --request-timeout DURATION deadline of every apiserver request (default 5s)
+  --usage-report-ms N        how often usage counters are published, in ms (default 15000)
   --shutdown-delay-ms N      after SIGTERM, keep serving this long with readiness failed, so the
                              Service drops this replica first (default 0; the chart sets 5000)
   --shutdown-timeout-ms N    exit 1 if the stop takes longer than the delay plus this (default 20000)
-  --insecure-no-auth         no authentication (loopback only; development)
+  --insecure-no-auth         no TokenReview/SAR: every local caller may use every key
+                             (development only; loopback only)
+  --no-audit, --audit-required, --audit-dir DIR, --audit-checkpoint-records N,
+  --audit-checkpoint-interval D, --audit-segment-size S
+                             the audit log (records on stdout; docs/audit.md)
   -h, --help                 show this help`;
 
-/** Parses the flags above into options (throws on unknown flags or bad numbers). */
-export function parseClusterEngineArgs(argv: readonly string[]): ClusterEngineCliOptions {
+const OPTIONS = {
+  kubeconfig: { type: 'string' },
+  namespace: { type: 'string' },
+  port: { type: 'string' },
+  'metrics-port': { type: 'string' },
+  host: { type: 'string' },
+  tls: { type: 'string' },
+  region: { type: 'string' },
+  identity: { type: 'string' },
+  threads: { type: 'string' },
+  'request-timeout': { type: 'string' },
+  'usage-report-ms': { type: 'string' },
+  'shutdown-delay-ms': { type: 'string' },
+  'shutdown-timeout-ms': { type: 'string' },
+  'insecure-no-auth': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  ...AUDIT_PARSE_ARGS,
+} as const;
+const STRING_FLAGS = Object.entries(OPTIONS)
+  .filter(([, o]) => o.type === 'string')
+  .map(([name]) => name);
+
+/**
+ * Parses the flags above into options; throws an Error with a one-line message on an unknown flag
+ * or a bad value. Returns undefined for `--help`.
+ */
+export function parseClusterEngineArgs(argv: readonly string[]): ClusterEngineCliOptions | undefined {
   const { values } = parseArgs({
-    args: [...argv],
+    args: attachNegativeValues(argv, STRING_FLAGS),
     strict: true,
-    options: {
-      kubeconfig: { type: 'string' },
-      namespace: { type: 'string' },
-      port: { type: 'string' },
-      'metrics-port': { type: 'string' },
-      host: { type: 'string' },
-      tls: { type: 'string' },
-      region: { type: 'string' },
-      identity: { type: 'string' },
-      threads: { type: 'string' },
-      'usage-report-ms': { type: 'string' },
-      'shutdown-delay-ms': { type: 'string' },
-      'shutdown-timeout-ms': { type: 'string' },
-      'insecure-no-auth': { type: 'boolean' },
-      ...AUDIT_PARSE_ARGS,
-    },
+    options: OPTIONS,
   });
-  const int = (name: string, v: string | undefined): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer`);
-    return n;
-  };
+  if (values.help === true) return undefined;
   const o: ClusterEngineCliOptions = {};
   if (values.kubeconfig !== undefined) o.kubeconfig = values.kubeconfig;
   if (values.namespace !== undefined) o.namespace = values.namespace;
@@ -77,18 +89,21 @@ export function parseClusterEngineArgs(argv: readonly string[]): ClusterEngineCl
   if (values.region !== undefined) o.region = values.region;
   if (values.identity !== undefined) o.identity = values.identity;
   if (values['insecure-no-auth'] === true) o.insecureNoAuth = true;
-  const port = int('port', values.port);
-  if (port !== undefined) o.port = port;
-  const metricsPort = int('metrics-port', values['metrics-port']);
-  if (metricsPort !== undefined) o.metricsPort = metricsPort;
-  const threads = int('threads', values.threads);
-  if (threads !== undefined) o.threads = threads;
-  const usageMs = int('usage-report-ms', values['usage-report-ms']);
-  if (usageMs !== undefined) o.usageReportMs = usageMs;
-  const delayMs = int('shutdown-delay-ms', values['shutdown-delay-ms']);
-  if (delayMs !== undefined) o.shutdownDelayMs = delayMs;
-  const timeoutMs = int('shutdown-timeout-ms', values['shutdown-timeout-ms']);
-  if (timeoutMs !== undefined) o.shutdownTimeoutMs = timeoutMs;
+  if (values.port !== undefined) o.port = portFlag('port', values.port);
+  if (values['metrics-port'] !== undefined) o.metricsPort = portFlag('metrics-port', values['metrics-port']);
+  if (values.threads !== undefined) o.threads = integerFlag('threads', values.threads, 1, 256);
+  if (values['request-timeout'] !== undefined) {
+    o.requestTimeoutMs = durationFlag('request-timeout', values['request-timeout'], 100, 300_000);
+  }
+  if (values['usage-report-ms'] !== undefined) {
+    o.usageReportMs = integerFlag('usage-report-ms', values['usage-report-ms'], 100, 86_400_000);
+  }
+  if (values['shutdown-delay-ms'] !== undefined) {
+    o.shutdownDelayMs = integerFlag('shutdown-delay-ms', values['shutdown-delay-ms'], 0, 600_000);
+  }
+  if (values['shutdown-timeout-ms'] !== undefined) {
+    o.shutdownTimeoutMs = integerFlag('shutdown-timeout-ms', values['shutdown-timeout-ms'], 0, 600_000);
+  }
   const audit = auditFlagsFromParsed(values);
   if (Object.keys(audit).length > 0) {
     o.audit = auditConfigFromFlags(audit, { ...defaultAuditConfig(), stdout: true });
@@ -104,24 +119,25 @@ export interface ClusterEngineCliOptions extends ClusterEngineOptions {
 
 /** Runs the cluster engine with `argv` (flags only) until SIGTERM or SIGINT. */
 export async function main(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`${USAGE}\n`);
-    return;
-  }
-  let options: ClusterEngineCliOptions;
+  let options: ClusterEngineCliOptions | undefined;
   try {
     options = parseClusterEngineArgs(argv);
   } catch (err) {
-    process.stderr.write(`keyward engine: ${(err as Error).message} (see --help)\n`);
+    process.stderr.write(`keyward engine: ${(err as Error).message.split('\n')[0]}\n`);
     process.exit(2);
   }
+  if (options === undefined) {
+    process.stdout.write(`${ENGINE_USAGE}\n`);
+    return;
+  }
+  const o = options;
   try {
-    const engine = await runClusterEngine(options);
+    const engine = await runClusterEngine(o);
     process.stdout.write(
       `${JSON.stringify({ url: engine.url, metricsUrl: engine.metricsUrl, caFile: engine.tls?.certPath, fingerprint256: engine.tls?.fingerprint256 })}\n`,
     );
     const stop = (): void => {
-      const limitMs = (options.shutdownDelayMs ?? 0) + (options.shutdownTimeoutMs ?? 20_000);
+      const limitMs = (o.shutdownDelayMs ?? 0) + (o.shutdownTimeoutMs ?? 20_000);
       setTimeout(() => {
         process.stderr.write(`keyward engine: the graceful stop took over ${limitMs} ms; exiting\n`);
         process.exit(1);

@@ -1,21 +1,19 @@
 /**
  * What the cluster engine reads from the apiserver, read-only: every `Key` (all namespaces) and
  * the material Secrets in the operator's namespace, through supervised informers (restarted on
- * errors and stalls, see operator/informer-supervisor.ts), and the master key from the Secret the
- * operator creates. Nothing here writes.
+ * errors and stalls, keeping their last good state meanwhile: engine/kube/informer-supervisor.ts),
+ * and the master key from the Secret the operator creates. Nothing here writes.
  */
 import type { KeyObject } from 'node:crypto';
 import {
   CoreV1Api,
   CustomObjectsApi,
-  type KubeConfig,
   type KubernetesListObject,
   type KubernetesObject,
-  makeInformer,
   type V1Secret,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { describeError, isNotFound } from '../kube/client.ts';
+import { describeError, isNotFound, type KubeClient, listAll } from '../kube/client.ts';
 import { type InformerEvent, SupervisedInformer } from '../kube/informer-supervisor.ts';
 import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from '../kube/key-resource.ts';
 import { MASTER_KEY_SECRET, masterKeyFromSecret } from '../kube/master-key-secret.ts';
@@ -26,7 +24,7 @@ export const MATERIAL_SELECTOR = `${MATERIAL_LABEL}=true`;
 
 /** Options of {@link KeySources}. */
 export interface KeySourcesOptions {
-  kubeConfig: KubeConfig;
+  client: KubeClient;
   /** The operator's namespace (material Secrets and the master key). */
   namespace: string;
   /** Name of the master-key Secret; the operator's default. */
@@ -54,22 +52,26 @@ export class KeySources {
   #stopped = false;
 
   constructor(o: KeySourcesOptions) {
-    const kc = o.kubeConfig;
+    const client = o.client;
     this.namespace = o.namespace;
-    this.#core = kc.makeApiClient(CoreV1Api);
+    this.#core = client.api(CoreV1Api);
     this.#masterName = o.masterKeySecret ?? MASTER_KEY_SECRET;
     this.#log = o.log;
-    const custom = kc.makeApiClient(CustomObjectsApi);
+    const custom = client.api(CustomObjectsApi);
     const keyPath = `/apis/${KEY_GROUP}/${KEY_VERSION}/${KEY_PLURAL}`;
     this.keys = new SupervisedInformer<NamedKey>({
       name: 'keys',
-      create: (list) => makeInformer<NamedKey>(kc, keyPath, list),
-      list: async () =>
-        (await custom.listClusterCustomObject({
-          group: KEY_GROUP,
-          version: KEY_VERSION,
-          plural: KEY_PLURAL,
-        })) as KubernetesListObject<NamedKey>,
+      create: (list) => client.informer<NamedKey>(keyPath, list),
+      list: () =>
+        listAll<NamedKey>(
+          async (page) =>
+            (await custom.listClusterCustomObject({
+              group: KEY_GROUP,
+              version: KEY_VERSION,
+              plural: KEY_PLURAL,
+              ...page,
+            })) as KubernetesListObject<NamedKey>,
+        ),
       onEvent: (type, obj) => o.onChange(type, 'key', obj),
       ...(o.stallMs === undefined ? {} : { stallMs: o.stallMs }),
       log: o.log,
@@ -77,12 +79,16 @@ export class KeySources {
     const secretPath = `/api/v1/namespaces/${o.namespace}/secrets`;
     this.secrets = new SupervisedInformer<NamedSecret>({
       name: 'secrets',
-      create: (list) => makeInformer<NamedSecret>(kc, secretPath, list, MATERIAL_SELECTOR),
-      list: async () =>
-        (await this.#core.listNamespacedSecret({
-          namespace: o.namespace,
-          labelSelector: MATERIAL_SELECTOR,
-        })) as KubernetesListObject<NamedSecret>,
+      create: (list) => client.informer<NamedSecret>(secretPath, list, MATERIAL_SELECTOR),
+      list: () =>
+        listAll<NamedSecret>(
+          async (page) =>
+            (await this.#core.listNamespacedSecret({
+              namespace: o.namespace,
+              labelSelector: MATERIAL_SELECTOR,
+              ...page,
+            })) as KubernetesListObject<NamedSecret>,
+        ),
       onEvent: (type, obj) => o.onChange(type, 'material', obj),
       ...(o.stallMs === undefined ? {} : { stallMs: o.stallMs }),
       log: o.log,

@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KeywardError } from '../errors.ts';
 import { parseClusterEngineArgs } from './cli.ts';
@@ -51,8 +53,51 @@ describe('parseClusterEngineArgs', () => {
     });
   });
 
-  it('refuses unknown flags and bad numbers', () => {
+  it('refuses unknown flags and bad numbers with one line naming the flag', () => {
     expect(() => parseClusterEngineArgs(['--nope'])).toThrow();
-    expect(() => parseClusterEngineArgs(['--port', 'x'])).toThrow(/--port/);
+    for (const [flag, value] of [
+      ['--port', 'x'],
+      ['--port', '70000'],
+      ['--port', '-1'],
+      ['--threads', 'abc'],
+      ['--threads', '0'],
+      ['--threads', '1.5'],
+      ['--usage-report-ms', '-5'],
+      ['--request-timeout', '-1'],
+      ['--request-timeout', '5'],
+    ] as const) {
+      const err = (() => {
+        try {
+          parseClusterEngineArgs([flag, value]);
+        } catch (e) {
+          return e as Error;
+        }
+        return undefined;
+      })();
+      expect(err?.message, `${flag} ${value}`).toMatch(new RegExp(`^${flag}`));
+      expect(err?.message).not.toContain('\n');
+    }
+    expect(parseClusterEngineArgs(['--help'])).toBeUndefined();
+  });
+});
+
+describe('keyward engine (the CLI)', () => {
+  const cli = join(import.meta.dirname, '..', 'cli', 'main.ts');
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 20_000 });
+
+  // The finding this pins: `keyward engine --help` failed with "Unknown option '--help'".
+  it('--help prints the usage and exits 0', () => {
+    const r = run('engine', '--help');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: keyward engine/);
+    expect(r.stdout).toContain('--request-timeout');
+  });
+
+  it('a bad number is one line on stderr and exit 2', () => {
+    const r = run('engine', '--threads', 'abc');
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/--threads must be an integer from 1 to 256, not "abc"/);
   });
 });

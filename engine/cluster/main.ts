@@ -24,7 +24,7 @@ import {
   type TlsMaterial,
   type TlsMode,
 } from '../http/tls.ts';
-import { poolConnections } from '../kube/client.ts';
+import { KubeClient } from '../kube/client.ts';
 import { ClusterKeyBackend } from './cluster-backend.ts';
 import { InsecureNoAuth } from './insecure-auth.ts';
 import { KeySources } from './key-sources.ts';
@@ -66,8 +66,10 @@ export interface ClusterEngineOptions {
   threads?: number;
   /** Name of the master-key Secret (the operator's default). */
   masterKeySecret?: string;
+  /** Deadline of every apiserver request; 5 s. */
+  requestTimeoutMs?: number;
   /** Tuning of TokenReview/SAR caching and timeouts. */
-  auth?: Omit<KubeAuthOptions, 'kubeConfig' | 'log'>;
+  auth?: Omit<KubeAuthOptions, 'client' | 'log'>;
   /** The audit log (docs/audit.md): JSON lines on stdout, and segment files with `dir`; on by default. */
   audit?: AuditConfig;
   /**
@@ -109,6 +111,10 @@ function loadKubeConfig(path: string | undefined): KubeConfig {
   return kc;
 }
 
+async function closeClients(...clients: KubeClient[]): Promise<void> {
+  await Promise.all([...new Set(clients)].map((c) => c.close()));
+}
+
 const urlHost = (host: string): string => (host.includes(':') && !host.startsWith('[') ? `[${host}]` : host);
 
 /**
@@ -135,10 +141,16 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
       },
     );
   }
-  // Reused connections: every uncached TokenReview and SubjectAccessReview is on a request's path.
-  const kc = poolConnections(options.kubeConfig ?? loadKubeConfig(options.kubeconfig));
   const namespace = options.namespace ?? DEFAULT_ENGINE_NAMESPACE;
   const identity = options.identity ?? process.env.POD_NAME ?? hostname();
+  // Pooled connections (every uncached review is on a request's path) and a deadline on every call.
+  const clientOptions = {
+    userAgent: `keyward-engine/${identity}`,
+    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+  };
+  const client = new KubeClient(options.kubeConfig ?? loadKubeConfig(options.kubeconfig), clientOptions);
+  const authClient =
+    options.authKubeConfig === undefined ? client : new KubeClient(options.authKubeConfig, clientOptions);
 
   let tls: TlsMaterial | undefined;
   if (tlsMode.mode === 'auto') {
@@ -151,10 +163,13 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
   }
 
   const counter = new UsageCounter();
-  const engine = new CryptoEngine(options.threads === undefined ? {} : { threads: options.threads });
+  const engine = new CryptoEngine({
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    onWorkerError: (err) => log.error({ err: err.message }, 'a crypto worker died; it was replaced'),
+  });
   let backend: ClusterKeyBackend | undefined;
   const sources = new KeySources({
-    kubeConfig: kc,
+    client,
     namespace,
     ...(options.masterKeySecret === undefined ? {} : { masterKeySecret: options.masterKeySecret }),
     onChange: (type, kind, obj) => backend?.onChange(type, kind, obj),
@@ -170,11 +185,11 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
   const kubeAuth =
     options.insecureNoAuth === true
       ? undefined
-      : new KubeAuthenticator({ ...options.auth, kubeConfig: options.authKubeConfig ?? kc, log });
+      : new KubeAuthenticator({ ...options.auth, client: authClient, log });
   if (kubeAuth === undefined) log.warn('--insecure-no-auth: every local caller may use every key');
   const auth: Authenticator = kubeAuth ?? new InsecureNoAuth();
   const usage = new UsagePublisher({
-    core: kc.makeApiClient(CoreV1Api),
+    core: client.api(CoreV1Api),
     namespace,
     identity,
     counter,
@@ -216,6 +231,7 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
     await audit?.log.close();
     await sources.stop();
     await engine.close();
+    await closeClients(client, authClient);
     throw err;
   }
   usage.start();
@@ -237,6 +253,7 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
       await sources.stop();
       await engine.close();
       b.close();
+      await closeClients(client, authClient);
     })();
     return closing;
   };

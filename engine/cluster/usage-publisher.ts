@@ -1,7 +1,8 @@
 /**
- * Publishes this engine replica's usage counters (see usage-report.ts) to its ConfigMap
- * `keyward-usage-<identity>` in the engine's namespace, every `intervalMs` when something changed,
- * and once more on close. The ConfigMap holds key names and counts, never material.
+ * Publishes this engine replica's usage counters (see usage-report.ts) to its shard ConfigMaps
+ * `keyward-usage-<identity>[.<i>]` in the engine's namespace, every `intervalMs` for the shards
+ * whose counters moved, and once more on close. The ConfigMaps hold key names and counts, never
+ * material.
  */
 import { randomUUID } from 'node:crypto';
 import type { CoreV1Api, V1ConfigMap } from '@kubernetes/client-node';
@@ -14,6 +15,7 @@ import {
   type UsageCounter,
   type UsageReport,
   usageReportName,
+  usageShardCount,
 } from './usage-report.ts';
 
 /** Options of {@link UsagePublisher}. */
@@ -32,21 +34,27 @@ export interface UsagePublisherOptions {
 /** See the module comment. */
 export class UsagePublisher {
   readonly #o: UsagePublisherOptions;
-  readonly #name: string;
   readonly #instance = randomUUID();
   readonly #startedTime = Date.now();
-  #published = -1;
+  /** Shards in use; grows with the key count, never shrinks within an instance. */
+  #shards = 1;
+  /** Per shard, the counter version last written (-1: never). */
+  #published: number[] = [-1];
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
 
   constructor(options: UsagePublisherOptions) {
     this.#o = options;
-    this.#name = usageReportName(options.identity);
   }
 
-  /** The ConfigMap written. */
+  /** The ConfigMap of shard 0 (the only one below USAGE_SHARD_KEYS used keys). */
   get configMapName(): string {
-    return this.#name;
+    return usageReportName(this.#o.identity);
+  }
+
+  /** The shard ConfigMaps in use. */
+  get configMapNames(): string[] {
+    return Array.from({ length: this.#shards }, (_, i) => usageReportName(this.#o.identity, i));
   }
 
   /** Starts the periodic publication. */
@@ -71,21 +79,39 @@ export class UsagePublisher {
   }
 
   async #publish(): Promise<void> {
-    const version = this.#o.counter.version;
-    if (version === this.#published) return;
-    const report: UsageReport = {
-      format: USAGE_REPORT_FORMAT,
-      identity: this.#o.identity,
-      instance: this.#instance,
-      startedTime: this.#startedTime,
-      reportedTime: Date.now(),
-      keys: this.#o.counter.snapshot(),
-    };
+    const counter = this.#o.counter;
+    const wanted = usageShardCount(counter.size);
+    if (wanted > this.#shards) {
+      // Keys move between shards: every shard is rewritten.
+      this.#shards = wanted;
+      this.#published = Array.from({ length: wanted }, () => -1);
+    }
+    const shards = counter.shardSnapshot(this.#shards);
+    const reportedTime = Date.now();
+    for (const [shard, { keys, version }] of shards.entries()) {
+      if (version === this.#published[shard]) continue;
+      const report: UsageReport = {
+        format: USAGE_REPORT_FORMAT,
+        identity: this.#o.identity,
+        instance: this.#instance,
+        startedTime: this.#startedTime,
+        reportedTime,
+        shard,
+        shards: this.#shards,
+        keys,
+      };
+      if (await this.#write(usageReportName(this.#o.identity, shard), report))
+        this.#published[shard] = version;
+    }
+  }
+
+  /** Creates or replaces one shard's ConfigMap; false (logged) when it could not be written. */
+  async #write(name: string, report: UsageReport): Promise<boolean> {
     const body: V1ConfigMap = {
       apiVersion: 'v1',
       kind: 'ConfigMap',
       metadata: {
-        name: this.#name,
+        name,
         namespace: this.#o.namespace,
         labels: { 'app.kubernetes.io/managed-by': 'keyward-engine', [USAGE_REPORT_LABEL]: 'true' },
       },
@@ -93,27 +119,21 @@ export class UsagePublisher {
     };
     try {
       try {
-        // This replica is the only writer of its ConfigMap: an unconditional replace is safe.
-        await this.#o.core.replaceNamespacedConfigMap({
-          name: this.#name,
-          namespace: this.#o.namespace,
-          body,
-        });
+        // This replica is the only writer of its ConfigMaps: an unconditional replace is safe.
+        await this.#o.core.replaceNamespacedConfigMap({ name, namespace: this.#o.namespace, body });
       } catch (err) {
         if (!isNotFound(err)) throw err;
         try {
           await this.#o.core.createNamespacedConfigMap({ namespace: this.#o.namespace, body });
         } catch (err2) {
           if (!isConflict(err2)) throw err2;
-          return; // created meanwhile; the next tick replaces it
+          return false; // created meanwhile; the next tick replaces it
         }
       }
-      this.#published = version;
+      return true;
     } catch (err) {
-      this.#o.log.warn(
-        { err: describeError(err), configMap: this.#name },
-        'usage report not written; will retry',
-      );
+      this.#o.log.warn({ err: describeError(err), configMap: name }, 'usage report not written; will retry');
+      return false;
     }
   }
 }

@@ -1,14 +1,26 @@
 /**
  * Usage history in cluster mode. Engines may not write Keys or material (PRODUCT.md §8: only the
  * leader operator writes), so each engine replica counts its operations per key and publishes the
- * counters in a ConfigMap of its own, `keyward-usage-<identity>` in its namespace. The leader
- * operator reads those reports, aggregates them with {@link aggregateUsageReports} and writes
- * `status.lastUsedTime` (at most once a minute per key) and the operation counts.
+ * counters in ConfigMaps of its own in its namespace. The leader operator reads those reports,
+ * aggregates them with {@link aggregateUsageReports} and writes `lastUsedTime` and the operation
+ * counts.
  *
  * Counters are cumulative for the life of one engine process (`instance`), so a lost or repeated
  * read of a report never loses or double-counts uses: the aggregator takes the difference from the
  * counts it last saw for the same instance (its cursor). A new instance (a restarted engine)
  * starts from zero.
+ *
+ * **Shards** (format 2). One ConfigMap per replica stopped scaling at about 5,000 used keys (the
+ * 1 MiB object limit), so a replica spreads its keys over `shards` ConfigMaps by a hash of the key
+ * (`keyward-usage-<identity>` for shard 0, `keyward-usage-<identity>.<i>` for the others), with at
+ * most about {@link USAGE_SHARD_KEYS} keys each (a few hundred KB at worst). The shard count
+ * doubles as the key count grows and never shrinks within an instance; only shards whose counters
+ * moved are rewritten. The aggregator merges the shards of one instance, so a key that moves
+ * between shards (when the count doubles) is still counted once.
+ *
+ * **Per-version counters.** An entry may carry `versions: {"<N>": {"<counter>": n}}`, cumulative
+ * like `counts` (for the random-nonce budget of issue #11: encryptions per key version). The
+ * cursor is keyed by counter name, so a consumer folds them the same way as the operation counts.
  */
 import type { KeyOperation } from '../keys/model.ts';
 import { KEY_OPERATIONS } from '../keys/model.ts';
@@ -19,8 +31,10 @@ export const USAGE_REPORT_LABEL = 'keyward.io/usage-report';
 export const USAGE_REPORT_PREFIX = 'keyward-usage-';
 /** `data` entry holding the JSON report. */
 export const USAGE_REPORT_ENTRY = 'usage.json';
-/** Format version of the report. */
-export const USAGE_REPORT_FORMAT = 1;
+/** Format version of the reports written: 2 adds `shard`/`shards` (1 is still read). */
+export const USAGE_REPORT_FORMAT = 2;
+/** Target keys per shard: at most ~250 bytes each, a shard stays far below the 1 MiB limit. */
+export const USAGE_SHARD_KEYS = 1000;
 
 /** Uses of one key by one engine instance since it started. */
 export interface KeyUsageReport {
@@ -32,6 +46,8 @@ export interface KeyUsageReport {
   lastUsedTime: number;
   /** Cumulative counts per operation since `startedTime`. */
   counts: Partial<Record<KeyOperation, number>>;
+  /** Cumulative per-version counters since `startedTime`, by version number (see the module comment). */
+  versions?: Record<string, Record<string, number>>;
 }
 
 /** What one engine replica publishes (the ConfigMap's `usage.json`). */
@@ -43,9 +59,14 @@ export interface UsageReport {
   instance: string;
   startedTime: number;
   reportedTime: number;
+  /** This ConfigMap's shard, 0 ≤ shard < shards (format 2; format 1 is one shard). */
+  shard?: number;
+  shards?: number;
   /** Keyed by `<namespace>/<name>`. */
   keys: Record<string, KeyUsageReport>;
 }
+
+const READABLE_FORMATS: ReadonlySet<unknown> = new Set([1, 2]);
 
 /** What the aggregator remembers between calls: per `identity/instance`, the counts last seen. */
 export interface UsageCursor {
@@ -76,7 +97,7 @@ export function aggregateUsageReports(
 ): { keys: Map<string, AggregatedUsage>; cursor: UsageCursor } {
   const keys = new Map<string, AggregatedUsage>();
   const valid = reports.filter(
-    (r) => r?.format === USAGE_REPORT_FORMAT && typeof r.keys === 'object' && r.keys !== null,
+    (r) => READABLE_FORMATS.has(r?.format) && typeof r.keys === 'object' && r.keys !== null,
   );
   // A report missing from this call (a read that failed) keeps its place in the cursor, so its
   // uses are not counted again when it comes back; an identity that restarted (a new instance)
@@ -91,10 +112,14 @@ export function aggregateUsageReports(
   for (const report of valid) {
     const source = `${report.identity}/${report.instance}`;
     const previous = cursor.seen[source] ?? {};
-    const seen: Record<string, Partial<Record<KeyOperation, number>>> = { ...previous };
+    // The shards of one instance share its cursor entry.
+    const seen = next.seen[source] ?? { ...previous };
+    next.seen[source] = seen;
     for (const [id, entry] of Object.entries(report.keys)) {
       if (!isKeyUsage(entry) || id !== `${entry.namespace}/${entry.name}`) continue;
-      const before = previous[id] ?? {};
+      // Against the running value: a key found in two shards of one instance (while the shard
+      // count doubles) is not counted twice.
+      const before = seen[id] ?? {};
       const delta: Partial<Record<KeyOperation, number>> = {};
       for (const op of KEY_OPERATIONS) {
         const now = entry.counts[op] ?? 0;
@@ -121,7 +146,6 @@ export function aggregateUsageReports(
         agg.newCounts[op] = (agg.newCounts[op] ?? 0) + n;
       }
     }
-    next.seen[source] = seen;
   }
   return { keys, cursor: next };
 }
@@ -147,6 +171,7 @@ function isKeyUsage(value: unknown): value is KeyUsageReport {
   for (const n of Object.values(v.counts as Record<string, unknown>)) {
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) return false;
   }
+  if (v.versions !== undefined && (typeof v.versions !== 'object' || v.versions === null)) return false;
   return v.uid === undefined || typeof v.uid === 'string';
 }
 
@@ -156,24 +181,47 @@ export function parseUsageReport(data: Record<string, string> | undefined): Usag
   if (raw === undefined) return undefined;
   try {
     const report = JSON.parse(raw) as UsageReport;
-    return report?.format === USAGE_REPORT_FORMAT ? report : undefined;
+    return READABLE_FORMATS.has(report?.format) ? report : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** The ConfigMap name of replica `identity` (lowercased, unsafe characters replaced, ≤ 253). */
-export function usageReportName(identity: string): string {
+/**
+ * The ConfigMap name of shard `shard` of replica `identity` (lowercased; anything but letters,
+ * digits and `-` replaced, so the `.` before a shard number is unambiguous; ≤ 253 characters).
+ */
+export function usageReportName(identity: string, shard = 0): string {
   const safe = identity
     .toLowerCase()
-    .replace(/[^a-z0-9.-]/g, '-')
+    .replace(/[^a-z0-9-]/g, '-')
     .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '');
-  return `${USAGE_REPORT_PREFIX}${safe || 'engine'}`.slice(0, 253);
+  const base = `${USAGE_REPORT_PREFIX}${safe || 'engine'}`.slice(0, 240).replace(/-+$/, '');
+  return shard === 0 ? base : `${base}.${shard}`;
+}
+
+/** The shard of key `id` (`<namespace>/<name>`) among `shards`: FNV-1a, stable across processes. */
+export function usageShardOf(id: string, shards: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % shards;
+}
+
+/** The shard count for `keys` used keys: a power of two with at most ~USAGE_SHARD_KEYS keys each. */
+export function usageShardCount(keys: number): number {
+  let shards = 1;
+  while (keys > shards * USAGE_SHARD_KEYS) shards *= 2;
+  return shards;
 }
 
 /** Counts one engine instance's uses per key (the hot path only bumps numbers). */
 export class UsageCounter {
   readonly #keys = new Map<string, KeyUsageReport>();
+  /** The counter version at each key's last use: a publisher rewrites only shards that moved. */
+  readonly #touched = new Map<string, number>();
   #version = 0;
 
   /** Records `count` uses of `op` on `namespace/name` (Key `uid`) at `now`. */
@@ -196,6 +244,7 @@ export class UsageCounter {
     entry.counts[op] = (entry.counts[op] ?? 0) + count;
     if (now > entry.lastUsedTime) entry.lastUsedTime = now;
     this.#version++;
+    this.#touched.set(id, this.#version);
   }
 
   /** The latest use of `namespace/name` by this instance, if any. */
@@ -208,10 +257,32 @@ export class UsageCounter {
     return this.#version;
   }
 
+  /** Keys counted so far. */
+  get size(): number {
+    return this.#keys.size;
+  }
+
   /** A copy of every counter, for a report. */
   snapshot(): Record<string, KeyUsageReport> {
     const out: Record<string, KeyUsageReport> = {};
     for (const [id, e] of this.#keys) out[id] = { ...e, counts: { ...e.counts } };
+    return out;
+  }
+
+  /**
+   * The counters split over `shards`, each with the counter version of its latest use (0 for an
+   * empty shard), for a publisher that writes only the shards that moved.
+   */
+  shardSnapshot(shards: number): Array<{ keys: Record<string, KeyUsageReport>; version: number }> {
+    const out = Array.from({ length: shards }, () => ({
+      keys: {} as Record<string, KeyUsageReport>,
+      version: 0,
+    }));
+    for (const [id, e] of this.#keys) {
+      const shard = out[usageShardOf(id, shards)]!;
+      shard.keys[id] = { ...e, counts: { ...e.counts } };
+      shard.version = Math.max(shard.version, this.#touched.get(id) ?? 0);
+    }
     return out;
   }
 }

@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  abytes,
-  assertAad,
-  assertContext,
-  assertNonce,
-  assertPlaintextSize,
-  assertSignData,
-} from './assert.ts';
+import { abytes, assertAad, assertContext, assertPlaintextSize, assertSignData } from './assert.ts';
 
 const code = (code: string, field: string) => expect.objectContaining({ code, field });
 
@@ -55,10 +48,5 @@ describe('edge asserts', () => {
     for (const n of [0, 31, 33, 64]) {
       expect(() => assertSignData(Buffer.alloc(n), true)).toThrow(code('INVALID_ARGUMENT', 'data'));
     }
-  });
-
-  it('assertNonce wants exactly 12 bytes', () => {
-    expect(() => assertNonce(Buffer.alloc(12))).not.toThrow();
-    expect(() => assertNonce(Buffer.alloc(16))).toThrow(code('INVALID_ARGUMENT', 'nonce'));
   });
 });

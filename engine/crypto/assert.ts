@@ -68,9 +68,3 @@ export function assertSignData(
     throw payloadTooLarge(field, MAX_SIGN_MESSAGE);
   }
 }
-
-/** A GCM nonce as the pool hands it in: exactly 12 bytes. */
-export function assertNonce(nonce: unknown, field = 'nonce'): asserts nonce is Uint8Array {
-  abytes(nonce, field);
-  if (nonce.length !== 12) throw invalidArgument(field, `${field} must be 12 bytes`);
-}

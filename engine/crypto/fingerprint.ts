@@ -6,8 +6,9 @@
  *   "keyward fingerprint v1", 32), then keyed BLAKE3(fk, "keyward key check value v1"). A PRF
  *   output reveals nothing about K; deriving fk first keeps K itself out of a second primitive
  *   (no cross-algorithm key reuse with AES-GCM and the convergent HKDF, whose info differs).
- * hash-wasm's hasher is created once (its WASM init is async) and reused; hashing itself is
- * synchronous, so concurrent callers cannot interleave on it.
+ * The SPKI hasher of hash-wasm is created once (its WASM init is async) and reused; each use runs
+ * init-update-digest synchronously, so concurrent callers cannot interleave on it. The AES check
+ * value uses hash-wasm's one-shot keyed `blake3`.
  */
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { blake3, createBLAKE3, type IHasher } from 'hash-wasm';

@@ -47,13 +47,3 @@ export function parseCiphertext(text: string, field = 'ciphertext'): ParsedCiphe
   if (body.toString('base64') !== b64) throw invalidCiphertext(field);
   return { version: Number(version), body };
 }
-
-/** Formats a signature; the same format as ciphertexts. */
-export function formatSignature(version: number, signature: Uint8Array): string {
-  return formatCiphertext(version, signature);
-}
-
-/** Parses a signature string; throws `invalidCiphertext(field)` (field `signature`) when malformed. */
-export function parseSignature(text: string, field = 'signature'): ParsedCiphertext {
-  return parseCiphertext(text, field);
-}

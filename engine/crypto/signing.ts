@@ -9,7 +9,7 @@
  * implementation does (ecdsa-low-s.ts and docs/crypto.md say why).
  */
 import { constants, sign, verify } from 'node:crypto';
-import { invalidArgument, KeywardError } from '../errors.ts';
+import { KeywardError } from '../errors.ts';
 import type { KeyUsage } from '../keys/model.ts';
 import { derToRaw, lowSDer } from './ecdsa-low-s.ts';
 import { signEcdsaDigest, verifyEcdsaDigest } from './ecdsa-prehashed.ts';
@@ -50,23 +50,8 @@ function usageOf(algorithm: SignatureAlgorithm): KeyUsage | undefined {
   }
 }
 
-/**
- * Edge check: `algorithm` is a known algorithm for keys of `usage`. AES keys get KEY_STATE (they
- * cannot sign); a mismatched or unknown algorithm gets INVALID_ARGUMENT.
- */
-export function assertSignatureAlgorithm(
-  usage: KeyUsage,
-  algorithm: unknown,
-  field = 'algorithm',
-): asserts algorithm is SignatureAlgorithm {
-  defaultSignatureAlgorithm(usage); // throws KEY_STATE for AES256
-  if (typeof algorithm !== 'string' || usageOf(algorithm as SignatureAlgorithm) !== usage) {
-    throw invalidArgument(field, `${field} is not a ${usage} signature algorithm`);
-  }
-}
-
-// The hot functions re-check only the key/algorithm pairing: it costs one switch and stops a
-// programming error from, say, feeding an EC key to the RSA padding code.
+// The HTTP edge has validated the algorithm's name; sign and verify still check that it pairs
+// with the key: one switch, and a programming error cannot feed an EC key to the RSA padding code.
 function pairOf(key: PreparedKey, algorithm: SignatureAlgorithm): PreparedKeyPair {
   if (key.usage === 'AES256' || usageOf(algorithm) !== key.usage) {
     throw new KeywardError('INTERNAL', 'signature algorithm does not match the key');

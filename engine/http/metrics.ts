@@ -17,7 +17,7 @@ export class HttpMetrics {
   readonly latency: Histogram<'route' | 'method' | 'status'>;
   readonly queueDepth: Gauge;
 
-  constructor(queueDepth: () => number) {
+  constructor(queueDepth: () => number, workerErrors: () => number = () => 0) {
     collectDefaultMetrics({ register: this.registry, prefix: 'keyward_' });
     this.operations = new Counter({
       name: 'keyward_operations_total',
@@ -45,6 +45,15 @@ export class HttpMetrics {
       registers: [this.registry],
       collect() {
         this.set(queueDepth());
+      },
+    });
+    new Counter({
+      name: 'keyward_engine_worker_errors_total',
+      help: 'Crypto worker threads that died outside a task (each was replaced).',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(workerErrors());
       },
     });
   }

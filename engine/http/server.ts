@@ -67,7 +67,10 @@ type Params = { namespace?: string; name?: string };
 /** Builds (does not start) the server. */
 export function buildServer(opts: ServerOptions): { app: FastifyInstance; metrics: HttpMetrics } {
   const { backend, auth } = opts;
-  const metrics = new HttpMetrics(() => backend.queueDepth());
+  const metrics = new HttpMetrics(
+    () => backend.queueDepth(),
+    () => backend.workerErrors?.() ?? 0,
+  );
   const requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   // Node checks both timeouts every CONNECTION_CHECK_MS; the headers bound never exceeds the whole.
   const nodeServer = {

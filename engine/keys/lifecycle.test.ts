@@ -10,7 +10,6 @@ import {
   DEFAULT_DELETION_DELAY_MS,
   evaluate,
   HOUR_MS,
-  LIFECYCLE_ACTIONS,
   type LifecycleAction,
   type LifecycleEffect,
   nextRotationTime,
@@ -101,6 +100,15 @@ describe('createKeyRecord', () => {
 });
 
 describe('transition table', () => {
+  // Every action, checked complete by the compiler.
+  const ALL_ACTIONS = Object.keys({
+    enable: true,
+    disable: true,
+    'request-deletion': true,
+    'cancel-deletion': true,
+    'delete-now': true,
+    rotate: true,
+  } satisfies Record<LifecycleAction, true>) as LifecycleAction[];
   const legal: Record<KeyState, Partial<Record<LifecycleAction, KeyState | 'Destroyed'>>> = {
     Enabled: {
       enable: 'Enabled',
@@ -118,7 +126,7 @@ describe('transition table', () => {
   };
 
   for (const from of ['Enabled', 'Disabled', 'PendingDeletion'] as const) {
-    for (const action of LIFECYCLE_ACTIONS) {
+    for (const action of ALL_ACTIONS) {
       const to = legal[from][action];
       if (to === undefined) {
         it(`refuses ${action} from ${from} with KEY_STATE`, () => {

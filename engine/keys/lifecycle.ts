@@ -65,16 +65,6 @@ export type LifecycleAction =
   | 'delete-now'
   | 'rotate';
 
-/** Every action, for routing and tests. */
-export const LIFECYCLE_ACTIONS: readonly LifecycleAction[] = [
-  'enable',
-  'disable',
-  'request-deletion',
-  'cancel-deletion',
-  'delete-now',
-  'rotate',
-];
-
 /** A key's state, or `Destroyed` once its material is to be erased and the key removed. */
 export type LifecycleState = KeyState | 'Destroyed';
 

@@ -1,45 +1,61 @@
 /**
- * Keeps a client-node informer alive. client-node's ListWatch stops for good when a watch or list
- * fails with anything but a timeout or 410 (a reset connection, an apiserver restart, a 5xx), so
- * this supervisor:
- * - restarts a stopped informer with a fresh instance (a full relist) after a capped backoff;
- * - relists at once on 410 Gone (the resourceVersion expired);
+ * Keeps a client-node informer alive, with client-go's Replace semantics.
+ *
+ * client-node's ListWatch stops for good when a watch or list fails with anything but a timeout
+ * or 410 (a reset connection, an apiserver restart, a 5xx), so this supervisor:
+ * - replaces a stopped informer with a fresh instance (a full relist) after a capped, jittered
+ *   backoff, and relists at once on 410 Gone;
  * - runs a stall watchdog: no event, no (re)connect and no successful list for `stallMs` means the
  *   informer is wedged, and it is replaced.
- * A fresh instance re-emits every object as `add`, so the level-triggered controller re-examines
- * everything after a restart and misses nothing that changed meanwhile.
+ *
+ * Reads never go to the informer's own cache but to the supervisor's **store**, which outlives
+ * informer instances. A restart therefore does not empty it: the last good state keeps being
+ * served until the new list completes, and that list is then applied as a difference (client-go's
+ * `Replace`): `add` for new objects, `update` for changed ones (by resourceVersion), and `delete`
+ * for objects that vanished meanwhile. `hasSynced()` turns true with the first list and stays
+ * true, so readiness does not flap on a watch reset.
  */
-import type { Informer, KubernetesListObject, KubernetesObject, ObjectCache } from '@kubernetes/client-node';
+import type { Informer, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { describeError, statusOf } from './client.ts';
 
 /** What a supervised informer reports. */
 export type InformerEvent = 'add' | 'update' | 'delete';
 
+/** The informer interface the supervisor drives (client-node's ListWatch). */
+export type RestartableInformer<T extends KubernetesObject> = Pick<Informer<T>, 'on' | 'start' | 'stop'>;
+
 /** Options of the supervisor. */
 export interface SupervisorOptions<T extends KubernetesObject> {
   /** For logs and metrics (`keys`, `secrets`). */
   name: string;
   /** Makes a new informer over the given list function (wrapped to observe relists). */
-  create: (list: () => Promise<KubernetesListObject<T>>) => Informer<T> & ObjectCache<T>;
-  /** The list call. */
+  create: (list: () => Promise<KubernetesListObject<T>>) => RestartableInformer<T>;
+  /** The list call (every page; see `listAll`). */
   list: () => Promise<KubernetesListObject<T>>;
-  /** Every event of the current informer. */
+  /** Every change of the store, in order. */
   onEvent: (type: InformerEvent, obj: T) => void;
   /** Called after each restart (for metrics). */
   onRestart?: (reason: string) => void;
-  /** Stall watchdog period: replace the informer after this long without any activity. */
+  /** Stall watchdog period: replace the informer after this long without any activity; 120 s. */
   stallMs?: number;
-  /** First restart delay after an error; doubles up to `maxBackoffMs`. */
+  /** First restart delay after an error (500 ms); doubles up to `maxBackoffMs` (8 s). */
   baseBackoffMs?: number;
   maxBackoffMs?: number;
+  /** Random spread of each delay, as a fraction (0.2 = ±20 %); 0.2. */
+  jitter?: number;
   log: Logger;
 }
 
-/** A restartable informer. Reads go to the current instance's cache. */
+const storeKey = (obj: KubernetesObject): string =>
+  `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+
+/** A restartable informer with a store of its own. */
 export class SupervisedInformer<T extends KubernetesObject> {
   private readonly o: SupervisorOptions<T>;
-  private informer: (Informer<T> & ObjectCache<T>) | undefined;
+  /** namespace → name → object: the store every read goes to. */
+  private readonly store = new Map<string, Map<string, T>>();
+  private informer: RestartableInformer<T> | undefined;
   private generation = 0;
   private lastActivity = Date.now();
   private synced = false;
@@ -47,6 +63,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
   private stopped = true;
   private watchdog: NodeJS.Timeout | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
+  private onSynced: (() => void) | undefined;
   /** Restarts so far (tests and metrics). */
   restarts = 0;
 
@@ -54,7 +71,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
     this.o = options;
   }
 
-  /** Starts the informer and the watchdog; resolves after the first successful list. */
+  /** Starts the informer and the watchdog; resolves after the first successful list (or stop). */
   async start(): Promise<void> {
     this.stopped = false;
     const stallMs = this.o.stallMs ?? 120_000;
@@ -65,33 +82,58 @@ export class SupervisedInformer<T extends KubernetesObject> {
       Math.max(250, Math.floor(stallMs / 4)),
     );
     this.watchdog.unref();
+    const synced = new Promise<void>((resolve) => {
+      this.onSynced = resolve;
+    });
     this.launch();
-    while (!this.synced && !this.stopped) await new Promise((r) => setTimeout(r, 25));
+    await synced;
   }
 
-  /** Stops for good. */
+  /** Stops for good (the store is kept for reads). */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.watchdog) clearInterval(this.watchdog);
     if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.onSynced?.();
     const informer = this.informer;
     this.informer = undefined;
+    this.generation++;
     await informer?.stop();
   }
 
-  /** True once the current instance has listed. */
+  /** True once a list has completed; stays true across restarts. */
   hasSynced(): boolean {
     return this.synced;
   }
 
-  /** The cached object, if any. */
+  /** The stored object, if any. */
   get(name: string, namespace?: string): T | undefined {
-    return this.informer?.get(name, namespace);
+    return this.store.get(namespace ?? '')?.get(name);
   }
 
-  /** Every cached object. */
-  list(namespace?: string): readonly T[] {
-    return this.informer?.list(namespace) ?? [];
+  /** Every stored object (of one namespace, if given). */
+  list(namespace?: string): T[] {
+    if (namespace !== undefined) return [...(this.store.get(namespace)?.values() ?? [])];
+    const all: T[] = [];
+    for (const objects of this.store.values()) all.push(...objects.values());
+    return all;
+  }
+
+  /** Objects stored in `namespace`. */
+  countIn(namespace: string): number {
+    return this.store.get(namespace)?.size ?? 0;
+  }
+
+  /** The namespaces with at least one stored object. */
+  namespaces(): string[] {
+    return [...this.store.keys()];
+  }
+
+  /** Objects in the store. */
+  get size(): number {
+    let n = 0;
+    for (const objects of this.store.values()) n += objects.size;
+    return n;
   }
 
   /** Replaces the informer after `delayMs` (a fresh instance, so a full relist). */
@@ -109,6 +151,15 @@ export class SupervisedInformer<T extends KubernetesObject> {
     this.restartTimer = setTimeout(() => this.launch(), delayMs);
   }
 
+  /** The delay before the next restart after an error: capped exponential backoff with jitter. */
+  private backoff(): number {
+    const base = this.o.baseBackoffMs ?? 500;
+    const delay = Math.min(this.o.maxBackoffMs ?? 8_000, base * 2 ** this.failures);
+    this.failures++;
+    const jitter = this.o.jitter ?? 0.2;
+    return Math.round(delay * (1 - jitter + 2 * jitter * Math.random()));
+  }
+
   private launch(): void {
     if (this.stopped) return;
     const generation = ++this.generation;
@@ -118,23 +169,23 @@ export class SupervisedInformer<T extends KubernetesObject> {
       if (current()) {
         this.lastActivity = Date.now();
         this.failures = 0;
-        // The informer fills its cache synchronously after this promise settles.
-        setImmediate(() => {
-          if (current()) this.synced = true;
-        });
+        this.replace(result.items);
       }
       return result;
     };
-    this.synced = false;
     const informer = this.o.create(list);
-    const forward = (type: InformerEvent) => (obj: T) => {
+    const upsert = (obj: T): void => {
       if (!current()) return;
       this.lastActivity = Date.now();
-      this.o.onEvent(type, obj);
+      this.upsert(obj);
     };
-    informer.on('add', forward('add'));
-    informer.on('update', forward('update'));
-    informer.on('delete', forward('delete'));
+    informer.on('add', upsert);
+    informer.on('update', upsert);
+    informer.on('delete', (obj: T) => {
+      if (!current()) return;
+      this.lastActivity = Date.now();
+      this.remove(obj.metadata?.namespace ?? '', obj.metadata?.name ?? '', obj);
+    });
     informer.on('connect', () => {
       if (current()) this.lastActivity = Date.now();
     });
@@ -144,16 +195,55 @@ export class SupervisedInformer<T extends KubernetesObject> {
         this.restart('410 Gone: relisting', 0);
         return;
       }
-      const base = this.o.baseBackoffMs ?? 500;
-      const delay = Math.min(this.o.maxBackoffMs ?? 30_000, base * 2 ** this.failures);
-      this.failures++;
       this.o.log.warn({ informer: this.o.name, err: describeError(err) }, 'informer stopped on an error');
-      this.restart('error', delay);
+      this.restart('error', this.backoff());
     });
     this.informer = informer;
     this.lastActivity = Date.now();
     informer.start().catch((err: unknown) => {
-      if (current()) this.restart(`start failed: ${describeError(err)}`, this.o.baseBackoffMs ?? 500);
+      if (current()) this.restart(`start failed: ${describeError(err)}`, this.backoff());
     });
+  }
+
+  /** Applies a complete list: the difference to the store becomes events (client-go Replace). */
+  private replace(items: readonly T[]): void {
+    const listed = new Set<string>();
+    for (const item of items) {
+      listed.add(storeKey(item));
+      this.upsert(item);
+    }
+    for (const [namespace, objects] of [...this.store]) {
+      for (const name of [...objects.keys()]) {
+        if (!listed.has(`${namespace}/${name}`)) this.remove(namespace, name);
+      }
+    }
+    if (!this.synced) {
+      this.synced = true;
+      this.onSynced?.();
+    }
+  }
+
+  private upsert(obj: T): void {
+    const namespace = obj.metadata?.namespace ?? '';
+    const name = obj.metadata?.name ?? '';
+    let objects = this.store.get(namespace);
+    if (objects === undefined) {
+      objects = new Map();
+      this.store.set(namespace, objects);
+    }
+    const old = objects.get(name);
+    if (old !== undefined && old.metadata?.resourceVersion === obj.metadata?.resourceVersion) return;
+    objects.set(name, obj);
+    this.o.onEvent(old === undefined ? 'add' : 'update', obj);
+  }
+
+  /** Removes an object; the event carries its final state when known, else the last stored. */
+  private remove(namespace: string, name: string, final?: T): void {
+    const objects = this.store.get(namespace);
+    const old = objects?.get(name);
+    if (objects === undefined || old === undefined) return;
+    objects.delete(name);
+    if (objects.size === 0) this.store.delete(namespace);
+    this.o.onEvent('delete', final ?? old);
   }
 }

@@ -91,6 +91,8 @@ export interface KeyResourceStatus {
   observedGeneration?: number;
   /** The last handled value of the keyward.io/rotate annotation. */
   rotateHandled?: string;
+  /** The operator replica (its Lease identity) that wrote this status. */
+  reconciledBy?: string;
 }
 
 /** The metadata fields the operator reads. */

@@ -1,7 +1,7 @@
 /**
  * The format of the Secrets that hold key material (one Secret per Key, in the operator's
- * namespace). Pure encode/decode, shared by the operator (the only writer) and, later, the
- * engine's cluster mode, which reads these Secrets through an informer.
+ * namespace). Pure encode/decode, shared by the operator (the only writer) and the engine's
+ * cluster mode, which reads these Secrets through an informer (engine/cluster/key-sources.ts).
  *
  * Secret `kkey.<namespace>.<name>` (`.` cannot occur in a namespace or a Key name, so the name is
  * unambiguous), type `keyward.io/key-material`, labels below. `data`:
@@ -22,6 +22,8 @@ export const MATERIAL_LABEL = 'keyward.io/material';
 export const KEY_NAMESPACE_LABEL = 'keyward.io/key-namespace';
 /** Label holding the Key's name. */
 export const KEY_NAME_LABEL = 'keyward.io/key-name';
+/** Annotation naming the operator replica (its Lease identity) that wrote the Secret. */
+export const WRITTEN_BY_ANNOTATION = 'keyward.io/written-by';
 /** Standard managed-by label value. */
 export const MANAGED_BY = 'keyward-operator';
 /** `data` entry of the record. */
@@ -68,6 +70,7 @@ export interface MaterialSecret {
     name: string;
     namespace: string;
     labels?: Record<string, string>;
+    annotations?: Record<string, string>;
     resourceVersion?: string;
   };
   data?: Record<string, string>;
@@ -84,7 +87,11 @@ export function versionEntry(version: number): string {
 }
 
 /** Builds the Secret for `stored` in `operatorNamespace` (no resourceVersion: callers add it). */
-export function encodeMaterialSecret(operatorNamespace: string, stored: StoredKey): MaterialSecret {
+export function encodeMaterialSecret(
+  operatorNamespace: string,
+  stored: StoredKey,
+  writtenBy?: string,
+): MaterialSecret {
   const { versions, ...rest } = stored.record;
   const json: StoredRecordJson = {
     ...rest,
@@ -113,6 +120,7 @@ export function encodeMaterialSecret(operatorNamespace: string, stored: StoredKe
         [KEY_NAMESPACE_LABEL]: rest.namespace,
         [KEY_NAME_LABEL]: rest.name,
       },
+      ...(writtenBy === undefined ? {} : { annotations: { [WRITTEN_BY_ANNOTATION]: writtenBy } }),
     },
     data,
   };

@@ -52,6 +52,11 @@ export interface CryptoPoolOptions {
   maxBatch?: number;
   /** Items waiting or running before new work is refused with OVERLOADED. */
   maxPendingItems?: number;
+  /**
+   * Told when a worker dies outside a task (Piscina's `error` event; the worker is replaced). By
+   * default a process warning is written to stderr: a crash is never silent.
+   */
+  onWorkerError?: (err: Error) => void;
 }
 
 interface Pending {
@@ -93,6 +98,7 @@ export class CryptoPool {
   readonly #threads: number;
   #censusRequest = 0;
   readonly #census = new Map<number, (reply: Extract<PoolBroadcast, { type: 'census-reply' }>) => void>();
+  #workerErrors = 0;
 
   constructor(options: CryptoPoolOptions = {}) {
     const threads = options.threads ?? availableParallelism();
@@ -125,8 +131,20 @@ export class CryptoPool {
       workerData: { channel },
     });
     // Piscina emits 'error' for a worker that dies with no task in flight; the worker is
-    // replaced either way, and an unhandled 'error' event would kill the process.
-    this.#piscina.on('error', () => {});
+    // replaced either way, and an unhandled 'error' event would kill the process. It is counted
+    // (a metric) and reported.
+    const report =
+      options.onWorkerError ??
+      ((err: Error) => process.emitWarning(`crypto worker died: ${err.message}`, 'KeywardWorkerError'));
+    this.#piscina.on('error', (err: unknown) => {
+      this.#workerErrors++;
+      report(err instanceof Error ? err : new Error(String(err)));
+    });
+  }
+
+  /** Workers that died outside a task since start (each was replaced). */
+  get workerErrors(): number {
+    return this.#workerErrors;
   }
 
   /** Worker tasks (batches) sent since start: with itemsDispatched, the mean batch size. */

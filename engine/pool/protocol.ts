@@ -89,8 +89,7 @@ export interface BatchTask {
   payload: ArrayBuffer;
 }
 
-/** Per-item outcome in a batch result. */
-export const ITEM_OK = 0;
+// Per-item outcome in a batch result: 0 is success (the status buffer starts zeroed), else one of:
 /** A decrypt or unwrap that failed authentication: reported as the single "invalid" error. */
 export const ITEM_INVALID = 1;
 /** Anything else that failed for one item (reported without detail). */
@@ -98,7 +97,7 @@ export const ITEM_FAILED = 2;
 
 /**
  * A batch result: a packed buffer of `count + 1` single-field items, where item `count` is
- * the status byte of every item (ITEM_OK, ITEM_INVALID, ITEM_FAILED). A worker that does not hold
+ * the status byte of every item (0 for success, ITEM_INVALID, ITEM_FAILED). A worker that does not hold
  * the task's key returns the task's own payload instead, as a Uint8Array view (moved back), and
  * the pool sends it again with the material.
  */

@@ -80,14 +80,6 @@ export type KeyAction =
   | 'request-deletion'
   | 'cancel-deletion'
   | 'delete-now';
-export const KEY_ACTIONS: readonly KeyAction[] = [
-  'enable',
-  'disable',
-  'rotate',
-  'request-deletion',
-  'cancel-deletion',
-  'delete-now',
-];
 
 /** The result of an action: the key after it (absent once destroyed) and any warnings. */
 export interface ActionResult {
@@ -168,4 +160,6 @@ export interface KeyBackend {
   ready(): boolean;
   /** Items waiting in the engine's queue, for /metrics. */
   queueDepth(): number;
+  /** Crypto workers that died outside a task since start, for /metrics. */
+  workerErrors?(): number;
 }

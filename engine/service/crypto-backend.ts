@@ -77,6 +77,11 @@ export abstract class CryptoBackend {
     return this.engine.pool.pendingItems;
   }
 
+  /** Crypto workers that died outside a task since start, for /metrics. */
+  workerErrors(): number {
+    return this.engine.pool.workerErrors;
+  }
+
   async encrypt(namespace: string, name: string, input: EncryptInput): Promise<CiphertextOutput> {
     return this.#used(namespace, name, 'encrypt', async (ring) =>
       this.engine.encrypt(await this.#sealing(namespace, name, ring, 1), input),

@@ -7,7 +7,8 @@
  * never sees a record that a crash could take back. The store persists strings only: versions
  * hold material already wrapped under the master key; it never sees plaintext material.
  *
- * One process owns a data directory at a time; two servers on one directory are not supported.
+ * One process owns a data directory at a time: the data-dir lock (data-dir-lock.ts) keeps a second
+ * server off a directory in use.
  */
 import { mkdir, readdir, readFile, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -5,9 +5,6 @@ import { invalidArgument } from '../errors.ts';
 /** A DNS-1123 label: lowercase letters, digits and `-`, starting and ending alphanumeric, ≤ 63. */
 const NAMESPACE_PATTERN = new RegExp(NAMESPACE_SOURCE);
 
-/** The namespace the standalone store uses unless told otherwise (PRODUCT.md §6). */
-export const DEFAULT_NAMESPACE = 'default';
-
 /**
  * Checks a namespace name and returns it. Besides the API contract, this keeps path traversal
  * (`..`, `/`) out of the store's file paths.

@@ -22,7 +22,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { freePorts, httpGet, isGroupAlive, killGroup, sleep } from './proc.ts';
+import { freePorts, groupMembers, httpGet, isGroupAlive, killGroup, sleep } from './proc.ts';
 
 /** The repository root (two levels above this file). */
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
@@ -291,8 +291,9 @@ export function startGroup(
   leftover: string | null,
   bin: string,
   args: string[],
+  append = false,
 ): number {
-  const log = openSync(logFile, 'w', 0o600);
+  const log = openSync(logFile, append ? 'a' : 'w', 0o600);
   try {
     const child = spawn(
       'bash',
@@ -308,6 +309,86 @@ export function startGroup(
   } finally {
     closeSync(log);
   }
+}
+
+// ---- faults: stopping, hanging and restarting one component (the fault suite, test/fault) ------
+
+/** The control-plane processes `up` starts. */
+export type Component = 'etcd' | 'apiserver';
+
+const COMPONENT_BIN: Record<Component, string> = { etcd: 'etcd', apiserver: 'kube-apiserver' };
+
+/** A component killed by {@link killComponent}: what {@link startComponent} needs to start it again. */
+export interface StoppedComponent {
+  component: Component;
+  /** The binary's command line (argv[0] is the binary). */
+  argv: string[];
+}
+
+function groupOf(state: ClusterState, component: Component): number {
+  return component === 'etcd' ? state.etcd.pgid : state.apiserver.pgid;
+}
+
+/** The pid of the component's binary (not its watchdog shell), or undefined when it is not running. */
+export function componentPid(state: ClusterState, component: Component): number | undefined {
+  const bin = join(BIN_DIR, COMPONENT_BIN[component]);
+  return groupMembers(groupOf(state, component), bin).find((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] === bin;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Sends `signal` (SIGSTOP, SIGCONT, SIGTERM, ...) to the component's binary only. */
+export function signalComponent(state: ClusterState, component: Component, signal: NodeJS.Signals): void {
+  const pid = componentPid(state, component);
+  if (pid === undefined) throw new Error(`${component} is not running`);
+  process.kill(pid, signal);
+}
+
+/**
+ * Kills the component's binary with SIGKILL (its watchdog shell then exits on its own) and
+ * resolves once it is gone, with its command line for {@link startComponent}. Data stay.
+ */
+export async function killComponent(state: ClusterState, component: Component): Promise<StoppedComponent> {
+  const pid = componentPid(state, component);
+  if (pid === undefined) throw new Error(`${component} is not running`);
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    .split('\0')
+    .filter((a) => a !== '');
+  process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 100 && isGroupAlive(groupOf(state, component), BIN_DIR); i++) await sleep(50);
+  return { component, argv };
+}
+
+/**
+ * Starts a killed component again with the same flags (so the same ports, certificates and data),
+ * waits until it answers, and records its new process group in `state` and `<dir>/state.json`.
+ */
+export async function startComponent(state: ClusterState, stopped: StoppedComponent): Promise<void> {
+  const [bin, ...args] = stopped.argv;
+  if (bin === undefined) throw new Error('no command line');
+  const logFile = join(state.dir, 'logs', stopped.component === 'etcd' ? 'etcd.log' : 'apiserver.log');
+  const leftover = stopped.component === 'etcd' ? state.dataDir : null;
+  const pgid = startGroup(logFile, state.ownerPid, leftover, bin, args, true);
+  if (stopped.component === 'etcd') {
+    state.etcd.pgid = pgid;
+    await waitUntil('etcd', READY_TIMEOUT_MS, pgid, logFile, async () => {
+      const res = await httpGet(`http://127.0.0.1:${state.etcd.clientPort}/health`).catch(() => null);
+      return res?.status === 200;
+    });
+  } else {
+    state.apiserver.pgid = pgid;
+    await waitUntil('kube-apiserver', READY_TIMEOUT_MS, pgid, logFile, async () => {
+      const res = await httpGet(`${state.server}/readyz`, { token: state.token, ca: state.caPem }).catch(
+        () => null,
+      );
+      return res?.status === 200;
+    });
+  }
+  writeFileSync(join(state.dir, 'state.json'), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
 }
 
 async function waitUntil(

@@ -54,13 +54,13 @@ describe('audit settings', () => {
   });
 
   it('the cluster engine takes them too, with stdout on', () => {
-    expect(parseClusterEngineArgs(['--audit-required', '--audit-dir', '/a']).audit).toMatchObject({
+    expect(parseClusterEngineArgs(['--audit-required', '--audit-dir', '/a'])?.audit).toMatchObject({
       enabled: true,
       required: true,
       stdout: true,
       dir: '/a',
     });
-    expect(parseClusterEngineArgs(['--no-audit']).audit?.enabled).toBe(false);
-    expect(parseClusterEngineArgs([]).audit).toBeUndefined(); // the engine's defaults apply
+    expect(parseClusterEngineArgs(['--no-audit'])?.audit?.enabled).toBe(false);
+    expect(parseClusterEngineArgs([])?.audit).toBeUndefined(); // the engine's defaults apply
   });
 });

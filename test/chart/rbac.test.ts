@@ -122,6 +122,12 @@ describe('the operator ServiceAccount', () => {
       [true, 'list', 'configmaps', '-n', ns],
       [true, 'watch', 'configmaps', '-n', ns],
       [true, 'delete', 'configmaps', '-n', ns],
+      // keyward-ca.crt in every namespace that holds a Key (issue #17)
+      [true, 'create', 'configmaps', '-n', app],
+      [true, 'get', 'configmaps/keyward-ca.crt', '-n', app],
+      [true, 'update', 'configmaps/keyward-ca.crt', '-n', app],
+      [true, 'delete', 'configmaps/keyward-ca.crt', '-n', app],
+      [true, 'list', 'namespaces'],
     ]);
   });
 
@@ -136,9 +142,13 @@ describe('the operator ServiceAccount', () => {
       [false, 'create', 'leases.coordination.k8s.io', '-n', app],
       [false, 'delete', 'leases.coordination.k8s.io', '-n', ns],
       [false, 'create', 'events', '-n', app], // core/v1 Events: it writes events.k8s.io/v1 only
-      [false, 'create', 'configmaps', '-n', ns],
       [false, 'update', 'configmaps', '-n', ns],
       [false, 'list', 'configmaps', '-n', app],
+      [false, 'get', 'configmaps', '-n', app],
+      [false, 'get', 'configmaps/app-settings', '-n', app],
+      [false, 'update', 'configmaps/app-settings', '-n', app],
+      [false, 'delete', 'configmaps/app-settings', '-n', app],
+      [false, 'get', 'namespaces', '-n', app],
       [false, 'create', 'pods', '-n', ns],
       [false, 'encrypt', 'keys.keyward.io', '-n', app],
       [false, 'create', 'tokenreviews.authentication.k8s.io'],

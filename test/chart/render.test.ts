@@ -183,6 +183,7 @@ describe('helm template with the default values', () => {
       `--lease-name=${OPERATOR}`,
       '--identity=$(POD_NAME)',
       '--metrics-port=8080',
+      '--ca-configmap=kw-keyward-ca',
     ]);
     const en = find(objects, 'Deployment', ENGINE);
     expect(en.spec.replicas).toBe(2);
@@ -634,5 +635,53 @@ describe('the CRD copy in the chart', () => {
     const source = readFileSync(join(REPO_ROOT, 'crds', 'keys.keyward.io.yaml'));
     const copy = readFileSync(join(CRD_CHART_DIR, 'keys.keyward.io.yaml'));
     expect(copy.equals(source)).toBe(true);
+  });
+});
+
+describe('the CA in every namespace that holds a Key (issue #17)', () => {
+  it('gives the operator the flag and only the RBAC it needs, and can be turned off', async () => {
+    const on = await render({});
+    const role = find(on, 'ClusterRole', OPERATOR);
+    const caRules = role.rules.filter((r: { resources: string[] }) =>
+      r.resources.some((x) => x === 'configmaps' || x === 'namespaces'),
+    );
+    expect(caRules).toEqual([
+      { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
+      {
+        apiGroups: [''],
+        resources: ['configmaps'],
+        resourceNames: ['keyward-ca.crt'],
+        verbs: ['get', 'update', 'delete'],
+      },
+      { apiGroups: [''], resources: ['namespaces'], verbs: ['list'] },
+    ]);
+    const off = await render({ caDistribution: { enabled: false } });
+    expect(args(find(off, 'Deployment', OPERATOR)).some((a: string) => a.startsWith('--ca-configmap'))).toBe(
+      false,
+    );
+    expect(
+      find(off, 'ClusterRole', OPERATOR).rules.some((r: { resources: string[] }) =>
+        r.resources.includes('configmaps'),
+      ),
+    ).toBe(false);
+  });
+
+  it('can render a trust-manager Bundle with the chart CA instead of the operator copies', async () => {
+    const objs = await render({
+      caDistribution: {
+        trustManagerBundle: { enabled: true, namespaceSelector: { matchLabels: { team: 'a' } } },
+      },
+    });
+    const bundle = find(objs, 'Bundle', 'keyward-ca.crt');
+    expect(bundle.apiVersion).toBe('trust.cert-manager.io/v1alpha1');
+    expect(bundle.spec.target).toEqual({
+      configMap: { key: 'ca.crt' },
+      namespaceSelector: { matchLabels: { team: 'a' } },
+    });
+    const ca = find(objs, 'ConfigMap', 'kw-keyward-ca').data['ca.crt'];
+    expect(bundle.spec.sources[0].inLine.trim()).toBe(ca.trim());
+    expect(args(find(objs, 'Deployment', OPERATOR)).some((a: string) => a.startsWith('--ca-configmap'))).toBe(
+      false,
+    );
   });
 });

@@ -10,7 +10,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:https';
+import { type Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, type V1Secret } from '@kubernetes/client-node';
@@ -318,7 +318,7 @@ export function call(
   engine: { url: string; ca: string },
   method: string,
   path: string,
-  options: { token?: string; body?: unknown } = {},
+  options: { token?: string; body?: unknown; agent?: Agent; timeoutMs?: number } = {},
 ): Promise<{ status: number; body: Body }> {
   const url = new URL(path, engine.url);
   const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
@@ -328,6 +328,8 @@ export function call(
       {
         method,
         ca: engine.ca,
+        ...(options.agent === undefined ? {} : { agent: options.agent }),
+        ...(options.timeoutMs === undefined ? {} : { timeout: options.timeoutMs }),
         headers: {
           ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
           ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
@@ -345,8 +347,10 @@ export function call(
           } catch {}
           resolve({ status: res.statusCode ?? 0, body });
         });
+        res.on('error', reject);
       },
     );
+    req.on('timeout', () => req.destroy(new Error(`timed out after ${options.timeoutMs} ms`)));
     req.on('error', reject);
     req.end(payload);
   });

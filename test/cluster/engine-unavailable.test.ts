@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeAuthenticator } from '../../engine/cluster/kube-auth.ts';
 import { type RunningClusterEngine, runClusterEngine } from '../../engine/cluster/main.ts';
 import { KeywardError } from '../../engine/errors.ts';
+import { KubeClient } from '../../engine/kube/client.ts';
 import {
   applyKeyCrd,
   b64,
@@ -24,7 +25,7 @@ import {
   saToken,
   writeKubeconfig,
 } from './engine-helpers.ts';
-import { createNamespace, kubectl } from './harness.ts';
+import { createNamespace, kubectl, tcpProxy, waitFor } from './harness.ts';
 
 const silent = pino({ level: 'silent' });
 let op: { namespace: string; master: KeyObject };
@@ -129,8 +130,10 @@ describe('auth fails closed', () => {
     await kubectl(['create', 'serviceaccount', 'powerless', '-n', op.namespace]);
     const token = await saToken(op.namespace, 'powerless');
     const auth = new KubeAuthenticator({
-      kubeConfig: kubeConfigFor(
-        writeKubeconfig(kubeConfigFor(engineKubeconfig).getCurrentCluster()!.server, token, 'p'),
+      client: new KubeClient(
+        kubeConfigFor(
+          writeKubeconfig(kubeConfigFor(engineKubeconfig).getCurrentCluster()!.server, token, 'p'),
+        ),
       ),
     });
     const err = await auth
@@ -143,7 +146,7 @@ describe('auth fails closed', () => {
 
 describe('decision caches', () => {
   it('reuses TokenReview and SubjectAccessReview decisions, allow and deny', async () => {
-    const auth = new KubeAuthenticator({ kubeConfig: kubeConfigFor(engineKubeconfig) });
+    const auth = new KubeAuthenticator({ client: new KubeClient(kubeConfigFor(engineKubeconfig)) });
     const req = { headers: { authorization: `Bearer ${appToken}` }, remoteAddress: undefined };
     const p1 = await auth.authenticate(req);
     const p2 = await auth.authenticate(req);
@@ -179,7 +182,11 @@ describe('decision caches', () => {
 
   it('expires cached decisions after their ttl', async () => {
     let now = Date.now();
-    const auth = new KubeAuthenticator({ kubeConfig: kubeConfigFor(engineKubeconfig), now: () => now });
+    const auth = new KubeAuthenticator({
+      client: new KubeClient(kubeConfigFor(engineKubeconfig)),
+      now: () => now,
+      staleTtlMs: 0,
+    });
     const req = { headers: { authorization: `Bearer ${appToken}` }, remoteAddress: undefined };
     const p = await auth.authenticate(req);
     await auth.authorize(p, 'encrypt', ns, 'key1');
@@ -189,5 +196,89 @@ describe('decision caches', () => {
     now += 5_000;
     await auth.authenticate(req);
     expect(auth.reviews.token).toBe(2);
+  });
+});
+
+describe('through an apiserver outage', () => {
+  it('keeps serving callers validated before the outage, refuses new ones, and stops at the stale limit', async () => {
+    const proxy = await tcpProxy(kubeConfigFor(engineKubeconfig).getCurrentCluster()!.server);
+    const token = kubeConfigFor(engineKubeconfig).getCurrentUser()!.token!;
+    let now = Date.now();
+    const auth = new KubeAuthenticator({
+      client: new KubeClient(kubeConfigFor(writeKubeconfig(proxy.url, token, 'proxied')), {
+        requestTimeoutMs: 1_000,
+      }),
+      now: () => now,
+      staleTtlMs: 60_000,
+    });
+    try {
+      const req = { headers: { authorization: `Bearer ${appToken}` }, remoteAddress: undefined };
+      const p = await auth.authenticate(req);
+      await auth.authorize(p, 'encrypt', ns, 'key1');
+      for (const outage of ['refuse', 'hang'] as const) {
+        proxy.mode(outage);
+        now += 20_000; // past both fresh TTLs (10 s and 5 s)
+        const again = await auth.authenticate(req);
+        await auth.authorize(again, 'encrypt', ns, 'key1');
+        // A caller never seen before is not let in on an error.
+        const stranger = await auth
+          .authenticate({
+            headers: { authorization: `Bearer ${await saToken(ns, 'app', 'keyward')}` },
+            remoteAddress: undefined,
+          })
+          .catch((e: unknown) => e);
+        expect((stranger as KeywardError).code).toBe('UNAVAILABLE');
+        // Nor is a decision that was a denial.
+        const denied = await auth.authorize(again, 'decrypt', ns, 'key1').catch((e: unknown) => e);
+        expect((denied as KeywardError).code).toBe('UNAVAILABLE');
+      }
+      expect(auth.staleServed).toBeGreaterThanOrEqual(4);
+      // Past the stale limit the decision is gone: the outage now refuses the caller too.
+      now += 60_000;
+      const late = await auth.authenticate(req).catch((e: unknown) => e);
+      expect((late as KeywardError).code).toBe('UNAVAILABLE');
+    } finally {
+      proxy.close();
+    }
+  });
+
+  it('applies a revocation on the request after the refresh that saw it', async () => {
+    const proxy = await tcpProxy(kubeConfigFor(engineKubeconfig).getCurrentCluster()!.server);
+    const token = kubeConfigFor(engineKubeconfig).getCurrentUser()!.token!;
+    let now = Date.now();
+    const auth = new KubeAuthenticator({
+      client: new KubeClient(kubeConfigFor(writeKubeconfig(proxy.url, token, 'proxied'))),
+      now: () => now,
+    });
+    try {
+      await kubectl(['create', 'serviceaccount', 'revoked', '-n', ns]);
+      await kubectl([
+        'create',
+        'rolebinding',
+        'revoked',
+        '-n',
+        ns,
+        '--role=user',
+        `--serviceaccount=${ns}:revoked`,
+      ]);
+      const req = {
+        headers: { authorization: `Bearer ${await saToken(ns, 'revoked', 'keyward')}` },
+        remoteAddress: undefined,
+      };
+      const p = await auth.authenticate(req);
+      await auth.authorize(p, 'encrypt', ns, 'key1');
+      await kubectl(['delete', 'rolebinding', 'revoked', '-n', ns]);
+      now += 5_001;
+      // Served from the stale decision while the refresh runs...
+      await auth.authorize(p, 'encrypt', ns, 'key1');
+      // ...and refused once the refresh has answered.
+      const refused = await waitFor('the revocation', async () => {
+        const err = await auth.authorize(p, 'encrypt', ns, 'key1').catch((e: unknown) => e);
+        return (err as KeywardError | undefined)?.code === 'PERMISSION_DENIED' ? err : undefined;
+      });
+      expect((refused as KeywardError).code).toBe('PERMISSION_DENIED');
+    } finally {
+      proxy.close();
+    }
   });
 });

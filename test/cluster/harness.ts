@@ -16,7 +16,8 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -163,4 +164,67 @@ function run(bin: string, args: readonly string[], options: RunOptions): Promise
     );
     child.stdin?.end(options.input ?? '');
   });
+}
+
+/** A TCP proxy in front of the apiserver that a test can cut, make refuse, or make hang. */
+export interface TcpProxy {
+  /** `https://127.0.0.1:<port>`: put it in a kubeconfig (see {@link kubeconfigVia}). */
+  url: string;
+  /** Destroys every open connection (watches included); returns how many there were. */
+  cut(): number;
+  /** pass: forward; refuse: close new connections at once; hang: accept and never answer. */
+  mode(m: 'pass' | 'refuse' | 'hang'): void;
+  close(): void;
+}
+
+/** Starts a {@link TcpProxy} to `target` (an https URL). */
+export async function tcpProxy(target: string): Promise<TcpProxy> {
+  const to = new URL(target);
+  let current: 'pass' | 'refuse' | 'hang' = 'pass';
+  const open = new Set<Socket>();
+  const track = (s: Socket): void => {
+    open.add(s);
+    s.on('close', () => open.delete(s));
+    s.on('error', () => undefined);
+  };
+  const server = createServer((client) => {
+    track(client);
+    if (current === 'refuse') return void client.destroy();
+    if (current === 'hang') return;
+    const upstream = connect(Number(to.port), to.hostname);
+    track(upstream);
+    upstream.on('close', () => client.destroy());
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const cut = (): number => {
+    const n = open.size;
+    for (const s of open) s.destroy();
+    return n;
+  };
+  return {
+    url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    cut,
+    mode: (m) => {
+      current = m;
+      // Pooled keep-alive connections go too, as when the apiserver dies or hangs.
+      if (m !== 'pass') cut();
+    },
+    close: () => {
+      cut();
+      server.close();
+    },
+  };
+}
+
+/** Writes a copy of kubeconfig `path` (0600) whose clusters point at `server`; returns its path. */
+export function kubeconfigVia(path: string, server: string): string {
+  const kc = new KubeConfig();
+  kc.loadFromFile(path);
+  const doc = JSON.parse(kc.exportConfig()) as { clusters: Array<{ cluster: { server: string } }> };
+  for (const c of doc.clusters) c.cluster.server = server;
+  const out = join(mkdtempSync(join(tmpdir(), 'kw-via-')), 'kubeconfig');
+  writeFileSync(out, JSON.stringify(doc), { mode: 0o600 });
+  return out;
 }

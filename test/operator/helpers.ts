@@ -239,8 +239,8 @@ export function startOperator(o: StartOptions): OperatorProcess {
     o.kubeconfig ?? chartCredentials.get(o.opNs)?.operator ?? kubeconfigPath(),
     '--namespace',
     o.opNs,
-    '--watch-namespace',
-    o.watchNs,
+    // An empty watchNs: all namespaces.
+    ...(o.watchNs === '' ? [] : ['--watch-namespace', o.watchNs]),
     '--metrics-port',
     '0',
     '--lease-name',
