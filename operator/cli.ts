@@ -135,6 +135,12 @@ export async function main(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('shutting down');
+    // A stop that hangs (an apiserver call, a watch) must not outlive the pod's grace period with
+    // the Lease held: exit anyway, non-zero, so the hang is visible.
+    setTimeout(() => {
+      log.error({ afterMs: SHUTDOWN_TIMEOUT_MS }, 'shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, SHUTDOWN_TIMEOUT_MS).unref();
     operator.stop().then(
       () => process.exit(0),
       () => process.exit(1),
@@ -143,6 +149,9 @@ export async function main(argv: string[]): Promise<void> {
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
 }
+
+/** After SIGTERM, the stop's limit: inside the chart's 30 s termination grace period. */
+const SHUTDOWN_TIMEOUT_MS = 20_000;
 
 if (import.meta.main) {
   main(process.argv.slice(2)).catch((err: unknown) => {

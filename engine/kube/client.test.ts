@@ -123,4 +123,41 @@ describe('KubeClient', () => {
     expect(all.items).toHaveLength(1007);
     expect(all.metadata?.resourceVersion).toBe('42');
   });
+
+  // The finding this pins: an operator sometimes never exited on SIGTERM (fault suite, loaded
+  // machine). client-node's ListWatch checks `stopped` only before its list, so an informer stopped
+  // while its list was in flight still opened a watch afterwards that nothing aborted, and the
+  // pool's close() waited for that watch forever.
+  it('opens no watch after an informer stops mid-list, and close() does not wait for a watch', async () => {
+    let watches = 0;
+    await fakeApiserver((url) => {
+      if (url.searchParams.get('watch') === 'true') watches++;
+      // Never answered: a watch (or a hung request) the pool must not wait for.
+    });
+    let listed!: () => void;
+    const informer = client!.informer('/api/v1/namespaces', async () => {
+      await new Promise<void>((r) => {
+        listed = r;
+      });
+      return { apiVersion: 'v1', kind: 'NamespaceList', items: [], metadata: { resourceVersion: '5' } };
+    });
+    informer.on('error', () => undefined);
+    void informer.start();
+    await new Promise((r) => setTimeout(r, 50));
+    await informer.stop();
+    listed();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(watches).toBe(0);
+
+    // A request still in flight at close() is cut after the grace period.
+    const hung = client!
+      .api(CoreV1Api)
+      .readNamespace({ name: 'x' })
+      .catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    await client!.close(200);
+    expect(Date.now() - started).toBeLessThan(2000);
+    await hung;
+  });
 });

@@ -175,7 +175,27 @@ export class KubeClient {
       getCurrentCluster: () => this.kubeConfig.getCurrentCluster(),
       applySecurityAuthentication: (ctx: RequestContext) => this.#authenticate(ctx),
     } as unknown as KubeConfig;
-    return new ListWatch<T>(path, new Watch(config), list, false, labelSelector, fieldSelector);
+    // client-node's ListWatch checks `stopped` only before its list: a stop while the list (or
+    // the reconnect delay, or the watch's connect) is pending still opens a watch afterwards that
+    // nothing ever aborts, which also held `close()` open. So no watch starts after stop(), and
+    // one that connects after stop() is aborted at once. A stopped informer is never restarted.
+    const watch = new Watch(config);
+    let stopped = false;
+    const guarded = {
+      async watch(...args: Parameters<Watch['watch']>): Promise<AbortController> {
+        if (stopped) return new AbortController();
+        const controller = await watch.watch(...args);
+        if (stopped) controller.abort();
+        return controller;
+      },
+    } as Watch;
+    const informer = new ListWatch<T>(path, guarded, list, false, labelSelector, fieldSelector);
+    const stop = informer.stop.bind(informer);
+    informer.stop = async () => {
+      stopped = true;
+      await stop();
+    };
+    return informer;
   }
 
   /**
@@ -197,12 +217,24 @@ export class KubeClient {
     }
   }
 
-  /** Closes the pooled connections; requests in flight finish, new ones fail. */
-  async close(): Promise<void> {
+  /**
+   * Closes the pooled connections: new requests fail, requests in flight get `graceMs` to finish,
+   * then are cut (a watch never finishes by itself, and a shutdown must not wait for one).
+   */
+  async close(graceMs = 2_000): Promise<void> {
     this.#closed = true;
     const pool = this.#pool;
     this.#pool = undefined;
-    await pool?.agent.close();
+    if (pool === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    const closed = await Promise.race([
+      pool.agent.close().then(() => true),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(false), graceMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!closed) await pool.agent.destroy().catch(() => undefined);
   }
 
   async #send(ctx: RequestContext, guard: RequestGuard | undefined): Promise<ResponseContext> {

@@ -307,7 +307,8 @@ afterAll(async () => {
   monitor?.stop();
   closeAgents();
   printTable();
-  await Promise.all([engine, ...operators].filter(Boolean).map((p) => p.kill('SIGTERM')));
+  // Whatever the last test left running (after a failure) is killed outright.
+  await Promise.all([engine, ...operators].filter(Boolean).map((p) => p.kill('SIGKILL')));
   if (state !== undefined) {
     // The apiserver may still be stopped if a fault failed half-way.
     try {
@@ -481,4 +482,16 @@ describe('faults', () => {
     }
     expect(monitor.overlaps()).toEqual([]);
   }, 240_000);
+
+  it('every process still running exits on SIGTERM within 20 s (a hang would hold the lease or the endpoint until SIGKILL)', async () => {
+    monitor.stop();
+    const running = [engine, ...operators].filter(
+      (p) => p.child.exitCode === null && p.child.signalCode === null,
+    );
+    expect(running.length).toBeGreaterThanOrEqual(2);
+    const took = await Promise.all(running.map(async (p) => [p.name, await p.terminate(20_000)] as const));
+    expect(took.filter(([, ms]) => ms === undefined).map(([name]) => name)).toEqual([]);
+    // Exit 0: a clean stop, not the shutdown limit's forced exit.
+    expect(running.map((p) => [p.name, p.child.exitCode])).toEqual(running.map((p) => [p.name, 0]));
+  }, 60_000);
 });

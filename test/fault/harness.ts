@@ -83,6 +83,12 @@ export interface Proc {
   logFile: string;
   /** kill -9 (or `signal`) and wait for the exit. */
   kill(signal?: NodeJS.Signals): Promise<void>;
+  /**
+   * SIGTERM, then SIGKILL if the process has not exited within `graceMs`. Resolves with how long
+   * the exit took, or `undefined` if SIGKILL was needed (a hang on shutdown: in a pod, the lease or
+   * the endpoint would be held until the kubelet's SIGKILL).
+   */
+  terminate(graceMs: number): Promise<number | undefined>;
 }
 
 function spawnLogged(name: string, args: string[], logDir: string): { proc: Proc; output: () => string } {
@@ -108,6 +114,23 @@ function spawnLogged(name: string, args: string[], logDir: string): { proc: Proc
       kill: async (signal = 'SIGKILL') => {
         if (child.exitCode === null && child.signalCode === null) child.kill(signal);
         await exited;
+      },
+      terminate: async (graceMs) => {
+        if (child.exitCode !== null || child.signalCode !== null) return 0;
+        const started = Date.now();
+        child.kill('SIGTERM');
+        let timer: NodeJS.Timeout | undefined;
+        const inTime = await Promise.race([
+          exited.then(() => true),
+          new Promise<boolean>((r) => {
+            timer = setTimeout(() => r(false), graceMs);
+          }),
+        ]);
+        clearTimeout(timer);
+        if (inTime) return Date.now() - started;
+        child.kill('SIGKILL');
+        await exited;
+        return undefined;
       },
     },
     output: () => out,
