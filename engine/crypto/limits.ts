@@ -62,8 +62,8 @@ export const MAX_KEY_NAME = 15;
 /** A key-store namespace: a Kubernetes namespace name (DNS-1123 label, at most 63 characters). */
 export const NAMESPACE_PATTERN = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
 
-/** A region (`--region`, a key's `region`): 1 to 63 lowercase letters, digits and `-` (as the CRD). */
-export const REGION_PATTERN = '^[a-z0-9-]{1,63}$';
+/** A region (`--region`, a key's `region`): a DNS label, like a namespace (the CRD repeats it; a test compares). */
+export const REGION_PATTERN = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
 
 /** Longest memo, in characters (Unicode code points, as JSON Schema's `maxLength` counts). */
 export const MAX_MEMO_CHARS = 100;
