@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { attachNegativeValues, durationFlag, integerFlag, portFlag } from '../engine/flags.ts';
 import { DEFAULT_DELETION_DELAY_MS } from '../engine/keys/lifecycle.ts';
+import { MAX_NONCE_BUDGET } from '../engine/keys/nonce-budget.ts';
 import { electionTiming } from './leader.ts';
 import { createLogger } from './log.ts';
 import { type OperatorOptions, runOperator } from './main.ts';
@@ -31,6 +32,8 @@ export const USAGE = `Usage: keyward operator [flags]
   --resync-interval DURATION how often every Key is reconciled again (default 10m)
   --usage-namespace NS      namespace of the engines' usage-report ConfigMaps (default --namespace)
   --usage-interval DURATION how often usage is folded into keys, at most once per key (default 60s)
+  --nonce-budget N          random-nonce AES-GCM encryptions per key version before the key
+                            rotates by itself, 1 to 2^32 (default 2^30); give engines the same
   --ca-configmap NAME       a ConfigMap of --namespace with the engine's CA (key ca.crt): keep a
                             copy, keyward-ca.crt, in every namespace that holds a Key (default: off)
   -h, --help                show this help
@@ -51,6 +54,7 @@ const OPTIONS = {
   'resync-interval': { type: 'string', default: '10m' },
   'usage-namespace': { type: 'string' },
   'usage-interval': { type: 'string', default: '60s' },
+  'nonce-budget': { type: 'string' },
   'ca-configmap': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -83,6 +87,9 @@ export function parseOperatorArgs(argv: readonly string[]): OperatorOptions | un
         ? DEFAULT_DELETION_DELAY_MS
         : durationFlag('deletion-delay', values['deletion-delay'], 0),
   };
+  if (values['nonce-budget'] !== undefined) {
+    o.nonceBudget = integerFlag('nonce-budget', values['nonce-budget'], 1, MAX_NONCE_BUDGET);
+  }
   if (values['request-timeout'] !== undefined) {
     o.requestTimeoutMs = durationFlag('request-timeout', values['request-timeout'], 100);
   }

@@ -8,7 +8,6 @@
  * adds versions (a rotation) updates the cache in place, anything else (a new incarnation, a
  * changed wrapped blob) replaces it and zeroes the old material, as does the Secret's deletion.
  */
-import type { KeyObject } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { fingerprint } from '../crypto/fingerprint.ts';
@@ -18,6 +17,7 @@ import type { KeyOperation, KeyRecord } from '../keys/model.ts';
 import { checkRegion } from '../keys/spec.ts';
 import type { InformerEvent } from '../kube/informer-supervisor.ts';
 import { type KeyResource, kubeTimeMs } from '../kube/key-resource.ts';
+import { type MasterKeySet, masterKeyMismatch } from '../kube/master-key-secret.ts';
 import { decodeMaterialSecret, materialSecretName, type StoredKey } from '../kube/material-secret.ts';
 import type { KeyBackend, KeyView } from '../service/backend.ts';
 import { CryptoBackend } from '../service/crypto-backend.ts';
@@ -25,6 +25,7 @@ import { MaterialCache } from '../service/rings.ts';
 import { toKeyView } from '../service/view.ts';
 import type { KeySources } from './key-sources.ts';
 import { checkUsableInCluster, effectiveState } from './key-state.ts';
+import type { NonceReservations } from './nonce-reservations.ts';
 import type { UsageCounter } from './usage-report.ts';
 
 /** Options of {@link ClusterKeyBackend}. */
@@ -34,6 +35,11 @@ export interface ClusterBackendOptions {
   counter: UsageCounter;
   /** The region this engine serves; Isolated keys of other regions are refused. */
   region?: string;
+  /**
+   * Counts random-nonce encryptions through the usage reports (nonce-reservations.ts). Without it
+   * nothing is counted: only for tests that run no publisher.
+   */
+  nonces?: NonceReservations;
   log: Logger;
   now?: () => number;
 }
@@ -43,6 +49,8 @@ interface Entry {
   stored: StoredKey;
   cache: MaterialCache;
   fingerprint?: { version: number; value: string };
+  /** Set when the material was wrapped under another master key: the key fails alone. */
+  materialError?: string;
 }
 
 function notFound(name: string): KeywardError {
@@ -62,6 +70,7 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
   readonly #sources: KeySources;
   readonly #counter: UsageCounter;
   readonly #region: string | undefined;
+  readonly #nonces: NonceReservations | undefined;
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #entries = new Map<string, Entry>();
@@ -72,6 +81,7 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
     this.#sources = o.sources;
     this.#counter = o.counter;
     this.#region = o.region;
+    this.#nonces = o.nonces;
     this.#log = o.log;
     this.#now = o.now ?? Date.now;
   }
@@ -93,15 +103,23 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
       try {
         const next = decodeMaterialSecret({ data: (obj as V1Secret).data ?? {} });
         if (!compatible(entry.stored.record, next.record)) this.#drop(name, entry);
+        // A disabled key (or one pending deletion) leaves no copy in any worker.
+        else if (next.record.state !== 'Enabled') this.engine.evict(entry.cache.evict());
       } catch {
         this.#drop(name, entry);
       }
     }
   }
 
+  /** The master-key Secret changed: every entry is checked (and unwrapped) again. */
+  onMasterKeyChange(): void {
+    for (const [name, entry] of [...this.#entries]) this.#drop(name, entry);
+  }
+
+  /** Zeroes an entry's material here and makes every worker forget it. */
   #drop(name: string, entry: Entry): void {
     if (this.#entries.get(name) === entry) this.#entries.delete(name);
-    entry.cache.destroy();
+    this.engine.evict(entry.cache.destroy());
   }
 
   ready(): boolean {
@@ -148,14 +166,14 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
   /** Stops serving and zeroes every unwrapped version (the engine and sources close elsewhere). */
   close(): void {
     this.#closed = true;
-    for (const e of this.#entries.values()) e.cache.destroy();
+    for (const e of this.#entries.values()) this.engine.evict(e.cache.destroy());
     this.#entries.clear();
   }
 
   // ---- plumbing --------------------------------------------------------------------------------
 
-  #checkReady(): KeyObject {
-    const master = this.#sources.master();
+  #checkReady(): MasterKeySet {
+    const master = this.#sources.masterKeys();
     if (this.#closed || master === undefined || !this.#sources.synced()) {
       throw new KeywardError(
         'UNAVAILABLE',
@@ -179,7 +197,27 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
     }
     checkUsableInCluster(key, entry.stored);
     checkRegion(entry.stored.record, this.#region);
+    if (entry.materialError !== undefined) throw new KeywardError('KEY_STATE', entry.materialError);
     return entry.cache.ring();
+  }
+
+  /** Reserves random nonces through the usage report before they are drawn (nonce-reservations.ts). */
+  protected override randomNonces(
+    namespace: string,
+    name: string,
+    ring: KeyRing,
+    count: number,
+  ): KeyRing | Promise<KeyRing> {
+    const nonces = this.#nonces;
+    if (nonces === undefined) return ring;
+    const uid = this.#sources.keys.get(name, namespace)?.metadata.uid;
+    const stored = (): StoredKey => {
+      const entry = this.#material(namespace, name);
+      if (entry === undefined) throw new KeywardError('KEY_STATE', 'the key has no material any more');
+      return entry.stored;
+    };
+    const spent = nonces.spend(namespace, name, uid, ring.currentVersion, count, stored);
+    return spent === undefined ? ring : spent.then(() => ring);
   }
 
   /** Counts uses that succeeded (see CryptoBackend.recordUse). */
@@ -224,14 +262,28 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
       existing.resourceVersion = rv;
       return existing;
     }
-    existing?.cache.destroy();
+    if (existing !== undefined) this.engine.evict(existing.cache.destroy());
     const entry: Entry = { resourceVersion: rv, stored, cache: new MaterialCache(master, r) };
+    const mismatch = masterKeyMismatch(stored, master, this.#sources.masterKeySecretName);
+    if (mismatch !== undefined) {
+      entry.materialError = mismatch;
+      this.#log.error(
+        { secret: secretName },
+        'key material does not match the master key; the key is refused',
+      );
+    }
     this.#entries.set(secretName, entry);
     return entry;
   }
 
   async #view(key: KeyResource, entry: Entry): Promise<KeyView> {
     const r = entry.stored.record;
+    if (entry.materialError !== undefined) {
+      // Listed with its error: the material cannot be used here, the rest of the key can be shown.
+      const view = toKeyView({ ...r, state: effectiveState(key, entry.stored) }, null);
+      view.materialError = entry.materialError;
+      return view;
+    }
     let value = entry.fingerprint?.version === r.currentVersion ? entry.fingerprint.value : undefined;
     if (value === undefined) {
       value = entry.stored.fingerprint;

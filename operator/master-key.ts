@@ -1,0 +1,174 @@
+/**
+ * The operator's master key: read from its Secret, created only for a cluster that has never had
+ * material, and followed while the replica leads.
+ *
+ * - A missing master-key Secret is created (32 random bytes) only when no material Secret exists:
+ *   a new master key over existing material would make it unreadable for good (issue #11). With
+ *   material present the operator logs what to do and runs without a master key: every Key with
+ *   material then reports `Ready=False` reason `MasterKeyMismatch`, nothing is generated or
+ *   overwritten, and restoring the Secret brings the keys back.
+ * - The Secret is read again every `pollMs`; when it changed (a restore, a master-key rotation)
+ *   `onChange` runs, so every Key is checked against the new set.
+ */
+import { randomBytes } from 'node:crypto';
+import type { CoreV1Api } from '@kubernetes/client-node';
+import { describeError, isConflict, isNotFound } from '../engine/kube/client.ts';
+import {
+  MASTER_KEY_ENTRY,
+  type MasterKeySet,
+  masterKeysFromSecret,
+} from '../engine/kube/master-key-secret.ts';
+import { MANAGED_BY } from '../engine/kube/material-secret.ts';
+import type { Logger } from './log.ts';
+
+/** What reading the master key gave. */
+export type MasterKeyState =
+  | { kind: 'ready'; set: MasterKeySet }
+  /** The Secret is absent while material exists: it must be restored, never re-created. */
+  | { kind: 'missing' };
+
+/**
+ * Reads the master-key Secret `name`, creating it when absent and `hasMaterial()` is false. An
+ * existing Secret is never overwritten; when two operators race to create it, the loser (409)
+ * reads the winner's. Throws on apiserver errors and on a malformed Secret.
+ */
+export async function loadMasterKey(
+  core: CoreV1Api,
+  namespace: string,
+  name: string,
+  hasMaterial: () => boolean,
+): Promise<MasterKeyState> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      return {
+        kind: 'ready',
+        set: masterKeysFromSecret(await core.readNamespacedSecret({ name, namespace })),
+      };
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    if (hasMaterial()) return { kind: 'missing' };
+    const raw = randomBytes(32);
+    try {
+      await core.createNamespacedSecret({
+        namespace,
+        body: {
+          metadata: {
+            name,
+            labels: { 'app.kubernetes.io/managed-by': MANAGED_BY, 'keyward.io/master-key': 'true' },
+          },
+          type: 'keyward.io/master-key',
+          data: { [MASTER_KEY_ENTRY]: raw.toString('base64') },
+        },
+      });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    } finally {
+      raw.fill(0);
+    }
+  }
+  throw new Error('could not read or create the master-key Secret');
+}
+
+/** Options of {@link MasterKeyWatch}. */
+export interface MasterKeyWatchOptions {
+  core: CoreV1Api;
+  namespace: string;
+  name: string;
+  /** True when a material Secret exists (the informer cache). */
+  hasMaterial: () => boolean;
+  /** Called after the set changed (appeared, was replaced, or went missing). */
+  onChange: () => void;
+  /** How often the Secret is read again; 10 s. */
+  pollMs?: number;
+  log: Logger;
+  signal: AbortSignal;
+}
+
+/** Holds the current master-key state for one leadership term (see the module comment). */
+export class MasterKeyWatch {
+  readonly #o: MasterKeyWatchOptions;
+  #state: MasterKeyState | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(o: MasterKeyWatchOptions) {
+    this.#o = o;
+  }
+
+  /** The master keys, or undefined while the Secret is missing over existing material. */
+  get set(): MasterKeySet | undefined {
+    return this.#state?.kind === 'ready' ? this.#state.set : undefined;
+  }
+
+  /** The master-key Secret's name, for messages. */
+  get secretName(): string {
+    return `${this.#o.namespace}/${this.#o.name}`;
+  }
+
+  /** Reads the master key (retrying apiserver errors until the term ends), then starts polling. */
+  async start(): Promise<boolean> {
+    let delay = 500;
+    while (!this.#o.signal.aborted) {
+      try {
+        this.#state = await this.#load();
+        break;
+      } catch (err) {
+        if (this.#o.signal.aborted) break;
+        this.#o.log.error({ err: describeError(err) }, 'cannot get the master key; retrying');
+        await sleep(delay, this.#o.signal);
+        delay = Math.min(delay * 2, 10_000);
+      }
+    }
+    if (this.#state === undefined) return false;
+    this.#timer = setInterval(() => void this.#poll(), this.#o.pollMs ?? 10_000);
+    this.#timer.unref();
+    this.#o.signal.addEventListener('abort', () => clearInterval(this.#timer), { once: true });
+    return true;
+  }
+
+  async #load(): Promise<MasterKeyState> {
+    const o = this.#o;
+    const state = await loadMasterKey(o.core, o.namespace, o.name, o.hasMaterial);
+    if (state.kind === 'missing') {
+      o.log.error(
+        { secret: this.secretName },
+        'the master-key Secret is missing but material Secrets exist: restore it from a backup ' +
+          '(a new master key would make every key unreadable); no key is served or changed until then',
+      );
+    }
+    return state;
+  }
+
+  async #poll(): Promise<void> {
+    if (this.#o.signal.aborted) return;
+    let next: MasterKeyState;
+    try {
+      next = await this.#load();
+    } catch (err) {
+      if (!this.#o.signal.aborted)
+        this.#o.log.warn({ err: describeError(err) }, 'master-key Secret not re-read; keeping the last one');
+      return;
+    }
+    const before = this.set?.resourceVersion ?? this.#state?.kind;
+    const after = next.kind === 'ready' ? next.set.resourceVersion : next.kind;
+    this.#state = next;
+    if (before !== after) {
+      this.#o.log.info({ secret: this.secretName }, 'master-key Secret changed; every Key is checked again');
+      this.#o.onChange();
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}
