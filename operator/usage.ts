@@ -114,7 +114,8 @@ export function foldNonces(
     const entry = report.keys[id];
     if (entry?.versions === undefined || typeof entry.versions !== 'object') continue;
     const source = `${report.identity}/${report.instance}`;
-    const cursor = (latest[source] ??= {});
+    const cursor = latest[source] ?? {};
+    latest[source] = cursor;
     for (const [v, counters] of Object.entries(entry.versions)) {
       const n = counters?.[NONCE_COUNTER];
       if (!/^[1-9][0-9]{0,9}$/.test(v) || typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)

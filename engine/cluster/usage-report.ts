@@ -271,7 +271,8 @@ export class UsageCounter {
     }
     if (uid !== undefined) entry.uid = uid;
     entry.versions ??= {};
-    const counters = (entry.versions[String(version)] ??= {});
+    const counters = entry.versions[String(version)] ?? {};
+    entry.versions[String(version)] = counters;
     counters[NONCE_COUNTER] = Math.max(counters[NONCE_COUNTER] ?? 0, reserved);
     this.#version++;
     this.#touched.set(id, this.#version);

@@ -14,7 +14,7 @@
  *   {store: namespace, name, usage, version} (engine/crypto/wrap.ts). The Secret's base64 value is
  *   exactly `KeyVersionRecord.wrapped`.
  */
-import type { KeyOperation, KeyRecord, KeyVersionRecord } from '../keys/model.ts';
+import type { KeyRecord, KeyVersionRecord } from '../keys/model.ts';
 
 /** Secret type of material Secrets. */
 export const MATERIAL_SECRET_TYPE = 'keyward.io/key-material';
