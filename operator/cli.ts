@@ -28,6 +28,7 @@ export const USAGE = `Usage: keyward operator [flags]
                             half the renew deadline)
   --identity ID             this replica's identity in the Lease (default host_random)
   --master-key-secret NAME  the master-key Secret (default keyward-master-key; created if absent)
+  --master-key-poll DURATION how often the master-key Secret is read again (default 10s)
   --workers N               concurrent reconciles, 1 to 1000 (default 32)
   --resync-interval DURATION how often every Key is reconciled again (default 10m)
   --usage-namespace NS      namespace of the engines' usage-report ConfigMaps (default --namespace)
@@ -55,6 +56,7 @@ const OPTIONS = {
   'usage-namespace': { type: 'string' },
   'usage-interval': { type: 'string', default: '60s' },
   'nonce-budget': { type: 'string' },
+  'master-key-poll': { type: 'string' },
   'ca-configmap': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -87,6 +89,9 @@ export function parseOperatorArgs(argv: readonly string[]): OperatorOptions | un
         ? DEFAULT_DELETION_DELAY_MS
         : durationFlag('deletion-delay', values['deletion-delay'], 0),
   };
+  if (values['master-key-poll'] !== undefined) {
+    o.masterKeyPollMs = durationFlag('master-key-poll', values['master-key-poll'], 100, 3_600_000);
+  }
   if (values['nonce-budget'] !== undefined) {
     o.nonceBudget = integerFlag('nonce-budget', values['nonce-budget'], 1, MAX_NONCE_BUDGET);
   }

@@ -22,7 +22,7 @@ import type { OperatorCaches } from './caches.ts';
 import { EventRecorder } from './events.ts';
 import type { LeadershipTerm } from './leader.ts';
 import type { Logger } from './log.ts';
-import { MasterKeyWatch } from './master-key.ts';
+import { anyMaterialMismatch, MasterKeyWatch } from './master-key.ts';
 import { MASTER_KEY_SECRET, MaterialStore } from './material-store.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { KeyReconciler, queueKey } from './reconciler.ts';
@@ -100,16 +100,20 @@ export class KeyController {
       namespace: o.namespace,
       name: o.masterKeySecret ?? MASTER_KEY_SECRET,
       hasMaterial: () => o.caches.secrets.size > 0,
-      onChange: () => this.resync(),
+      onChange: () => {
+        master.mismatched = anyMaterialMismatch(o.caches.secrets.list(), master.set, master.secretName);
+        this.resync();
+      },
       ...(o.masterKeyPollMs === undefined ? {} : { pollMs: o.masterKeyPollMs }),
       log: o.log,
       signal: term.signal,
     });
     if (!(await master.start())) return;
+    master.mismatched = anyMaterialMismatch(o.caches.secrets.list(), master.set, master.secretName);
     const store = new MaterialStore(
       core,
       o.namespace,
-      () => master.set,
+      () => (master.mismatched ? undefined : master.set),
       { get: (name, ns) => o.caches.secrets.get(name, ns) },
       term.identity,
     );
@@ -130,7 +134,11 @@ export class KeyController {
       log: o.log,
       ...(o.usageReports === undefined ? {} : { usageReports: o.usageReports }),
       ...(o.usageIntervalMs === undefined ? {} : { usageIntervalMs: o.usageIntervalMs }),
-      masterKeyMismatch: (stored) => masterKeyMismatch(stored, master.set, master.secretName),
+      masterKeyMismatch: (stored) => {
+        const why = masterKeyMismatch(stored, master.set, master.secretName);
+        if (why !== undefined) master.mismatched = true;
+        return why;
+      },
     });
     this.#store = store;
     this.#reconciler = reconciler;

@@ -9,16 +9,20 @@
  *   overwritten, and restoring the Secret brings the keys back.
  * - The Secret is read again every `pollMs`; when it changed (a restore, a master-key rotation)
  *   `onChange` runs, so every Key is checked against the new set.
+ * - While any existing material does not match the master key held (`mismatched`), no material
+ *   is wrapped at all, not even for new Keys: it would be unreadable once the right master key
+ *   is restored.
  */
 import { randomBytes } from 'node:crypto';
-import type { CoreV1Api } from '@kubernetes/client-node';
+import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import { describeError, isConflict, isNotFound } from '../engine/kube/client.ts';
 import {
   MASTER_KEY_ENTRY,
   type MasterKeySet,
+  masterKeyMismatch,
   masterKeysFromSecret,
 } from '../engine/kube/master-key-secret.ts';
-import { MANAGED_BY } from '../engine/kube/material-secret.ts';
+import { decodeMaterialSecret, MANAGED_BY, type StoredKey } from '../engine/kube/material-secret.ts';
 import type { Logger } from './log.ts';
 
 /** What reading the master key gave. */
@@ -90,6 +94,12 @@ export class MasterKeyWatch {
   readonly #o: MasterKeyWatchOptions;
   #state: MasterKeyState | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /**
+   * Set when some existing material does not match the master key held: then nothing new is
+   * wrapped either (it would be lost when the right master key is restored). Re-decided whenever
+   * the Secret changes.
+   */
+  mismatched = false;
 
   constructor(o: MasterKeyWatchOptions) {
     this.#o = o;
@@ -153,6 +163,7 @@ export class MasterKeyWatch {
     const after = next.kind === 'ready' ? next.set.resourceVersion : next.kind;
     this.#state = next;
     if (before !== after) {
+      this.mismatched = false;
       this.#o.log.info({ secret: this.secretName }, 'master-key Secret changed; every Key is checked again');
       this.#o.onChange();
     }
@@ -171,4 +182,26 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       { once: true },
     );
   });
+}
+
+/**
+ * True when any material Secret among `secrets` was wrapped under a master key other than `set`
+ * (check values; see engine/kube/master-key-secret.ts). Secrets that cannot be decoded are left
+ * to their own reconcile.
+ */
+export function anyMaterialMismatch(
+  secrets: readonly V1Secret[],
+  set: MasterKeySet | undefined,
+  secretName: string,
+): boolean {
+  for (const secret of secrets) {
+    let stored: StoredKey;
+    try {
+      stored = decodeMaterialSecret({ data: secret.data ?? {} });
+    } catch {
+      continue;
+    }
+    if (masterKeyMismatch(stored, set, secretName) !== undefined) return true;
+  }
+  return false;
 }

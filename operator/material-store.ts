@@ -41,7 +41,7 @@ export interface SecretCache {
 export class MaterialStore {
   private readonly core: CoreV1Api;
   private readonly namespace: string;
-  /** The current master keys; undefined while the Secret is missing over existing material. */
+  /** The master keys to wrap with; undefined while it is missing or does not match material. */
   private readonly master: () => MasterKeySet | undefined;
   private readonly cache: SecretCache | undefined;
   private readonly writer: string | undefined;
@@ -116,7 +116,11 @@ export class MaterialStore {
   async fillVersions(stored: StoredKey, newVersions: readonly number[]): Promise<StoredKey> {
     if (newVersions.length === 0) return stored;
     const master = this.master();
-    if (master === undefined) throw new Error('no master key: the master-key Secret must be restored');
+    if (master === undefined) {
+      throw new Error(
+        'no material is wrapped: the master-key Secret is missing or does not match existing material (restore it)',
+      );
+    }
     const r = stored.record;
     let fp = stored.fingerprint;
     const versions = [];
