@@ -166,7 +166,8 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
   /** Stops serving and zeroes every unwrapped version (the engine and sources close elsewhere). */
   close(): void {
     this.#closed = true;
-    for (const e of this.#entries.values()) this.engine.evict(e.cache.destroy());
+    // The workers stop with the engine (closed first): only the copies here are left to zero.
+    for (const e of this.#entries.values()) e.cache.destroy();
     this.#entries.clear();
   }
 
