@@ -28,6 +28,7 @@ export const USAGE = `Usage: keyward operator [flags]
                             half the renew deadline)
   --identity ID             this replica's identity in the Lease (default host_random)
   --master-key-secret NAME  the master-key Secret (default keyward-master-key; created if absent)
+  --master-key-namespace NS the master-key Secret's namespace (default --namespace)
   --master-key-poll DURATION how often the master-key Secret is read again (default 10s)
   --workers N               concurrent reconciles, 1 to 1000 (default 32)
   --resync-interval DURATION how often every Key is reconciled again (default 10m)
@@ -57,6 +58,7 @@ const OPTIONS = {
   'usage-interval': { type: 'string', default: '60s' },
   'nonce-budget': { type: 'string' },
   'master-key-poll': { type: 'string' },
+  'master-key-namespace': { type: 'string' },
   'ca-configmap': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -108,6 +110,7 @@ export function parseOperatorArgs(argv: readonly string[]): OperatorOptions | un
     ['watch-namespace', 'watchNamespace'],
     ['identity', 'identity'],
     ['master-key-secret', 'masterKeySecret'],
+    ['master-key-namespace', 'masterKeyNamespace'],
     ['usage-namespace', 'usageNamespace'],
     ['ca-configmap', 'caConfigMap'],
   ] as const) {

@@ -37,6 +37,8 @@ export interface KeyControllerOptions {
   /** Keys of this namespace only, when set. */
   watchNamespace: string | undefined;
   masterKeySecret?: string;
+  /** Where the master-key Secret lives, when not in `namespace` (its own namespace). */
+  masterKeyNamespace?: string;
   /** How often the master-key Secret is read again (a restore, a rotation); 10 s. */
   masterKeyPollMs?: number;
   /** Concurrent reconciles; 32. */
@@ -97,7 +99,7 @@ export class KeyController {
     const core = o.client.api(CoreV1Api, term);
     const master = new MasterKeyWatch({
       core,
-      namespace: o.namespace,
+      namespace: o.masterKeyNamespace ?? o.namespace,
       name: o.masterKeySecret ?? MASTER_KEY_SECRET,
       hasMaterial: () => o.caches.secrets.size > 0,
       onChange: () => {

@@ -48,6 +48,8 @@ export interface OperatorOptions {
   requestTimeoutMs?: number;
   /** Name of the master-key Secret. */
   masterKeySecret?: string;
+  /** Namespace of the master-key Secret; default `namespace` (docs/security.md: its own is better). */
+  masterKeyNamespace?: string;
   /** Concurrent reconciles. */
   workers?: number;
   /** Informer stall watchdog period. */
@@ -126,6 +128,7 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
     namespace,
     watchNamespace,
     ...(options.masterKeySecret === undefined ? {} : { masterKeySecret: options.masterKeySecret }),
+    ...(options.masterKeyNamespace === undefined ? {} : { masterKeyNamespace: options.masterKeyNamespace }),
     ...(options.workers === undefined ? {} : { workers: options.workers }),
     ...(options.resyncMs === undefined ? {} : { resyncMs: options.resyncMs }),
     lifecycle: {

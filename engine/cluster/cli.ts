@@ -39,6 +39,7 @@ Serves the key API in a Kubernetes cluster from the Keys and material the operat
   --threads N                crypto worker threads, 1 to 256 (default: CPU count)
   --request-timeout DURATION deadline of every apiserver request (default 5s)
   --usage-report-ms N        how often usage counters are published, in ms (default 15000)
+  --master-key-namespace NS  the master-key Secret's namespace (default --namespace)
   --master-key-poll DURATION how often the master-key Secret is read again (default 30s)
   --nonce-budget N           random-nonce AES-GCM encryptions per key version, 1 to 2^32
                              (default 2^30); give the operator the same value
@@ -66,6 +67,7 @@ const OPTIONS = {
   'usage-report-ms': { type: 'string' },
   'nonce-budget': { type: 'string' },
   'master-key-poll': { type: 'string' },
+  'master-key-namespace': { type: 'string' },
   'shutdown-delay-ms': { type: 'string' },
   'shutdown-timeout-ms': { type: 'string' },
   'insecure-no-auth': { type: 'boolean' },
@@ -104,6 +106,7 @@ export function parseClusterEngineArgs(argv: readonly string[]): ClusterEngineCl
   if (values['usage-report-ms'] !== undefined) {
     o.usageReportMs = integerFlag('usage-report-ms', values['usage-report-ms'], 100, 86_400_000);
   }
+  if (values['master-key-namespace'] !== undefined) o.masterKeyNamespace = values['master-key-namespace'];
   if (values['master-key-poll'] !== undefined) {
     o.masterKeyPollMs = durationFlag('master-key-poll', values['master-key-poll'], 100, 3_600_000);
   }

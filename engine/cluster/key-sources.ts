@@ -29,6 +29,8 @@ export interface KeySourcesOptions {
   namespace: string;
   /** Name of the master-key Secret; the operator's default. */
   masterKeySecret?: string;
+  /** Namespace of the master-key Secret, when not `namespace`. */
+  masterKeyNamespace?: string;
   /** Called on every change of a Key or material Secret (namespace and name of the Key). */
   onChange: (type: InformerEvent, kind: 'key' | 'material', obj: KeyResource | V1Secret) => void;
   /** Informer stall watchdog period. */
@@ -51,6 +53,7 @@ export class KeySources {
   readonly namespace: string;
   readonly #core: CoreV1Api;
   readonly #masterName: string;
+  readonly #masterNamespace: string;
   readonly #log: Logger;
   readonly #pollMs: number;
   readonly #onMasterKeyChange: (() => void) | undefined;
@@ -62,6 +65,7 @@ export class KeySources {
     this.namespace = o.namespace;
     this.#core = client.api(CoreV1Api);
     this.#masterName = o.masterKeySecret ?? MASTER_KEY_SECRET;
+    this.#masterNamespace = o.masterKeyNamespace ?? o.namespace;
     this.#log = o.log;
     this.#pollMs = o.masterKeyPollMs ?? 30_000;
     this.#onMasterKeyChange = o.onMasterKeyChange;
@@ -130,7 +134,7 @@ export class KeySources {
 
   /** The master-key Secret as `namespace/name`, for messages. */
   get masterKeySecretName(): string {
-    return `${this.namespace}/${this.#masterName}`;
+    return `${this.#masterNamespace}/${this.#masterName}`;
   }
 
   async stop(): Promise<void> {
@@ -151,7 +155,7 @@ export class KeySources {
       if (this.#stopped) return;
       try {
         const set = masterKeysFromSecret(
-          await this.#core.readNamespacedSecret({ name: this.#masterName, namespace: this.namespace }),
+          await this.#core.readNamespacedSecret({ name: this.#masterName, namespace: this.#masterNamespace }),
         );
         if (set.resourceVersion !== this.#master?.resourceVersion) {
           this.#master = set;
@@ -174,7 +178,7 @@ export class KeySources {
       try {
         const secret = await this.#core.readNamespacedSecret({
           name: this.#masterName,
-          namespace: this.namespace,
+          namespace: this.#masterNamespace,
         });
         this.#master = masterKeysFromSecret(secret);
         this.#log.info({ secret: this.#masterName }, 'master key loaded');

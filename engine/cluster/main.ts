@@ -70,6 +70,8 @@ export interface ClusterEngineOptions {
   masterKeySecret?: string;
   /** How often the master-key Secret is read again (a restore, a rotation); 30 s. */
   masterKeyPollMs?: number;
+  /** Namespace of the master-key Secret, when not `namespace` (its own namespace). */
+  masterKeyNamespace?: string;
   /**
    * Random-nonce encryptions per key version (PRODUCT.md §4.4); 2^30. The operator must be given
    * the same value: it rotates at it, the engine refuses past it until then.
@@ -200,6 +202,7 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
     onChange: (type, kind, obj) => backend?.onChange(type, kind, obj),
     onMasterKeyChange: () => backend?.onMasterKeyChange(),
     ...(options.masterKeyPollMs === undefined ? {} : { masterKeyPollMs: options.masterKeyPollMs }),
+    ...(options.masterKeyNamespace === undefined ? {} : { masterKeyNamespace: options.masterKeyNamespace }),
     log,
   });
   backend = new ClusterKeyBackend({
