@@ -102,6 +102,7 @@ export class KeyController {
       namespace: o.masterKeyNamespace ?? o.namespace,
       name: o.masterKeySecret ?? MASTER_KEY_SECRET,
       hasMaterial: () => o.caches.secrets.size > 0,
+      listMaterial: () => (o.caches.secrets.hasSynced() ? o.caches.secrets.list() : undefined),
       onChange: () => {
         master.mismatched = anyMaterialMismatch(o.caches.secrets.list(), master.set, master.secretName);
         this.resync();

@@ -18,16 +18,21 @@ import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import { describeError, isConflict, isNotFound } from '../engine/kube/client.ts';
 import {
   MASTER_KEY_ENTRY,
+  MASTER_KEY_ROTATED_ANNOTATION,
   type MasterKeySet,
   masterKeyMismatch,
   masterKeysFromSecret,
+  ROTATE_MASTER_KEY_ANNOTATION,
+  withNewMasterKeyVersion,
+  withoutMasterKeyVersions,
+  wrappingVersions,
 } from '../engine/kube/master-key-secret.ts';
 import { decodeMaterialSecret, MANAGED_BY, type StoredKey } from '../engine/kube/material-secret.ts';
 import type { Logger } from './log.ts';
 
 /** What reading the master key gave. */
 export type MasterKeyState =
-  | { kind: 'ready'; set: MasterKeySet }
+  | { kind: 'ready'; set: MasterKeySet; secret: V1Secret }
   /** The Secret is absent while material exists: it must be restored, never re-created. */
   | { kind: 'missing' };
 
@@ -44,10 +49,8 @@ export async function loadMasterKey(
 ): Promise<MasterKeyState> {
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
-      return {
-        kind: 'ready',
-        set: masterKeysFromSecret(await core.readNamespacedSecret({ name, namespace })),
-      };
+      const secret = await core.readNamespacedSecret({ name, namespace });
+      return { kind: 'ready', set: masterKeysFromSecret(secret), secret };
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
@@ -81,6 +84,11 @@ export interface MasterKeyWatchOptions {
   name: string;
   /** True when a material Secret exists (the informer cache). */
   hasMaterial: () => boolean;
+  /**
+   * Every material Secret (the informer cache), to find master-key versions nothing uses;
+   * undefined while the cache is not synced (then nothing is retired).
+   */
+  listMaterial?: () => V1Secret[] | undefined;
   /** Called after the set changed (appeared, was replaced, or went missing). */
   onChange: () => void;
   /** How often the Secret is read again; 10 s. */
@@ -136,6 +144,18 @@ export class MasterKeyWatch {
     return true;
   }
 
+  #rotateOrRetire(state: { set: MasterKeySet; secret: V1Secret }): Promise<boolean> {
+    const o = this.#o;
+    return rotateOrRetireStep(
+      state,
+      o.listMaterial?.(),
+      async (secret) => {
+        await o.core.replaceNamespacedSecret({ name: o.name, namespace: o.namespace, body: secret });
+      },
+      o.log,
+    );
+  }
+
   async #load(): Promise<MasterKeyState> {
     const o = this.#o;
     const state = await loadMasterKey(o.core, o.namespace, o.name, o.hasMaterial);
@@ -162,12 +182,77 @@ export class MasterKeyWatch {
     const before = this.set?.resourceVersion ?? this.#state?.kind;
     const after = next.kind === 'ready' ? next.set.resourceVersion : next.kind;
     this.#state = next;
+    if (next.kind === 'ready' && !this.mismatched) {
+      try {
+        if (await this.#rotateOrRetire(next)) return; // the next poll reads what was written
+      } catch (err) {
+        if (!this.#o.signal.aborted)
+          this.#o.log.warn({ err: describeError(err) }, 'master-key rotation step failed; retrying');
+      }
+    }
     if (before !== after) {
       this.mismatched = false;
       this.#o.log.info({ secret: this.secretName }, 'master-key Secret changed; every Key is checked again');
       this.#o.onChange();
     }
   }
+}
+
+/**
+ * Cluster master-key rotation (docs/security.md), one resumable step per poll, the Secret being
+ * the state: a new value of the annotation keyward.io/rotate-master-key adds a new master-key
+ * version and makes it current (one conditional write, which also records the value as handled);
+ * every Key is then re-wrapped by its next reconcile (operator/reconciler.ts); a version nothing
+ * is wrapped under any more is removed from the Secret. A killed operator resumes from what the
+ * Secret and the material Secrets show. Returns true when it wrote the Secret.
+ */
+export async function rotateOrRetireStep(
+  state: { set: MasterKeySet; secret: V1Secret },
+  material: readonly V1Secret[] | undefined,
+  write: (secret: V1Secret) => Promise<void>,
+  log: Logger,
+): Promise<boolean> {
+  const { set, secret } = state;
+  const annotations = secret.metadata?.annotations ?? {};
+  const wanted = annotations[ROTATE_MASTER_KEY_ANNOTATION];
+  if (wanted !== undefined && wanted !== '' && wanted !== annotations[MASTER_KEY_ROTATED_ANNOTATION]) {
+    const raw = randomBytes(32);
+    try {
+      const { data, version } = withNewMasterKeyVersion(secret.data ?? {}, set, raw);
+      await write({
+        ...secret,
+        metadata: {
+          ...secret.metadata,
+          annotations: { ...annotations, [MASTER_KEY_ROTATED_ANNOTATION]: wanted },
+        },
+        data,
+      });
+      log.warn(
+        { version, previous: set.current },
+        `master-key rotation: version ${version} is current; every key's material is re-wrapped under it`,
+      );
+      return true;
+    } finally {
+      raw.fill(0);
+    }
+  }
+  if (set.versions.length < 2 || material === undefined) return false;
+  const used = new Set<number>();
+  for (const m of material) {
+    try {
+      for (const v of wrappingVersions(decodeMaterialSecret({ data: m.data ?? {} }))) used.add(v);
+    } catch {
+      return false; // a record this operator cannot read may use any version: retire nothing
+    }
+  }
+  const retire = new Set(set.versions.filter((v) => v !== set.current && !used.has(v)));
+  if (retire.size === 0) return false;
+  await write({ ...secret, data: withoutMasterKeyVersions(secret.data ?? {}, set, retire) });
+  log.warn(
+    { retired: [...retire], current: set.current },
+    `master-key version(s) ${[...retire].join(', ')} retired: nothing is wrapped under them any more`,
+  );
+  return true;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -8,7 +8,12 @@ import { fingerprint } from '../engine/crypto/fingerprint.ts';
 import { generateMaterial, generateMaterialAsync } from '../engine/crypto/material.ts';
 import { wrapMaterial } from '../engine/crypto/wrap.ts';
 import { isConflict, isNotFound } from '../engine/kube/client.ts';
-import { type MasterKeySet, recordChecks } from '../engine/kube/master-key-secret.ts';
+import {
+  type MasterKeySet,
+  needsRewrap,
+  recordChecks,
+  rewrapStored,
+} from '../engine/kube/master-key-secret.ts';
 import {
   decodeMaterialSecret,
   encodeMaterialSecret,
@@ -147,6 +152,16 @@ export class MaterialStore {
     const next: StoredKey = { ...stored, record: { ...r, versions } };
     if (fp !== undefined) next.fingerprint = fp;
     return next;
+  }
+
+  /**
+   * `stored` re-wrapped under the current master-key version, or undefined when it already is
+   * (or no master key is usable). Plaintext material lives only inside `rewrapStored`.
+   */
+  rewrapped(stored: StoredKey): StoredKey | undefined {
+    const master = this.master();
+    if (master === undefined || !needsRewrap(stored, master)) return undefined;
+    return rewrapStored(stored, master);
   }
 
   /** Creates the Secret (409 if it exists) or replaces it at `resourceVersion` (409 if stale). */

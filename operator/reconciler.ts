@@ -117,7 +117,16 @@ export class KeyReconciler {
       after = undefined;
     } else if (plan.stored !== undefined) {
       after = await this.d.material.fillVersions(plan.stored, plan.newVersions);
+      // A master-key rotation re-wraps what the key holds with the same write.
+      after = this.d.material.rewrapped(after) ?? after;
       await this.d.material.save(after, plan.create ? undefined : loaded?.resourceVersion);
+    } else if (loaded !== undefined && plan.conflict === undefined) {
+      const rewrapped = this.d.material.rewrapped(loaded.stored);
+      if (rewrapped !== undefined) {
+        await this.d.material.save(rewrapped, loaded.resourceVersion);
+        after = rewrapped;
+        this.d.log.info({ key: ref }, 'material re-wrapped under the current master-key version');
+      }
     }
 
     if (plan.writeStatus) {

@@ -11,6 +11,7 @@
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { fingerprint } from '../crypto/fingerprint.ts';
+import { wrappedMasterKeyVersion } from '../crypto/wrap.ts';
 import type { CryptoEngine, KeyRing } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import type { KeyOperation, KeyRecord } from '../keys/model.ts';
@@ -64,6 +65,22 @@ function compatible(a: KeyRecord, b: KeyRecord): boolean {
   return b.versions.every((v) => !before.has(v.version) || before.get(v.version) === v.wrapped);
 }
 
+/**
+ * Same incarnation and versions, and every blob that changed now names another master-key version:
+ * the shape of a master-key rotation's re-wrap (whether the blobs hold the same material is
+ * checked when they are unwrapped).
+ */
+function rewrapOnly(a: KeyRecord, b: KeyRecord): boolean {
+  if (a.createdTime !== b.createdTime || a.usage !== b.usage || a.versions.length !== b.versions.length)
+    return false;
+  const before = new Map(a.versions.map((v) => [v.version, v.wrapped]));
+  return b.versions.every((v) => {
+    const old = before.get(v.version);
+    if (old === undefined) return false;
+    return old === v.wrapped || wrappedMasterKeyVersion(old) !== wrappedMasterKeyVersion(v.wrapped);
+  });
+}
+
 /** See the module comment. */
 export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
   readonly admin = undefined;
@@ -102,7 +119,10 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
     if (type === 'update' && (obj as V1Secret).metadata?.resourceVersion !== entry.resourceVersion) {
       try {
         const next = decodeMaterialSecret({ data: (obj as V1Secret).data ?? {} });
-        if (!compatible(entry.stored.record, next.record)) this.#drop(name, entry);
+        // A re-wrap under a new master-key version is left to the next use (#material), which
+        // keeps serving while this engine reads the new master key.
+        if (!compatible(entry.stored.record, next.record) && !rewrapOnly(entry.stored.record, next.record))
+          this.#drop(name, entry);
         // A disabled key (or one pending deletion) leaves no copy in any worker.
         else if (next.record.state !== 'Enabled') this.engine.evict(entry.cache.evict());
       } catch {
@@ -263,9 +283,15 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
       existing.resourceVersion = rv;
       return existing;
     }
+    const mismatch = masterKeyMismatch(stored, master, this.#sources.masterKeySecretName);
+    if (mismatch !== undefined) {
+      // Perhaps re-wrapped under a master-key version this engine has not read yet (a rotation):
+      // look now, and meanwhile keep serving what was unwrapped before.
+      this.#sources.refreshMaster();
+      if (existing !== undefined && existing.materialError === undefined) return existing;
+    }
     if (existing !== undefined) this.engine.evict(existing.cache.destroy());
     const entry: Entry = { resourceVersion: rv, stored, cache: new MaterialCache(master, r) };
-    const mismatch = masterKeyMismatch(stored, master, this.#sources.masterKeySecretName);
     if (mismatch !== undefined) {
       entry.materialError = mismatch;
       this.#log.error(

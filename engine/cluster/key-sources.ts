@@ -153,21 +153,38 @@ export class KeySources {
     while (!this.#stopped) {
       await new Promise((r) => setTimeout(r, this.#pollMs).unref());
       if (this.#stopped) return;
-      try {
-        const set = masterKeysFromSecret(
-          await this.#core.readNamespacedSecret({ name: this.#masterName, namespace: this.#masterNamespace }),
-        );
-        if (set.resourceVersion !== this.#master?.resourceVersion) {
-          this.#master = set;
-          this.#log.info({ secret: this.#masterName, versions: set.versions }, 'master-key Secret changed');
-          this.#onMasterKeyChange?.();
-        }
-      } catch (err) {
-        this.#log.warn(
-          { secret: this.#masterName, err: describeError(err) },
-          'master-key Secret not re-read',
-        );
+      await this.#readMaster();
+    }
+  }
+
+  #refreshing: Promise<void> | undefined;
+  #refreshedAt = 0;
+
+  /**
+   * Reads the master-key Secret now (at most once a second): material re-wrapped under a
+   * master-key version this engine does not hold yet (a rotation) makes it look at once rather
+   * than at the next poll.
+   */
+  refreshMaster(): void {
+    if (this.#refreshing !== undefined || this.#stopped || Date.now() - this.#refreshedAt < 1_000) return;
+    this.#refreshedAt = Date.now();
+    this.#refreshing = this.#readMaster().finally(() => {
+      this.#refreshing = undefined;
+    });
+  }
+
+  async #readMaster(): Promise<void> {
+    try {
+      const set = masterKeysFromSecret(
+        await this.#core.readNamespacedSecret({ name: this.#masterName, namespace: this.#masterNamespace }),
+      );
+      if (set.resourceVersion !== this.#master?.resourceVersion) {
+        this.#master = set;
+        this.#log.info({ secret: this.#masterName, versions: set.versions }, 'master-key Secret changed');
+        this.#onMasterKeyChange?.();
       }
+    } catch (err) {
+      this.#log.warn({ secret: this.#masterName, err: describeError(err) }, 'master-key Secret not re-read');
     }
   }
 

@@ -23,7 +23,7 @@ import {
   masterKeyCheckValue,
   sameCheckValue,
 } from '../crypto/master-keys.ts';
-import { unwrapMaterial, wrappedMasterKeyVersion } from '../crypto/wrap.ts';
+import { unwrapMaterial, wrapMaterial, wrappedMasterKeyVersion } from '../crypto/wrap.ts';
 import type { StoredKey } from './material-secret.ts';
 
 /** Default name of the master-key Secret (in the operator's namespace). */
@@ -169,4 +169,67 @@ export function recordChecks(stored: StoredKey, held: MasterKeySet): Record<stri
     if (check !== undefined) out[String(m)] = check;
   }
   return out;
+}
+
+/** Annotation on the master-key Secret asking for a master-key rotation: any new value. */
+export const ROTATE_MASTER_KEY_ANNOTATION = 'keyward.io/rotate-master-key';
+/** Annotation recording the last rotation request carried out (its value). */
+export const MASTER_KEY_ROTATED_ANNOTATION = 'keyward.io/master-key-rotated';
+
+/**
+ * The Secret's `data` after adding master-key version `held.versions.at(-1) + 1` (from `raw`, 32
+ * bytes) and making it current. Pure; the caller writes it conditionally on resourceVersion.
+ */
+export function withNewMasterKeyVersion(
+  data: Record<string, string>,
+  held: MasterKeySet,
+  raw: Uint8Array,
+): { data: Record<string, string>; version: number } {
+  const version = (held.versions.at(-1) ?? 0) + 1;
+  return {
+    version,
+    data: {
+      ...data,
+      [masterKeyEntry(version)]: Buffer.from(raw).toString('base64'),
+      [MASTER_KEY_CURRENT_ENTRY]: Buffer.from(String(version)).toString('base64'),
+    },
+  };
+}
+
+/**
+ * The Secret's `data` without the master-key versions in `retire` (never the current one).
+ * Pure.
+ */
+export function withoutMasterKeyVersions(
+  data: Record<string, string>,
+  held: MasterKeySet,
+  retire: ReadonlySet<number>,
+): Record<string, string> {
+  const out = { ...data };
+  for (const v of retire) if (v !== held.current) delete out[masterKeyEntry(v)];
+  return out;
+}
+
+/** The material `stored` re-wrapped under the current master-key version of `held` (pure). */
+export function rewrapStored(stored: StoredKey, held: MasterKeySet): StoredKey {
+  const r = stored.record;
+  const versions = r.versions.map((v) => {
+    if (v.wrapped === '' || wrappedMasterKeyVersion(v.wrapped) === held.current) return v;
+    const binding = { store: r.namespace, name: r.name, usage: r.usage, version: v.version };
+    const material = unwrapMaterial(held, binding, Buffer.from(v.wrapped, 'base64'));
+    try {
+      return { ...v, wrapped: wrapMaterial(held, binding, material).toString('base64') };
+    } finally {
+      material.fill(0);
+    }
+  });
+  const out: StoredKey = { ...stored, record: { ...r, versions } };
+  out.masterKeyChecks = recordChecks({ ...out, masterKeyChecks: {} }, held);
+  return out;
+}
+
+/** True when some blob of `stored` is wrapped under a master-key version other than the current. */
+export function needsRewrap(stored: StoredKey, held: MasterKeySet): boolean {
+  for (const m of wrappingVersions(stored)) if (m !== held.current) return true;
+  return false;
 }

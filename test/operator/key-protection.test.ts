@@ -13,6 +13,7 @@
 import { CoreV1Api, EventsV1Api, type V1Secret } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCiphertext } from '../../engine/crypto/format.ts';
+import { wrappedMasterKeyVersion } from '../../engine/crypto/wrap.ts';
 import { MASTER_KEY_SECRET } from '../../engine/kube/master-key-secret.ts';
 import { materialSecretName } from '../../engine/kube/material-secret.ts';
 import { b64, call, type EngineProcess, keyPath, saToken, spawnEngine } from '../cluster/engine-helpers.ts';
@@ -20,6 +21,7 @@ import { createNamespace, kubectl, makeKubeConfig, waitFor } from '../cluster/ha
 import {
   createOperatorNamespace,
   engineKubeconfig,
+  getKey,
   installCrd,
   isReady,
   keyManifest,
@@ -230,5 +232,67 @@ describe('master key in the cluster', () => {
     });
     expect(Buffer.from(opened.body.plaintext, 'base64').toString()).toBe('before');
     await waitForKey(ns, 'mka', 'rotated', (k) => k.status?.currentVersion === 2);
+  });
+});
+
+describe('master-key rotation in the cluster', () => {
+  it('re-wraps every key under a new master-key version, serves throughout, and retires the old one', async () => {
+    await applyKey('rka', { usage: 'AES256' });
+    await applyKey('rkb', { usage: 'RSA2048' });
+    const sealed = await encrypt('rka', 'kept across rotation');
+    expect(sealed.status).toBe(200);
+    // Callers keep using the keys while the master key rotates.
+    let stop = false;
+    let calls = 0;
+    const failures: string[] = [];
+    const traffic = (async () => {
+      while (!stop) {
+        const r = await call(engine, 'POST', keyPath(ns, 'rka', '/decrypt'), {
+          token,
+          body: { ciphertext: sealed.body.ciphertext },
+        });
+        calls++;
+        if (r.status !== 200) failures.push(`${r.status} ${JSON.stringify(r.body)}`);
+        await sleep(20);
+      }
+    })();
+    const before = await core().readNamespacedSecret({ name: MASTER_KEY_SECRET, namespace: opNs });
+    await kubectl(['annotate', 'secret', MASTER_KEY_SECRET, '-n', opNs, 'keyward.io/rotate-master-key=r1']);
+    // Version 2 is added and current; every material Secret is re-wrapped under it; version 1,
+    // with nothing wrapped under it any more, leaves the Secret.
+    const after = await waitFor(
+      'master-key version 1 retired',
+      async () => {
+        const s = await core().readNamespacedSecret({ name: MASTER_KEY_SECRET, namespace: opNs });
+        return s.data?.['master.key'] === undefined && s.data?.['master.key.v2'] !== undefined
+          ? s
+          : undefined;
+      },
+      90_000,
+    );
+    expect(after.metadata?.annotations?.['keyward.io/master-key-rotated']).toBe('r1');
+    expect(Buffer.from(after.data?.current ?? '', 'base64').toString()).toBe('2');
+    for (const name of ['rka', 'rkb']) {
+      const stored = await readMaterial(opNs, ns, name);
+      for (const v of stored?.record.versions ?? []) expect(wrappedMasterKeyVersion(v.wrapped)).toBe(2);
+      expect(Object.keys(stored?.masterKeyChecks ?? {})).toEqual(['2']);
+      const key = await getKey(ns, name);
+      expect(isReady(key!)).toBe(true);
+    }
+    stop = true;
+    await traffic;
+    expect(failures).toEqual([]);
+    expect(calls).toBeGreaterThan(0);
+    // The old ciphertext still opens, a new one is made, and the old master key is gone for good.
+    const opened = await call(engine, 'POST', keyPath(ns, 'rka', '/decrypt'), {
+      token,
+      body: { ciphertext: sealed.body.ciphertext },
+    });
+    expect(Buffer.from(opened.body.plaintext, 'base64').toString()).toBe('kept across rotation');
+    expect((await encrypt('rka', 'after')).status).toBe(200);
+    expect(JSON.stringify(after.data)).not.toContain(before.data?.['master.key'] ?? 'none');
+    expect(op.logs()).toMatch(/master-key rotation: version 2 is current/);
+    expect(op.logs()).toMatch(/master-key version\(s\) 1 retired/);
+    console.info(`master-key rotation: ${calls} decrypts during it, ${failures.length} failed`);
   });
 });
