@@ -112,6 +112,9 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
     if (entry === undefined) return;
     if (type === 'delete') {
       this.#drop(name, entry);
+      // The incarnation is gone (a new one has another uid): its nonce counters go with it.
+      const r = entry.stored.record;
+      this.#nonces?.forget(r.namespace, r.name, entry.stored.ownerUid);
       return;
     }
     // An update that is not a plain rotation (another incarnation, changed blobs) drops the
