@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { attachNegativeValues, durationFlag, integerFlag, portFlag } from '../engine/flags.ts';
 import { DEFAULT_DELETION_DELAY_MS } from '../engine/keys/lifecycle.ts';
+import { MAX_NONCE_BUDGET } from '../engine/keys/nonce-budget.ts';
 import { electionTiming } from './leader.ts';
 import { createLogger } from './log.ts';
 import { type OperatorOptions, runOperator } from './main.ts';
@@ -27,10 +28,14 @@ export const USAGE = `Usage: keyward operator [flags]
                             half the renew deadline)
   --identity ID             this replica's identity in the Lease (default host_random)
   --master-key-secret NAME  the master-key Secret (default keyward-master-key; created if absent)
+  --master-key-namespace NS the master-key Secret's namespace (default --namespace)
+  --master-key-poll DURATION how often the master-key Secret is read again (default 10s)
   --workers N               concurrent reconciles, 1 to 1000 (default 32)
   --resync-interval DURATION how often every Key is reconciled again (default 10m)
   --usage-namespace NS      namespace of the engines' usage-report ConfigMaps (default --namespace)
   --usage-interval DURATION how often usage is folded into keys, at most once per key (default 60s)
+  --nonce-budget N          random-nonce AES-GCM encryptions per key version before the key
+                            rotates by itself, 1 to 2^32 (default 2^30); give engines the same
   --ca-configmap NAME       a ConfigMap of --namespace with the engine's CA (key ca.crt): keep a
                             copy, keyward-ca.crt, in every namespace that holds a Key (default: off)
   -h, --help                show this help
@@ -51,6 +56,9 @@ const OPTIONS = {
   'resync-interval': { type: 'string', default: '10m' },
   'usage-namespace': { type: 'string' },
   'usage-interval': { type: 'string', default: '60s' },
+  'nonce-budget': { type: 'string' },
+  'master-key-poll': { type: 'string' },
+  'master-key-namespace': { type: 'string' },
   'ca-configmap': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -83,6 +91,12 @@ export function parseOperatorArgs(argv: readonly string[]): OperatorOptions | un
         ? DEFAULT_DELETION_DELAY_MS
         : durationFlag('deletion-delay', values['deletion-delay'], 0),
   };
+  if (values['master-key-poll'] !== undefined) {
+    o.masterKeyPollMs = durationFlag('master-key-poll', values['master-key-poll'], 100, 3_600_000);
+  }
+  if (values['nonce-budget'] !== undefined) {
+    o.nonceBudget = integerFlag('nonce-budget', values['nonce-budget'], 1, MAX_NONCE_BUDGET);
+  }
   if (values['request-timeout'] !== undefined) {
     o.requestTimeoutMs = durationFlag('request-timeout', values['request-timeout'], 100);
   }
@@ -96,6 +110,7 @@ export function parseOperatorArgs(argv: readonly string[]): OperatorOptions | un
     ['watch-namespace', 'watchNamespace'],
     ['identity', 'identity'],
     ['master-key-secret', 'masterKeySecret'],
+    ['master-key-namespace', 'masterKeyNamespace'],
     ['usage-namespace', 'usageNamespace'],
     ['ca-configmap', 'caConfigMap'],
   ] as const) {

@@ -3,7 +3,8 @@
  * and, while this replica leads, runs the workers that reconcile them (operator/reconciler.ts).
  *
  * - Every replica keeps the queue warm from the shared caches, so a new leader starts with it.
- * - `run(term)` lasts one leadership term. It reads (or creates) the master key, builds the
+ * - `run(term)` lasts one leadership term. It reads (or creates) the master key and follows it
+ *   (operator/master-key.ts: a mismatched or missing one leaves material untouched), builds the
  *   reconciler over API clients fenced by the term, queues every cached Key (a full pass), and
  *   runs the workers until the term ends; then in-flight requests are aborted, nothing more is
  *   sent, and `run` resolves once every worker has stopped.
@@ -15,12 +16,14 @@ import type { UsageReport } from '../engine/cluster/usage-report.ts';
 import type { LifecycleOptions } from '../engine/keys/lifecycle.ts';
 import { describeError, type KubeClient } from '../engine/kube/client.ts';
 import type { KeyResource } from '../engine/kube/key-resource.ts';
+import { masterKeyMismatch } from '../engine/kube/master-key-secret.ts';
 import { KEY_NAME_LABEL, KEY_NAMESPACE_LABEL } from '../engine/kube/material-secret.ts';
 import type { OperatorCaches } from './caches.ts';
 import { EventRecorder } from './events.ts';
 import type { LeadershipTerm } from './leader.ts';
 import type { Logger } from './log.ts';
-import { ensureMasterKey, MASTER_KEY_SECRET, MaterialStore } from './material-store.ts';
+import { anyMaterialMismatch, MasterKeyWatch } from './master-key.ts';
+import { MASTER_KEY_SECRET, MaterialStore } from './material-store.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { KeyReconciler, queueKey } from './reconciler.ts';
 import { runWorkers, WorkQueue } from './workqueue.ts';
@@ -34,6 +37,10 @@ export interface KeyControllerOptions {
   /** Keys of this namespace only, when set. */
   watchNamespace: string | undefined;
   masterKeySecret?: string;
+  /** Where the master-key Secret lives, when not in `namespace` (its own namespace). */
+  masterKeyNamespace?: string;
+  /** How often the master-key Secret is read again (a restore, a rotation); 10 s. */
+  masterKeyPollMs?: number;
   /** Concurrent reconciles; 32. */
   workers?: number;
   /** Period of the full resync; 10 min. */
@@ -90,12 +97,26 @@ export class KeyController {
   async run(term: LeadershipTerm): Promise<void> {
     const o = this.#o;
     const core = o.client.api(CoreV1Api, term);
-    const master = await this.#masterKey(core, term);
-    if (master === undefined) return;
+    const master = new MasterKeyWatch({
+      core,
+      namespace: o.masterKeyNamespace ?? o.namespace,
+      name: o.masterKeySecret ?? MASTER_KEY_SECRET,
+      hasMaterial: () => o.caches.secrets.size > 0,
+      listMaterial: () => (o.caches.secrets.hasSynced() ? o.caches.secrets.list() : undefined),
+      onChange: () => {
+        master.mismatched = anyMaterialMismatch(o.caches.secrets.list(), master.set, master.secretName);
+        this.resync();
+      },
+      ...(o.masterKeyPollMs === undefined ? {} : { pollMs: o.masterKeyPollMs }),
+      log: o.log,
+      signal: term.signal,
+    });
+    if (!(await master.start())) return;
+    master.mismatched = anyMaterialMismatch(o.caches.secrets.list(), master.set, master.secretName);
     const store = new MaterialStore(
       core,
       o.namespace,
-      master,
+      () => (master.mismatched ? undefined : master.set),
       { get: (name, ns) => o.caches.secrets.get(name, ns) },
       term.identity,
     );
@@ -116,6 +137,11 @@ export class KeyController {
       log: o.log,
       ...(o.usageReports === undefined ? {} : { usageReports: o.usageReports }),
       ...(o.usageIntervalMs === undefined ? {} : { usageIntervalMs: o.usageIntervalMs }),
+      masterKeyMismatch: (stored) => {
+        const why = masterKeyMismatch(stored, master.set, master.secretName);
+        if (why !== undefined) master.mismatched = true;
+        return why;
+      },
     });
     this.#store = store;
     this.#reconciler = reconciler;
@@ -182,28 +208,6 @@ export class KeyController {
     this.#o.metrics.resyncSeconds.set((this.#now() - r.started) / 1000);
     this.#o.metrics.resyncs.inc();
     this.#resync = undefined;
-  }
-
-  /** The master key, created when absent; retried until it is had or the term ends. */
-  async #masterKey(core: CoreV1Api, term: LeadershipTerm) {
-    let delay = 500;
-    while (!term.signal.aborted) {
-      try {
-        return await ensureMasterKey(core, this.#o.namespace, this.#o.masterKeySecret ?? MASTER_KEY_SECRET);
-      } catch (err) {
-        if (term.signal.aborted) break;
-        this.#o.log.error({ err: describeError(err) }, 'cannot get the master key; retrying');
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, delay);
-          term.signal.addEventListener('abort', () => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
-        delay = Math.min(delay * 2, 10_000);
-      }
-    }
-    return undefined;
   }
 }
 

@@ -48,6 +48,8 @@ export interface OperatorOptions {
   requestTimeoutMs?: number;
   /** Name of the master-key Secret. */
   masterKeySecret?: string;
+  /** Namespace of the master-key Secret; default `namespace` (docs/security.md: its own is better). */
+  masterKeyNamespace?: string;
   /** Concurrent reconciles. */
   workers?: number;
   /** Informer stall watchdog period. */
@@ -58,6 +60,10 @@ export interface OperatorOptions {
   usageNamespace?: string;
   /** How often usage reports are folded into keys (at most once per key per period); 60 s. */
   usageIntervalMs?: number;
+  /** Random-nonce encryptions per key version before the key rotates by itself; 2^30. */
+  nonceBudget?: number;
+  /** How often the master-key Secret is read again (a restore, a rotation); 10 s. */
+  masterKeyPollMs?: number;
   /**
    * A ConfigMap of `namespace` holding the engine's CA (key `ca.crt`): when set, the operator keeps
    * a copy, `keyward-ca.crt`, in every namespace that holds a Key (operator/ca-controller.ts).
@@ -122,9 +128,14 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
     namespace,
     watchNamespace,
     ...(options.masterKeySecret === undefined ? {} : { masterKeySecret: options.masterKeySecret }),
+    ...(options.masterKeyNamespace === undefined ? {} : { masterKeyNamespace: options.masterKeyNamespace }),
     ...(options.workers === undefined ? {} : { workers: options.workers }),
     ...(options.resyncMs === undefined ? {} : { resyncMs: options.resyncMs }),
-    lifecycle: { deletionDelayMs: options.deletionDelayMs ?? DEFAULT_DELETION_DELAY_MS },
+    lifecycle: {
+      deletionDelayMs: options.deletionDelayMs ?? DEFAULT_DELETION_DELAY_MS,
+      ...(options.nonceBudget === undefined ? {} : { nonceBudget: options.nonceBudget }),
+    },
+    ...(options.masterKeyPollMs === undefined ? {} : { masterKeyPollMs: options.masterKeyPollMs }),
     ...(options.usageIntervalMs === undefined ? {} : { usageIntervalMs: options.usageIntervalMs }),
     usageReports: (ns, name) => usage.reportsFor(ns, name),
     metrics,

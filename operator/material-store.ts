@@ -3,65 +3,25 @@
  * calls the writing methods. Writes are conditional on resourceVersion, so a stale read (or a
  * stale leader) gets a 409 and the reconcile is retried instead of overwriting newer material.
  */
-import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import { fingerprint } from '../engine/crypto/fingerprint.ts';
 import { generateMaterial, generateMaterialAsync } from '../engine/crypto/material.ts';
 import { wrapMaterial } from '../engine/crypto/wrap.ts';
 import { isConflict, isNotFound } from '../engine/kube/client.ts';
 import {
-  MASTER_KEY_ENTRY,
-  MASTER_KEY_SECRET,
-  masterKeyFromSecret,
+  type MasterKeySet,
+  needsRewrap,
+  recordChecks,
+  rewrapStored,
 } from '../engine/kube/master-key-secret.ts';
 import {
   decodeMaterialSecret,
   encodeMaterialSecret,
-  MANAGED_BY,
   materialSecretName,
   type StoredKey,
 } from '../engine/kube/material-secret.ts';
 
 export { MASTER_KEY_ENTRY, MASTER_KEY_SECRET } from '../engine/kube/master-key-secret.ts';
-
-/**
- * Returns the master key from Secret `name`, creating it with 32 random bytes when absent. An
- * existing Secret is never overwritten; when two operators race to create it, the loser (409)
- * reads the winner's.
- */
-export async function ensureMasterKey(
-  core: CoreV1Api,
-  namespace: string,
-  name = MASTER_KEY_SECRET,
-): Promise<KeyObject> {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    try {
-      return masterKeyFromSecret(await core.readNamespacedSecret({ name, namespace }));
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
-    const raw = randomBytes(32);
-    try {
-      await core.createNamespacedSecret({
-        namespace,
-        body: {
-          metadata: {
-            name,
-            labels: { 'app.kubernetes.io/managed-by': MANAGED_BY, 'keyward.io/master-key': 'true' },
-          },
-          type: 'keyward.io/master-key',
-          data: { [MASTER_KEY_ENTRY]: raw.toString('base64') },
-        },
-      });
-      return createSecretKey(raw);
-    } catch (err) {
-      if (!isConflict(err)) throw err;
-    } finally {
-      raw.fill(0);
-    }
-  }
-  throw new Error('could not read or create the master-key Secret');
-}
 
 /** A material Secret as read: the decoded key and the resourceVersion to write against. */
 export interface LoadedMaterial {
@@ -86,7 +46,8 @@ export interface SecretCache {
 export class MaterialStore {
   private readonly core: CoreV1Api;
   private readonly namespace: string;
-  private readonly master: KeyObject;
+  /** The master keys to wrap with; undefined while it is missing or does not match material. */
+  private readonly master: () => MasterKeySet | undefined;
   private readonly cache: SecretCache | undefined;
   private readonly writer: string | undefined;
   /** Secret name → our last written version (null: we deleted it). */
@@ -99,7 +60,7 @@ export class MaterialStore {
   constructor(
     core: CoreV1Api,
     operatorNamespace: string,
-    master: KeyObject,
+    master: () => MasterKeySet | undefined,
     cache?: SecretCache,
     writer?: string,
   ) {
@@ -159,6 +120,12 @@ export class MaterialStore {
    */
   async fillVersions(stored: StoredKey, newVersions: readonly number[]): Promise<StoredKey> {
     if (newVersions.length === 0) return stored;
+    const master = this.master();
+    if (master === undefined) {
+      throw new Error(
+        'no material is wrapped: the master-key Secret is missing or does not match existing material (restore it)',
+      );
+    }
     const r = stored.record;
     let fp = stored.fingerprint;
     const versions = [];
@@ -172,7 +139,7 @@ export class MaterialStore {
         r.usage === 'AES256' ? generateMaterial(r.usage) : await generateMaterialAsync(r.usage);
       try {
         const wrapped = wrapMaterial(
-          this.master,
+          master,
           { store: r.namespace, name: r.name, usage: r.usage, version: v.version },
           material,
         );
@@ -187,9 +154,23 @@ export class MaterialStore {
     return next;
   }
 
+  /**
+   * `stored` re-wrapped under the current master-key version, or undefined when it already is
+   * (or no master key is usable). Plaintext material lives only inside `rewrapStored`.
+   */
+  rewrapped(stored: StoredKey): StoredKey | undefined {
+    const master = this.master();
+    if (master === undefined || !needsRewrap(stored, master)) return undefined;
+    return rewrapStored(stored, master);
+  }
+
   /** Creates the Secret (409 if it exists) or replaces it at `resourceVersion` (409 if stale). */
   async save(stored: StoredKey, resourceVersion: string | undefined): Promise<void> {
-    const body = encodeMaterialSecret(this.namespace, stored, this.writer) as V1Secret;
+    const master = this.master();
+    // The check values of the master keys that wrapped the blobs travel with them.
+    const checked: StoredKey =
+      master === undefined ? stored : { ...stored, masterKeyChecks: recordChecks(stored, master) };
+    const body = encodeMaterialSecret(this.namespace, checked, this.writer) as V1Secret;
     const secretName = body.metadata?.name ?? '';
     try {
       let written: V1Secret;

@@ -23,6 +23,7 @@ import {
   transition,
 } from '../engine/keys/lifecycle.ts';
 import type { KeyRecord, KeySpec } from '../engine/keys/model.ts';
+import { DEFAULT_NONCE_BUDGET, nonceBudgetReached } from '../engine/keys/nonce-budget.ts';
 import {
   CANCEL_DELETION_ANNOTATION,
   DELETE_NOW_ANNOTATION,
@@ -42,9 +43,12 @@ export interface PlannedEvent {
   message: string;
 }
 
-/** Why a Key has no usable material of its own. */
+/**
+ * Why a Key has no usable material: another usage owns the name (`MaterialConflict`), or its
+ * material was wrapped under a master key the operator does not hold (`MasterKeyMismatch`).
+ */
 export interface MaterialConflict {
-  reason: 'MaterialConflict';
+  reason: 'MaterialConflict' | 'MasterKeyMismatch';
   message: string;
 }
 
@@ -85,6 +89,11 @@ export interface PlanInput {
   lifecycle: LifecycleOptions;
   /** The engines' usage reports for this key (`reportsForKey`), folded in at most once per interval. */
   usage?: { reports: readonly UsageReport[]; minIntervalMs: number };
+  /**
+   * Set when `stored` was wrapped under a master key the operator does not hold (the message says
+   * what to do): nothing is written, generated or erased until the right master key is back.
+   */
+  masterKeyMismatch?: string;
 }
 
 /** The KeySpec of a Key (the apiserver applied the defaults; these fallbacks mirror them). */
@@ -119,6 +128,9 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   };
   const hasFinalizer = m.finalizers?.includes(FINALIZER) ?? false;
   const owned = stored !== undefined && stored.ownerUid !== undefined && stored.ownerUid === m.uid;
+  if (stored !== undefined && input.masterKeyMismatch !== undefined) {
+    return planMasterKeyMismatch(input, plan, hasFinalizer, input.masterKeyMismatch);
+  }
   const deletionTime = kubeTimeMs(m.deletionTimestamp);
   if (deletionTime !== undefined) return planDeletion(input, plan, hasFinalizer, owned, deletionTime);
 
@@ -223,7 +235,11 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   if (input.usage !== undefined) {
     const folded = foldUsage(current, m.uid, input.usage.reports);
     const allowedAt = (current.usageFoldedTime ?? 0) + input.usage.minIntervalMs;
-    if (folded !== undefined && now >= allowedAt) {
+    // A version that reached its nonce budget is folded (and rotated) at once, not at the interval.
+    const atBudget =
+      folded !== undefined &&
+      nonceBudgetReached(folded.record, input.lifecycle.nonceBudget ?? DEFAULT_NONCE_BUDGET);
+    if (folded !== undefined && (now >= allowedAt || atBudget)) {
       current = { ...folded, usageFoldedTime: now };
       changed = true;
     } else if (folded !== undefined) {
@@ -236,13 +252,10 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   const destroyDue = evaluation.due.some((e) => e.type === 'destroy');
   const scheduled = evaluation.due.filter((e) => e.type === 'add-version');
   if (scheduled.length > 0) {
+    const before = current.record;
     current = addVersions(current, scheduled, now, plan);
     changed = true;
-    plan.events.push({
-      type: 'Normal',
-      reason: 'Rotated',
-      message: `scheduled rotation: version ${current.record.currentVersion} is current`,
-    });
+    plan.events.push(rotationEvent(before, scheduled, current.record.currentVersion, input.lifecycle));
   }
   const deleteNow = m.annotations?.[DELETE_NOW_ANNOTATION] === 'true';
   if (current.record.state === 'PendingDeletion' && (destroyDue || deleteNow)) {
@@ -253,6 +266,52 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   plan.requeueAt = plan.deleteObject || wake.length === 0 ? undefined : Math.min(...wake);
   if (changed) plan.stored = current;
   return plan;
+}
+
+/**
+ * The material was wrapped under another master key: write nothing (no material over it, no
+ * rotation, no erasure), report `Ready=False` reason `MasterKeyMismatch` and warn once. A restored
+ * master-key Secret wakes every Key (operator/master-key.ts), and the next pass proceeds.
+ */
+function planMasterKeyMismatch(
+  input: PlanInput,
+  plan: ReconcilePlan,
+  hasFinalizer: boolean,
+  message: string,
+): ReconcilePlan {
+  const key = input.key;
+  plan.conflict = { reason: 'MasterKeyMismatch', message };
+  plan.addFinalizer = !hasFinalizer && kubeTimeMs(key.metadata.deletionTimestamp) === undefined;
+  if (key.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== 'MasterKeyMismatch') {
+    plan.events.push({ type: 'Warning', reason: 'MasterKeyMismatch', message });
+  }
+  return plan;
+}
+
+/** The Event of an automatic rotation, saying why (the schedule, or the nonce budget). */
+function rotationEvent(
+  before: KeyRecord,
+  effects: readonly LifecycleEffect[],
+  current: number,
+  lifecycle: LifecycleOptions,
+): PlannedEvent {
+  const budget = effects.some((e) => e.type === 'add-version' && e.reason === 'nonce-budget');
+  if (!budget) {
+    return {
+      type: 'Normal',
+      reason: 'Rotated',
+      message: `scheduled rotation: version ${current} is current`,
+    };
+  }
+  const spent = before.versions.find((v) => v.version === before.currentVersion)?.nonceCount ?? 0;
+  return {
+    type: 'Normal',
+    reason: 'Rotated',
+    message:
+      `nonce-budget rotation: version ${before.currentVersion} reached its budget of ` +
+      `${lifecycle.nonceBudget ?? DEFAULT_NONCE_BUDGET} random-nonce encryptions (${spent} counted)` +
+      `${before.rotation.enabled ? '' : ', although automatic rotation is off'}; version ${current} is current`,
+  };
 }
 
 /** The deletion path: the Key has a deletionTimestamp. */

@@ -357,3 +357,90 @@ describe('planReconcile: usage reports', () => {
     expect(status).toMatchObject({ lastUsedTime: '2026-11-29T10:00:20Z', operationCounts: { encrypt: 7 } });
   });
 });
+
+describe('planReconcile: master key (issue #11)', () => {
+  it('writes, rotates and erases nothing over material of another master key, and says so once', () => {
+    const stored = created();
+    const key = keyObj({ annotations: { 'keyward.io/rotate': 'now' } }, { state: 'Disabled' });
+    const plan = planReconcile({ key, stored, now: NOW, lifecycle: LC, masterKeyMismatch: 'restore it' });
+    expect(plan.stored).toBeUndefined();
+    expect(plan.newVersions).toEqual([]);
+    expect(plan.conflict).toEqual({ reason: 'MasterKeyMismatch', message: 'restore it' });
+    expect(plan.events).toEqual([{ type: 'Warning', reason: 'MasterKeyMismatch', message: 'restore it' }]);
+    const status = buildStatus(key, undefined, plan.conflict, NOW);
+    const ready = status.conditions?.find((c) => c.type === 'Ready');
+    expect(ready).toMatchObject({ status: 'False', reason: 'MasterKeyMismatch', message: 'restore it' });
+    // Reported already: no second Warning.
+    const again = planReconcile({
+      key: { ...key, status },
+      stored,
+      now: NOW,
+      lifecycle: LC,
+      masterKeyMismatch: 'restore it',
+    });
+    expect(again.events).toEqual([]);
+  });
+
+  it('does not erase on delete-now while the master key does not match', () => {
+    const stored = created();
+    const key = keyObj(
+      { deletionTimestamp: new Date(NOW).toISOString(), annotations: { 'keyward.io/delete-now': 'true' } },
+      { state: 'PendingDeletion' },
+    );
+    const plan = planReconcile({ key, stored, now: NOW, lifecycle: LC, masterKeyMismatch: 'restore it' });
+    expect(plan.stored).toBeUndefined();
+    expect(plan.removeFinalizer).toBe(false);
+  });
+});
+
+describe('planReconcile: nonce budget (issue #11)', () => {
+  const budget: LifecycleOptions = { ...LC, nonceBudget: 100 };
+  const report = (nonces: number) => ({
+    format: 2,
+    identity: 'engine-0',
+    instance: 'i1',
+    startedTime: NOW,
+    reportedTime: NOW,
+    keys: {
+      'team-a/orders': {
+        namespace: 'team-a',
+        name: 'orders',
+        uid: 'uid-1',
+        lastUsedTime: 0,
+        counts: {},
+        versions: { '1': { nonces } },
+      },
+    },
+  });
+
+  it('folds a reservation that reaches the budget at once and rotates, even with rotation off, saying why', () => {
+    const stored = { ...created({ rotation: { enabled: false, periodDays: 90 } }), usageFoldedTime: NOW };
+    const key = keyObj({}, { rotation: { enabled: false, periodDays: 90 } });
+    const { plan, stored: after } = apply({
+      key,
+      stored,
+      now: NOW + 1,
+      lifecycle: budget,
+      usage: { reports: [report(100)], minIntervalMs: 60_000 },
+    });
+    expect(after?.record.versions[0]?.nonceCount).toBe(100);
+    expect(after?.record.currentVersion).toBe(2);
+    expect(plan.newVersions).toEqual([2]);
+    const event = plan.events.find((e) => e.reason === 'Rotated');
+    expect(event?.message).toMatch(/nonce-budget rotation: version 1 reached its budget of 100/);
+    expect(event?.message).toMatch(/automatic rotation is off/);
+  });
+
+  it('waits for the interval below the budget', () => {
+    const stored = { ...created(), usageFoldedTime: NOW };
+    const plan = planReconcile({
+      key: keyObj(),
+      stored,
+      now: NOW + 1,
+      lifecycle: budget,
+      usage: { reports: [report(10)], minIntervalMs: 60_000 },
+    });
+    expect(plan.stored).toBeUndefined();
+    expect(plan.requeueAt).toBe(NOW + 60_000);
+  });
+});

@@ -54,6 +54,8 @@ export interface ReconcilerDeps {
   usageReports?: (namespace: string, name: string) => UsageReport[];
   /** Minimum time between two usage folds of one key. */
   usageIntervalMs?: number;
+  /** Why stored material does not match the master key held (operator/master-key.ts), if so. */
+  masterKeyMismatch?: (stored: StoredKey) => string | undefined;
 }
 
 /** The queue key of a Key. */
@@ -93,9 +95,11 @@ export class KeyReconciler {
     const loaded = await this.d.material.load(namespace, name);
     const now = this.d.now();
     const reports = this.d.usageReports?.(namespace, name);
+    const mismatch = loaded === undefined ? undefined : this.d.masterKeyMismatch?.(loaded.stored);
     const plan = planReconcile({
       key,
       stored: loaded?.stored,
+      ...(mismatch === undefined ? {} : { masterKeyMismatch: mismatch }),
       now,
       lifecycle: this.d.lifecycle,
       usage:
@@ -113,7 +117,16 @@ export class KeyReconciler {
       after = undefined;
     } else if (plan.stored !== undefined) {
       after = await this.d.material.fillVersions(plan.stored, plan.newVersions);
+      // A master-key rotation re-wraps what the key holds with the same write.
+      after = this.d.material.rewrapped(after) ?? after;
       await this.d.material.save(after, plan.create ? undefined : loaded?.resourceVersion);
+    } else if (loaded !== undefined && plan.conflict === undefined) {
+      const rewrapped = this.d.material.rewrapped(loaded.stored);
+      if (rewrapped !== undefined) {
+        await this.d.material.save(rewrapped, loaded.resourceVersion);
+        after = rewrapped;
+        this.d.log.info({ key: ref }, 'material re-wrapped under the current master-key version');
+      }
     }
 
     if (plan.writeStatus) {
@@ -140,6 +153,11 @@ export class KeyReconciler {
     if (plan.deleteObject) await this.deleteKey(key);
     if (plan.events.length > 0) {
       this.d.log.info({ key: ref, events: plan.events.map((e) => e.reason) }, 'reconciled');
+    }
+    // Rotations the key's owner did not ask for, and refusals, say why in the log too.
+    for (const e of plan.events) {
+      if (e.reason === 'MasterKeyMismatch' || e.message.startsWith('nonce-budget rotation'))
+        this.d.log.warn({ key: ref, reason: e.reason }, e.message);
     }
     return plan.requeueAt === undefined ? undefined : { requeueAt: plan.requeueAt };
   }

@@ -40,6 +40,7 @@ export class UsageController {
   readonly #byKey = new Map<string, Set<string>>();
   /** Keys whose reported usage moved since they were last queued. */
   readonly #dirty = new Set<string>();
+  #leading = false;
 
   constructor(o: UsageControllerOptions) {
     this.#o = o;
@@ -57,6 +58,9 @@ export class UsageController {
     const cmName = cm.metadata?.name ?? '';
     const before = this.#reports.get(cmName);
     const after = deleted ? undefined : parseUsageReport(cm.data);
+    if (before !== undefined && after !== undefined && before.instance !== after.instance) {
+      this.#retire(cmName, before);
+    }
     for (const id of Object.keys(before?.keys ?? {})) {
       if (after?.keys?.[id] === undefined) this.#byKey.get(id)?.delete(cmName);
     }
@@ -80,12 +84,36 @@ export class UsageController {
       ) {
         this.#dirty.add(id);
       }
+      // A nonce reservation is queued at once: the Key may have to rotate at its budget.
+      if (JSON.stringify(was?.versions) !== JSON.stringify(entry.versions) && this.#leading)
+        this.#o.enqueue(entry.namespace, entry.name);
+    }
+  }
+
+  /**
+   * A restarted engine replaces its report with its new instance's. What the old instance counted
+   * since the last fold (its nonce reservations above all: an under-count there is unsafe) stays
+   * in the fold as a report of its own until it is a day old.
+   */
+  #retire(cmName: string, report: UsageReport): void {
+    const name = `${cmName}#${report.instance}`;
+    this.#reports.set(name, report);
+    for (const id of Object.keys(report.keys ?? {})) {
+      let names = this.#byKey.get(id);
+      if (names === undefined) {
+        names = new Set();
+        this.#byKey.set(id, names);
+      }
+      names.add(name);
+      this.#dirty.add(id);
     }
   }
 
   /** Queues moved usage every interval while `term` lasts. */
   async run(term: LeadershipTerm): Promise<void> {
     const core = this.#o.client.api(CoreV1Api, term);
+    this.#leading = true;
+    term.signal.addEventListener('abort', () => (this.#leading = false), { once: true });
     // A new leader does not know what was folded before: every reported key is looked at once.
     for (const id of this.#byKey.keys()) this.#dirty.add(id);
     const tick = (): void => {
@@ -113,6 +141,12 @@ export class UsageController {
     const now = this.#now();
     for (const [cmName, report] of this.#reports) {
       if (now - report.reportedTime <= STALE_REPORT_MS) continue;
+      if (cmName.includes('#')) {
+        // A retired instance's report lives only here.
+        this.#reports.delete(cmName);
+        for (const id of Object.keys(report.keys ?? {})) this.#byKey.get(id)?.delete(cmName);
+        continue;
+      }
       try {
         await core.deleteNamespacedConfigMap({ name: cmName, namespace: this.#o.usageNamespace });
       } catch (err) {

@@ -9,14 +9,18 @@
 import {
   aggregateUsageReports,
   type KeyUsageReport,
+  NONCE_COUNTER,
   type UsageCursor,
   type UsageReport,
 } from '../engine/cluster/usage-report.ts';
-import type { KeyOperation } from '../engine/keys/model.ts';
+import type { KeyOperation, KeyVersionRecord } from '../engine/keys/model.ts';
 import type { StoredKey } from '../engine/kube/material-secret.ts';
 
-/** Per engine instance (`identity/instance`): the cumulative counts already folded. */
-export type UsageSeen = Record<string, Partial<Record<KeyOperation, number>>>;
+/**
+ * Per engine instance (`identity/instance`): the cumulative counts already folded, by operation
+ * and by `v<N>.nonces` (the random-nonce reservations of version N).
+ */
+export type UsageSeen = Record<string, Record<string, number>>;
 
 /** The reports narrowed to one key: every report's header, with at most that key's entry. */
 export function reportsForKey(
@@ -66,6 +70,10 @@ export function foldUsage(
     if (live.has(source) && counts !== undefined && Object.keys(counts).length > 0)
       usageSeen[source] = counts;
   }
+  const nonces = foldNonces(r.versions, credited, id, stored.usageSeen ?? {});
+  for (const [source, cursor] of Object.entries(nonces.seen)) {
+    if (live.has(source)) usageSeen[source] = { ...usageSeen[source], ...cursor };
+  }
   const agg = keys.get(id);
   const counts = { ...r.operationCounts };
   let added = false;
@@ -75,16 +83,66 @@ export function foldUsage(
       added = true;
     }
   }
+  // A report that only reserved nonces carries lastUsedTime 0: not a use.
+  const reported = agg === undefined || agg.lastUsedTime <= 0 ? undefined : agg.lastUsedTime;
   const lastUsedTime =
-    agg === undefined
-      ? r.lastUsedTime
-      : Math.max(r.lastUsedTime ?? Number.NEGATIVE_INFINITY, agg.lastUsedTime);
+    reported === undefined ? r.lastUsedTime : Math.max(r.lastUsedTime ?? Number.NEGATIVE_INFINITY, reported);
   const seenChanged = JSON.stringify(usageSeen) !== JSON.stringify(stored.usageSeen ?? {});
-  if (!added && lastUsedTime === r.lastUsedTime && !seenChanged) return undefined;
-  const record = { ...r, operationCounts: counts };
+  if (!added && !nonces.added && lastUsedTime === r.lastUsedTime && !seenChanged) return undefined;
+  const record = { ...r, operationCounts: counts, versions: nonces.versions };
   if (lastUsedTime !== undefined) record.lastUsedTime = lastUsedTime;
   const out: StoredKey = { ...stored, record };
   if (Object.keys(usageSeen).length > 0) out.usageSeen = usageSeen;
   else delete out.usageSeen;
   return out;
+}
+
+/**
+ * Folds the engines' random-nonce reservations (per-version counter `nonces`, cumulative per
+ * instance; engine/cluster/nonce-reservations.ts) into the versions' `nonceCount`: each instance
+ * adds what it reserved beyond the cursor. The shards of one instance count once (their maximum).
+ * Reservations for a version the record does not have are ignored. Pure.
+ */
+export function foldNonces(
+  versions: KeyVersionRecord[],
+  reports: readonly UsageReport[],
+  id: string,
+  seen: UsageSeen,
+): { versions: KeyVersionRecord[]; seen: UsageSeen; added: boolean } {
+  const latest: UsageSeen = {};
+  for (const report of reports) {
+    const entry = report.keys[id];
+    if (entry?.versions === undefined || typeof entry.versions !== 'object') continue;
+    const source = `${report.identity}/${report.instance}`;
+    const cursor = latest[source] ?? {};
+    latest[source] = cursor;
+    for (const [v, counters] of Object.entries(entry.versions)) {
+      const n = counters?.[NONCE_COUNTER];
+      if (!/^[1-9][0-9]{0,9}$/.test(v) || typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
+        continue;
+      const name = `v${v}.${NONCE_COUNTER}`;
+      cursor[name] = Math.max(cursor[name] ?? 0, n);
+    }
+  }
+  const added = new Map<number, number>();
+  const next: UsageSeen = {};
+  for (const [source, cursor] of Object.entries(latest)) {
+    next[source] = {};
+    for (const [name, n] of Object.entries(cursor)) {
+      const was = seen[source]?.[name] ?? 0;
+      next[source][name] = Math.max(was, n);
+      if (n > was) {
+        const version = Number(name.slice(1, name.indexOf('.')));
+        added.set(version, (added.get(version) ?? 0) + (n - was));
+      }
+    }
+  }
+  let any = false;
+  const out = versions.map((v) => {
+    const n = added.get(v.version);
+    if (n === undefined) return v;
+    any = true;
+    return { ...v, nonceCount: (v.nonceCount ?? 0) + n };
+  });
+  return { versions: out, seen: next, added: any };
 }

@@ -94,3 +94,59 @@ describe('foldUsage', () => {
     expect(out).toBeUndefined();
   });
 });
+
+/** A report whose entry for ns/k1 carries per-version nonce reservations. */
+function reserving(
+  identity: string,
+  instance: string,
+  versions: Record<string, number>,
+  uid = 'uid-1',
+): UsageReport {
+  return {
+    format: 2,
+    identity,
+    instance,
+    startedTime: T,
+    reportedTime: T,
+    keys: {
+      'ns/k1': {
+        namespace: 'ns',
+        name: 'k1',
+        uid,
+        lastUsedTime: 0,
+        counts: {},
+        versions: Object.fromEntries(Object.entries(versions).map(([v, n]) => [v, { nonces: n }])),
+      },
+    },
+  };
+}
+
+describe('foldUsage: nonce reservations (issue #11: the material Secret carries nonceCount)', () => {
+  it('adds each instance’s new reservations to the version’s nonceCount exactly once, through the Secret', () => {
+    let s = stored();
+    s = fold(s, [reserving('e1', 'i1', { '1': 100 }), reserving('e2', 'i2', { '1': 40 })]);
+    expect(s.record.versions[0]!.nonceCount).toBe(140);
+    // The same reports again: nothing new. More from e1: only the difference.
+    s = fold(s, [reserving('e1', 'i1', { '1': 100 }), reserving('e2', 'i2', { '1': 40 })]);
+    expect(s.record.versions[0]!.nonceCount).toBe(140);
+    s = fold(s, [reserving('e1', 'i1', { '1': 164 }), reserving('e2', 'i2', { '1': 40 })]);
+    expect(s.record.versions[0]!.nonceCount).toBe(204);
+    expect(s.usageSeen?.['e1/i1']?.['v1.nonces']).toBe(164);
+    // A reservation is not a use.
+    expect(s.record.lastUsedTime).toBeUndefined();
+  });
+
+  it('counts a restarted instance from zero (an over-count at worst, never an under-count)', () => {
+    let s = fold(stored(), [reserving('e1', 'i1', { '1': 100 })]);
+    s = fold(s, [reserving('e1', 'i2', { '1': 10 })]);
+    expect(s.record.versions[0]!.nonceCount).toBe(110);
+  });
+
+  it('ignores reservations for a version the record lacks, and those made against another uid', () => {
+    const s = fold(stored(), [
+      reserving('e1', 'i1', { '7': 100 }),
+      reserving('e2', 'i2', { '1': 5 }, 'uid-old'),
+    ]);
+    expect(s.record.versions[0]!.nonceCount).toBeUndefined();
+  });
+});

@@ -18,6 +18,7 @@ import {
 } from '../audit/config.ts';
 import { attachNegativeValues, durationFlag, integerFlag, portFlag } from '../flags.ts';
 import { parseTlsMode } from '../http/tls.ts';
+import { MAX_NONCE_BUDGET } from '../keys/nonce-budget.ts';
 import { type ClusterEngineOptions, runClusterEngine } from './main.ts';
 
 /** Usage text. */
@@ -38,6 +39,10 @@ Serves the key API in a Kubernetes cluster from the Keys and material the operat
   --threads N                crypto worker threads, 1 to 256 (default: CPU count)
   --request-timeout DURATION deadline of every apiserver request (default 5s)
   --usage-report-ms N        how often usage counters are published, in ms (default 15000)
+  --master-key-namespace NS  the master-key Secret's namespace (default --namespace)
+  --master-key-poll DURATION how often the master-key Secret is read again (default 30s)
+  --nonce-budget N           random-nonce AES-GCM encryptions per key version, 1 to 2^32
+                             (default 2^30); give the operator the same value
   --shutdown-delay-ms N      after SIGTERM, keep serving this long with readiness failed, so the
                              Service drops this replica first (default 0; the chart sets 5000)
   --shutdown-timeout-ms N    exit 1 if the stop takes longer than the delay plus this (default 20000)
@@ -60,6 +65,9 @@ const OPTIONS = {
   threads: { type: 'string' },
   'request-timeout': { type: 'string' },
   'usage-report-ms': { type: 'string' },
+  'nonce-budget': { type: 'string' },
+  'master-key-poll': { type: 'string' },
+  'master-key-namespace': { type: 'string' },
   'shutdown-delay-ms': { type: 'string' },
   'shutdown-timeout-ms': { type: 'string' },
   'insecure-no-auth': { type: 'boolean' },
@@ -97,6 +105,13 @@ export function parseClusterEngineArgs(argv: readonly string[]): ClusterEngineCl
   }
   if (values['usage-report-ms'] !== undefined) {
     o.usageReportMs = integerFlag('usage-report-ms', values['usage-report-ms'], 100, 86_400_000);
+  }
+  if (values['master-key-namespace'] !== undefined) o.masterKeyNamespace = values['master-key-namespace'];
+  if (values['master-key-poll'] !== undefined) {
+    o.masterKeyPollMs = durationFlag('master-key-poll', values['master-key-poll'], 100, 3_600_000);
+  }
+  if (values['nonce-budget'] !== undefined) {
+    o.nonceBudget = integerFlag('nonce-budget', values['nonce-budget'], 1, MAX_NONCE_BUDGET);
   }
   if (values['shutdown-delay-ms'] !== undefined) {
     o.shutdownDelayMs = integerFlag('shutdown-delay-ms', values['shutdown-delay-ms'], 0, 600_000);

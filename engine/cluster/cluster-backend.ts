@@ -8,16 +8,17 @@
  * adds versions (a rotation) updates the cache in place, anything else (a new incarnation, a
  * changed wrapped blob) replaces it and zeroes the old material, as does the Secret's deletion.
  */
-import type { KeyObject } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { fingerprint } from '../crypto/fingerprint.ts';
+import { wrappedMasterKeyVersion } from '../crypto/wrap.ts';
 import type { CryptoEngine, KeyRing } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import type { KeyOperation, KeyRecord } from '../keys/model.ts';
 import { checkRegion } from '../keys/spec.ts';
 import type { InformerEvent } from '../kube/informer-supervisor.ts';
 import { type KeyResource, kubeTimeMs } from '../kube/key-resource.ts';
+import { type MasterKeySet, masterKeyMismatch } from '../kube/master-key-secret.ts';
 import { decodeMaterialSecret, materialSecretName, type StoredKey } from '../kube/material-secret.ts';
 import type { KeyBackend, KeyView } from '../service/backend.ts';
 import { CryptoBackend } from '../service/crypto-backend.ts';
@@ -25,6 +26,7 @@ import { MaterialCache } from '../service/rings.ts';
 import { toKeyView } from '../service/view.ts';
 import type { KeySources } from './key-sources.ts';
 import { checkUsableInCluster, effectiveState } from './key-state.ts';
+import type { NonceReservations } from './nonce-reservations.ts';
 import type { UsageCounter } from './usage-report.ts';
 
 /** Options of {@link ClusterKeyBackend}. */
@@ -34,6 +36,11 @@ export interface ClusterBackendOptions {
   counter: UsageCounter;
   /** The region this engine serves; Isolated keys of other regions are refused. */
   region?: string;
+  /**
+   * Counts random-nonce encryptions through the usage reports (nonce-reservations.ts). Without it
+   * nothing is counted: only for tests that run no publisher.
+   */
+  nonces?: NonceReservations;
   log: Logger;
   now?: () => number;
 }
@@ -43,6 +50,8 @@ interface Entry {
   stored: StoredKey;
   cache: MaterialCache;
   fingerprint?: { version: number; value: string };
+  /** Set when the material was wrapped under another master key: the key fails alone. */
+  materialError?: string;
 }
 
 function notFound(name: string): KeywardError {
@@ -56,12 +65,29 @@ function compatible(a: KeyRecord, b: KeyRecord): boolean {
   return b.versions.every((v) => !before.has(v.version) || before.get(v.version) === v.wrapped);
 }
 
+/**
+ * Same incarnation and versions, and every blob that changed now names another master-key version:
+ * the shape of a master-key rotation's re-wrap (whether the blobs hold the same material is
+ * checked when they are unwrapped).
+ */
+function rewrapOnly(a: KeyRecord, b: KeyRecord): boolean {
+  if (a.createdTime !== b.createdTime || a.usage !== b.usage || a.versions.length !== b.versions.length)
+    return false;
+  const before = new Map(a.versions.map((v) => [v.version, v.wrapped]));
+  return b.versions.every((v) => {
+    const old = before.get(v.version);
+    if (old === undefined) return false;
+    return old === v.wrapped || wrappedMasterKeyVersion(old) !== wrappedMasterKeyVersion(v.wrapped);
+  });
+}
+
 /** See the module comment. */
 export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
   readonly admin = undefined;
   readonly #sources: KeySources;
   readonly #counter: UsageCounter;
   readonly #region: string | undefined;
+  readonly #nonces: NonceReservations | undefined;
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #entries = new Map<string, Entry>();
@@ -72,6 +98,7 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
     this.#sources = o.sources;
     this.#counter = o.counter;
     this.#region = o.region;
+    this.#nonces = o.nonces;
     this.#log = o.log;
     this.#now = o.now ?? Date.now;
   }
@@ -85,6 +112,9 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
     if (entry === undefined) return;
     if (type === 'delete') {
       this.#drop(name, entry);
+      // The incarnation is gone (a new one has another uid): its nonce counters go with it.
+      const r = entry.stored.record;
+      this.#nonces?.forget(r.namespace, r.name, entry.stored.ownerUid);
       return;
     }
     // An update that is not a plain rotation (another incarnation, changed blobs) drops the
@@ -92,16 +122,27 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
     if (type === 'update' && (obj as V1Secret).metadata?.resourceVersion !== entry.resourceVersion) {
       try {
         const next = decodeMaterialSecret({ data: (obj as V1Secret).data ?? {} });
-        if (!compatible(entry.stored.record, next.record)) this.#drop(name, entry);
+        // A re-wrap under a new master-key version is left to the next use (#material), which
+        // keeps serving while this engine reads the new master key.
+        if (!compatible(entry.stored.record, next.record) && !rewrapOnly(entry.stored.record, next.record))
+          this.#drop(name, entry);
+        // A disabled key (or one pending deletion) leaves no copy in any worker.
+        else if (next.record.state !== 'Enabled') this.engine.evict(entry.cache.evict());
       } catch {
         this.#drop(name, entry);
       }
     }
   }
 
+  /** The master-key Secret changed: every entry is checked (and unwrapped) again. */
+  onMasterKeyChange(): void {
+    for (const [name, entry] of [...this.#entries]) this.#drop(name, entry);
+  }
+
+  /** Zeroes an entry's material here and makes every worker forget it. */
   #drop(name: string, entry: Entry): void {
     if (this.#entries.get(name) === entry) this.#entries.delete(name);
-    entry.cache.destroy();
+    this.engine.evict(entry.cache.destroy());
   }
 
   ready(): boolean {
@@ -148,14 +189,15 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
   /** Stops serving and zeroes every unwrapped version (the engine and sources close elsewhere). */
   close(): void {
     this.#closed = true;
+    // The workers stop with the engine (closed first): only the copies here are left to zero.
     for (const e of this.#entries.values()) e.cache.destroy();
     this.#entries.clear();
   }
 
   // ---- plumbing --------------------------------------------------------------------------------
 
-  #checkReady(): KeyObject {
-    const master = this.#sources.master();
+  #checkReady(): MasterKeySet {
+    const master = this.#sources.masterKeys();
     if (this.#closed || master === undefined || !this.#sources.synced()) {
       throw new KeywardError(
         'UNAVAILABLE',
@@ -179,7 +221,27 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
     }
     checkUsableInCluster(key, entry.stored);
     checkRegion(entry.stored.record, this.#region);
+    if (entry.materialError !== undefined) throw new KeywardError('KEY_STATE', entry.materialError);
     return entry.cache.ring();
+  }
+
+  /** Reserves random nonces through the usage report before they are drawn (nonce-reservations.ts). */
+  protected override randomNonces(
+    namespace: string,
+    name: string,
+    ring: KeyRing,
+    count: number,
+  ): KeyRing | Promise<KeyRing> {
+    const nonces = this.#nonces;
+    if (nonces === undefined) return ring;
+    const uid = this.#sources.keys.get(name, namespace)?.metadata.uid;
+    const stored = (): StoredKey => {
+      const entry = this.#material(namespace, name);
+      if (entry === undefined) throw new KeywardError('KEY_STATE', 'the key has no material any more');
+      return entry.stored;
+    };
+    const spent = nonces.spend(namespace, name, uid, ring.currentVersion, count, stored);
+    return spent === undefined ? ring : spent.then(() => ring);
   }
 
   /** Counts uses that succeeded (see CryptoBackend.recordUse). */
@@ -224,14 +286,34 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
       existing.resourceVersion = rv;
       return existing;
     }
-    existing?.cache.destroy();
+    const mismatch = masterKeyMismatch(stored, master, this.#sources.masterKeySecretName);
+    if (mismatch !== undefined) {
+      // Perhaps re-wrapped under a master-key version this engine has not read yet (a rotation):
+      // look now, and meanwhile keep serving what was unwrapped before.
+      this.#sources.refreshMaster();
+      if (existing !== undefined && existing.materialError === undefined) return existing;
+    }
+    if (existing !== undefined) this.engine.evict(existing.cache.destroy());
     const entry: Entry = { resourceVersion: rv, stored, cache: new MaterialCache(master, r) };
+    if (mismatch !== undefined) {
+      entry.materialError = mismatch;
+      this.#log.error(
+        { secret: secretName },
+        'key material does not match the master key; the key is refused',
+      );
+    }
     this.#entries.set(secretName, entry);
     return entry;
   }
 
   async #view(key: KeyResource, entry: Entry): Promise<KeyView> {
     const r = entry.stored.record;
+    if (entry.materialError !== undefined) {
+      // Listed with its error: the material cannot be used here, the rest of the key can be shown.
+      const view = toKeyView({ ...r, state: effectiveState(key, entry.stored) }, null);
+      view.materialError = entry.materialError;
+      return view;
+    }
     let value = entry.fingerprint?.version === r.currentVersion ? entry.fingerprint.value : undefined;
     if (value === undefined) {
       value = entry.stored.fingerprint;

@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { describeError, isNotFound, type KubeClient, listAll } from '../kube/client.ts';
 import { type InformerEvent, SupervisedInformer } from '../kube/informer-supervisor.ts';
 import { KEY_GROUP, KEY_PLURAL, KEY_VERSION, type KeyResource } from '../kube/key-resource.ts';
-import { MASTER_KEY_SECRET, masterKeyFromSecret } from '../kube/master-key-secret.ts';
+import { MASTER_KEY_SECRET, type MasterKeySet, masterKeysFromSecret } from '../kube/master-key-secret.ts';
 import { MATERIAL_LABEL } from '../kube/material-secret.ts';
 
 /** The label selector of material Secrets. */
@@ -29,10 +29,16 @@ export interface KeySourcesOptions {
   namespace: string;
   /** Name of the master-key Secret; the operator's default. */
   masterKeySecret?: string;
+  /** Namespace of the master-key Secret, when not `namespace`. */
+  masterKeyNamespace?: string;
   /** Called on every change of a Key or material Secret (namespace and name of the Key). */
   onChange: (type: InformerEvent, kind: 'key' | 'material', obj: KeyResource | V1Secret) => void;
   /** Informer stall watchdog period. */
   stallMs?: number;
+  /** How often the master-key Secret is read again once loaded (a restore, a rotation); 30 s. */
+  masterKeyPollMs?: number;
+  /** Called when the master-key Secret changed after it was first loaded. */
+  onMasterKeyChange?: () => void;
   log: Logger;
 }
 
@@ -47,8 +53,11 @@ export class KeySources {
   readonly namespace: string;
   readonly #core: CoreV1Api;
   readonly #masterName: string;
+  readonly #masterNamespace: string;
   readonly #log: Logger;
-  #master: KeyObject | undefined;
+  readonly #pollMs: number;
+  readonly #onMasterKeyChange: (() => void) | undefined;
+  #master: MasterKeySet | undefined;
   #stopped = false;
 
   constructor(o: KeySourcesOptions) {
@@ -56,7 +65,10 @@ export class KeySources {
     this.namespace = o.namespace;
     this.#core = client.api(CoreV1Api);
     this.#masterName = o.masterKeySecret ?? MASTER_KEY_SECRET;
+    this.#masterNamespace = o.masterKeyNamespace ?? o.namespace;
     this.#log = o.log;
+    this.#pollMs = o.masterKeyPollMs ?? 30_000;
+    this.#onMasterKeyChange = o.onMasterKeyChange;
     const custom = client.api(CustomObjectsApi);
     const keyPath = `/apis/${KEY_GROUP}/${KEY_VERSION}/${KEY_PLURAL}`;
     this.keys = new SupervisedInformer<NamedKey>({
@@ -109,9 +121,20 @@ export class KeySources {
     return this.keys.hasSynced() && this.secrets.hasSynced() && this.#master !== undefined;
   }
 
-  /** The master key, once read. */
+  /** The current master key, once read (the audit log keys its checkpoints with it). */
   master(): KeyObject | undefined {
+    const set = this.#master;
+    return set?.key(set.current);
+  }
+
+  /** Every master-key version the Secret holds, with check values, once read. */
+  masterKeys(): MasterKeySet | undefined {
     return this.#master;
+  }
+
+  /** The master-key Secret as `namespace/name`, for messages. */
+  get masterKeySecretName(): string {
+    return `${this.#masterNamespace}/${this.#masterName}`;
   }
 
   async stop(): Promise<void> {
@@ -120,17 +143,61 @@ export class KeySources {
     await Promise.all([this.keys.stop(), this.secrets.stop()]);
   }
 
-  /** Reads the master-key Secret until it exists (with a capped backoff); it never changes. */
+  /**
+   * Reads the master-key Secret until it exists (with a capped backoff), then again every
+   * `masterKeyPollMs`: a restored Secret or a new master-key version is picked up without a restart.
+   * A Secret that went missing keeps the last set (material already served stays servable).
+   */
   async #loadMaster(): Promise<void> {
+    await this.#loadMasterFirst();
+    while (!this.#stopped) {
+      await new Promise((r) => setTimeout(r, this.#pollMs).unref());
+      if (this.#stopped) return;
+      await this.#readMaster();
+    }
+  }
+
+  #refreshing: Promise<void> | undefined;
+  #refreshedAt = 0;
+
+  /**
+   * Reads the master-key Secret now (at most once a second): material re-wrapped under a
+   * master-key version this engine does not hold yet (a rotation) makes it look at once rather
+   * than at the next poll.
+   */
+  refreshMaster(): void {
+    if (this.#refreshing !== undefined || this.#stopped || Date.now() - this.#refreshedAt < 1_000) return;
+    this.#refreshedAt = Date.now();
+    this.#refreshing = this.#readMaster().finally(() => {
+      this.#refreshing = undefined;
+    });
+  }
+
+  async #readMaster(): Promise<void> {
+    try {
+      const set = masterKeysFromSecret(
+        await this.#core.readNamespacedSecret({ name: this.#masterName, namespace: this.#masterNamespace }),
+      );
+      if (set.resourceVersion !== this.#master?.resourceVersion) {
+        this.#master = set;
+        this.#log.info({ secret: this.#masterName, versions: set.versions }, 'master-key Secret changed');
+        this.#onMasterKeyChange?.();
+      }
+    } catch (err) {
+      this.#log.warn({ secret: this.#masterName, err: describeError(err) }, 'master-key Secret not re-read');
+    }
+  }
+
+  async #loadMasterFirst(): Promise<void> {
     let delay = 250;
     let warned = false;
     while (!this.#stopped && this.#master === undefined) {
       try {
         const secret = await this.#core.readNamespacedSecret({
           name: this.#masterName,
-          namespace: this.namespace,
+          namespace: this.#masterNamespace,
         });
-        this.#master = masterKeyFromSecret(secret);
+        this.#master = masterKeysFromSecret(secret);
         this.#log.info({ secret: this.#masterName }, 'master key loaded');
         return;
       } catch (err) {

@@ -24,11 +24,13 @@ import {
   type TlsMaterial,
   type TlsMode,
 } from '../http/tls.ts';
+import { DEFAULT_NONCE_BUDGET } from '../keys/nonce-budget.ts';
 import { KubeClient } from '../kube/client.ts';
 import { ClusterKeyBackend } from './cluster-backend.ts';
 import { InsecureNoAuth } from './insecure-auth.ts';
 import { KeySources } from './key-sources.ts';
 import { KubeAuthenticator, type KubeAuthOptions } from './kube-auth.ts';
+import { NonceReservations } from './nonce-reservations.ts';
 import { UsagePublisher } from './usage-publisher.ts';
 import { UsageCounter } from './usage-report.ts';
 
@@ -66,6 +68,15 @@ export interface ClusterEngineOptions {
   threads?: number;
   /** Name of the master-key Secret (the operator's default). */
   masterKeySecret?: string;
+  /** How often the master-key Secret is read again (a restore, a rotation); 30 s. */
+  masterKeyPollMs?: number;
+  /** Namespace of the master-key Secret, when not `namespace` (its own namespace). */
+  masterKeyNamespace?: string;
+  /**
+   * Random-nonce encryptions per key version (PRODUCT.md §4.4); 2^30. The operator must be given
+   * the same value: it rotates at it, the engine refuses past it until then.
+   */
+  nonceBudget?: number;
   /** Deadline of every apiserver request; 5 s. */
   requestTimeoutMs?: number;
   /** Tuning of TokenReview/SAR caching and timeouts. */
@@ -163,6 +174,22 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
   }
 
   const counter = new UsageCounter();
+  const usage = new UsagePublisher({
+    core: client.api(CoreV1Api),
+    namespace,
+    identity,
+    counter,
+    log,
+    ...(options.usageReportMs === undefined ? {} : { intervalMs: options.usageReportMs }),
+  });
+  const nonces = new NonceReservations(
+    {
+      source: usage.source,
+      record: (ns, name, uid, version, reserved) => counter.reserveNonces(ns, name, uid, version, reserved),
+      flush: () => usage.flush(),
+    },
+    options.nonceBudget ?? DEFAULT_NONCE_BUDGET,
+  );
   const engine = new CryptoEngine({
     ...(options.threads === undefined ? {} : { threads: options.threads }),
     onWorkerError: (err) => log.error({ err: err.message }, 'a crypto worker died; it was replaced'),
@@ -173,12 +200,16 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
     namespace,
     ...(options.masterKeySecret === undefined ? {} : { masterKeySecret: options.masterKeySecret }),
     onChange: (type, kind, obj) => backend?.onChange(type, kind, obj),
+    onMasterKeyChange: () => backend?.onMasterKeyChange(),
+    ...(options.masterKeyPollMs === undefined ? {} : { masterKeyPollMs: options.masterKeyPollMs }),
+    ...(options.masterKeyNamespace === undefined ? {} : { masterKeyNamespace: options.masterKeyNamespace }),
     log,
   });
   backend = new ClusterKeyBackend({
     sources,
     engine,
     counter,
+    nonces,
     log,
     ...(options.region === undefined ? {} : { region: options.region }),
   });
@@ -188,14 +219,6 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
       : new KubeAuthenticator({ ...options.auth, client: authClient, log });
   if (kubeAuth === undefined) log.warn('--insecure-no-auth: every local caller may use every key');
   const auth: Authenticator = kubeAuth ?? new InsecureNoAuth();
-  const usage = new UsagePublisher({
-    core: client.api(CoreV1Api),
-    namespace,
-    identity,
-    counter,
-    log,
-    ...(options.usageReportMs === undefined ? {} : { intervalMs: options.usageReportMs }),
-  });
 
   // Each replica keeps its own chain, named after it; checkpoints wait for the master key.
   const audit = await openAudit(options.audit ?? { ...defaultAuditConfig(), stdout: true }, {

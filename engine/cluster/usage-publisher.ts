@@ -41,7 +41,7 @@ export class UsagePublisher {
   /** Per shard, the counter version last written (-1: never). */
   #published: number[] = [-1];
   #timer: NodeJS.Timeout | undefined;
-  #running: Promise<void> | undefined;
+  #running: Promise<boolean> | undefined;
 
   constructor(options: UsagePublisherOptions) {
     this.#o = options;
@@ -63,12 +63,27 @@ export class UsagePublisher {
     this.#timer.unref();
   }
 
-  /** Writes the report now if counters moved since the last successful write. */
-  publish(): Promise<void> {
+  /** Writes the report now if counters moved since the last successful write; false if one failed. */
+  publish(): Promise<boolean> {
     this.#running ??= this.#publish().finally(() => {
       this.#running = undefined;
     });
     return this.#running;
+  }
+
+  /** `identity/instance`: how the operator's fold cursor names this instance (operator/usage.ts). */
+  get source(): string {
+    return `${this.#o.identity}/${this.#instance}`;
+  }
+
+  /**
+   * Publishes every counter recorded before this call, durably: waits for a write in flight (it
+   * may have been snapshotted before the caller's change), then writes again. Throws when a shard
+   * could not be written, so a nonce reservation is never taken as recorded when it is not.
+   */
+  async flush(): Promise<void> {
+    await this.#running;
+    if (!(await this.publish())) throw new Error('the usage report could not be written');
   }
 
   /** Stops the timer and publishes what is left. */
@@ -78,7 +93,7 @@ export class UsagePublisher {
     await this.publish();
   }
 
-  async #publish(): Promise<void> {
+  async #publish(): Promise<boolean> {
     const counter = this.#o.counter;
     const wanted = usageShardCount(counter.size);
     if (wanted > this.#shards) {
@@ -88,6 +103,7 @@ export class UsagePublisher {
     }
     const shards = counter.shardSnapshot(this.#shards);
     const reportedTime = Date.now();
+    let ok = true;
     for (const [shard, { keys, version }] of shards.entries()) {
       if (version === this.#published[shard]) continue;
       const report: UsageReport = {
@@ -102,7 +118,9 @@ export class UsagePublisher {
       };
       if (await this.#write(usageReportName(this.#o.identity, shard), report))
         this.#published[shard] = version;
+      else ok = false;
     }
+    return ok;
   }
 
   /** Creates or replaces one shard's ConfigMap; false (logged) when it could not be written. */

@@ -217,6 +217,9 @@ export function usageShardCount(keys: number): number {
   return shards;
 }
 
+/** The per-version counter of random-nonce encryptions reserved (see `UsageCounter.reserveNonces`). */
+export const NONCE_COUNTER = 'nonces';
+
 /** Counts one engine instance's uses per key (the hot path only bumps numbers). */
 export class UsageCounter {
   readonly #keys = new Map<string, KeyUsageReport>();
@@ -247,9 +250,39 @@ export class UsageCounter {
     this.#touched.set(id, this.#version);
   }
 
+  /**
+   * Records that this instance has reserved `reserved` random-nonce encryptions (cumulative) under
+   * `version` of `namespace/name`: the per-version counter {@link NONCE_COUNTER}. Published before
+   * any of them is spent (engine/cluster/nonce-reservations.ts).
+   */
+  reserveNonces(
+    namespace: string,
+    name: string,
+    uid: string | undefined,
+    version: number,
+    reserved: number,
+  ): void {
+    const id = `${namespace}/${name}`;
+    let entry = this.#keys.get(id);
+    if (entry === undefined) {
+      // Not a use yet: lastUsedTime 0 leaves the Key's lastUsedTime alone.
+      entry = { namespace, name, lastUsedTime: 0, counts: {} };
+      this.#keys.set(id, entry);
+    }
+    if (uid !== undefined) entry.uid = uid;
+    entry.versions ??= {};
+    const counters = entry.versions[String(version)] ?? {};
+    entry.versions[String(version)] = counters;
+    counters[NONCE_COUNTER] = Math.max(counters[NONCE_COUNTER] ?? 0, reserved);
+    this.#version++;
+    this.#touched.set(id, this.#version);
+  }
+
   /** The latest use of `namespace/name` by this instance, if any. */
   lastUsed(namespace: string, name: string): number | undefined {
-    return this.#keys.get(`${namespace}/${name}`)?.lastUsedTime;
+    const t = this.#keys.get(`${namespace}/${name}`)?.lastUsedTime;
+    // 0: only nonces were reserved, nothing was used yet.
+    return t === undefined || t <= 0 ? undefined : t;
   }
 
   /** Bumps on every record: a reporter writes only when this moved. */
@@ -265,7 +298,7 @@ export class UsageCounter {
   /** A copy of every counter, for a report. */
   snapshot(): Record<string, KeyUsageReport> {
     const out: Record<string, KeyUsageReport> = {};
-    for (const [id, e] of this.#keys) out[id] = { ...e, counts: { ...e.counts } };
+    for (const [id, e] of this.#keys) out[id] = copyEntry(e);
     return out;
   }
 
@@ -280,9 +313,16 @@ export class UsageCounter {
     }));
     for (const [id, e] of this.#keys) {
       const shard = out[usageShardOf(id, shards)]!;
-      shard.keys[id] = { ...e, counts: { ...e.counts } };
+      shard.keys[id] = copyEntry(e);
       shard.version = Math.max(shard.version, this.#touched.get(id) ?? 0);
     }
     return out;
   }
+}
+
+function copyEntry(e: KeyUsageReport): KeyUsageReport {
+  const out: KeyUsageReport = { ...e, counts: { ...e.counts } };
+  if (e.versions !== undefined)
+    out.versions = Object.fromEntries(Object.entries(e.versions).map(([v, c]) => [v, { ...c }]));
+  return out;
 }

@@ -3,6 +3,7 @@
  * TLS and the HTTP server, then writes `<data-dir>/server.json` so CLI clients on this machine
  * find the server (URL and certificate to trust) without configuration.
  */
+
 import { rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import { AUDIT_DIR } from '../audit/verify-files.ts';
 import { CryptoEngine } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import { validateRegion } from '../keys/spec.ts';
+import { readKmsNonces } from '../kms/nonce-file.ts';
 import { KeyService } from '../service/key-service.ts';
 import { writeFileAtomic } from '../store/atomic-write.ts';
 import { lockDataDir } from '../store/data-dir-lock.ts';
@@ -150,6 +152,8 @@ async function startLocked(
       ...(opts.region === undefined ? {} : { region: opts.region }),
       ...(opts.deletionDelayMs === undefined ? {} : { deletionDelayMs: opts.deletionDelayMs }),
       ...(opts.nonceBudget === undefined ? {} : { nonceBudget: opts.nonceBudget }),
+      // A kms-plugin on this data dir counts its own encryptions beside the records.
+      externalNonces: (record) => readKmsNonces(opts.dataDir, record),
     });
   } catch (err) {
     await engine.close();

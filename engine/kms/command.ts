@@ -29,6 +29,10 @@ export function kmsPluginCommand(): Command {
       DEFAULT_TIMEOUT,
     )
     .option(
+      '--nonce-budget <n>',
+      'with --data-dir: random-nonce encryptions per key version, as given to keyward serve (default 2^30)',
+    )
+    .option(
       '--state-dir <dir>',
       'where the key_id history is kept (default with --data-dir: DIR/kms-plugin; otherwise memory only)',
     )

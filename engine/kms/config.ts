@@ -5,6 +5,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { basename, isAbsolute, join, normalize } from 'node:path';
+import { MAX_NONCE_BUDGET } from '../keys/nonce-budget.ts';
 import { validateKeyName } from '../keys/spec.ts';
 import { errnoCode } from '../store/errno.ts';
 import { validateNamespace } from '../store/namespace.ts';
@@ -20,6 +21,7 @@ export interface KmsPluginFlags {
   caFile?: string;
   timeout?: string;
   stateDir?: string;
+  nonceBudget?: string;
 }
 
 /** What `runKmsPlugin` needs. */
@@ -33,6 +35,8 @@ export interface KmsPluginConfig {
   timeoutMs: number;
   /** The `key_id` history file; undefined keeps it in memory only. */
   historyFile: string | undefined;
+  /** `--data-dir`: random-nonce encryptions per key version (keyward serve's `--nonce-budget`). */
+  nonceBudget?: number;
 }
 
 /** The default cap on one call to the backend (the apiserver's own default timeout is 3 s). */
@@ -103,6 +107,16 @@ function readCa(path: string): string {
   return text;
 }
 
+/** Parses `--nonce-budget`: a whole number 1..2^32. */
+function parseNonceBudget(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1 || n > MAX_NONCE_BUDGET)
+    throw new Error(
+      `--nonce-budget must be a whole number from 1 to ${MAX_NONCE_BUDGET} (2^32), not ${text}`,
+    );
+  return n;
+}
+
 /** Checks the flags (and KEYWARD_ADDR / KEYWARD_TOKEN / KEYWARD_CA_FILE) into a config. */
 export function resolveKmsPluginConfig(
   flags: KmsPluginFlags,
@@ -129,8 +143,11 @@ export function resolveKmsPluginConfig(
       backend: { kind: 'data-dir', dataDir: flags.dataDir },
       timeoutMs,
       historyFile: join(dir, historyName),
+      ...(flags.nonceBudget === undefined ? {} : { nonceBudget: parseNonceBudget(flags.nonceBudget) }),
     };
   }
+  if (flags.nonceBudget !== undefined)
+    throw new Error('--nonce-budget applies to --data-dir (a remote engine counts its own)');
   if (addr === undefined)
     throw new Error(
       'choose a backend: --data-dir DIR (a local key store) or --addr URL / KEYWARD_ADDR (a remote engine)',

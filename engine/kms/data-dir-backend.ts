@@ -3,7 +3,8 @@
  * static pod on a control-plane node uses it, since the apiserver cannot depend on in-cluster pods
  * to start.
  *
- * It only reads the data dir: the master key and the one key record file. It takes no lock, so
+ * It only reads the data dir's key records and master key (and writes its own nonce count beside
+ * them: nonce-file.ts, so its encryptions count in the key's nonce budget). It takes no lock, so
  * it runs beside a `keyward serve` on the same data dir, which stays the only writer (rotation,
  * disable, automatic rotation, deletion all happen there). Records are replaced by rename
  * (atomic-write.ts), so a read always sees a whole record; the plugin notices a change by the
@@ -22,11 +23,13 @@ import type { MasterKeys } from '../crypto/master-keys.ts';
 import { CryptoEngine, type KeyRing } from '../engine.ts';
 import { invalidCiphertext, KeywardError } from '../errors.ts';
 import type { KeyRecord } from '../keys/model.ts';
+import { countsNonces, DEFAULT_NONCE_BUDGET } from '../keys/nonce-budget.ts';
 import { incarnationId, MaterialCache } from '../service/rings.ts';
 import { errnoCode, isErrno } from '../store/errno.ts';
 import { MASTER_KEY_ENV, MASTER_KEY_FILE, readMasterKeys } from '../store/master-key.ts';
 import { decodeKeyRecord } from '../store/record-codec.ts';
 import type { KeySnapshot, KmsBackend } from './backend.ts';
+import { KmsNonceLedger } from './nonce-file.ts';
 
 /** Options of {@link DataDirBackend.open}. */
 export interface DataDirBackendOptions {
@@ -37,6 +40,10 @@ export interface DataDirBackendOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** Worker threads of the crypto pool; default 1 (the apiserver calls rarely). */
   threads?: number;
+  /** This plugin's id for its nonce count (`kmsPluginId(socket)`); default `kms-plugin`. */
+  pluginId?: string;
+  /** Random-nonce encryptions per key version; keyward serve's `--nonce-budget`; 2^30. */
+  nonceBudget?: number;
 }
 
 /**
@@ -64,6 +71,7 @@ export class DataDirBackend implements KmsBackend {
   #master: MasterKeys | undefined;
   #cache: MaterialCache | undefined;
   readonly #rings = new Map<number, KeyRing>();
+  readonly #nonces: KmsNonceLedger;
 
   private constructor(opts: DataDirBackendOptions) {
     this.#dataDir = opts.dataDir;
@@ -73,6 +81,11 @@ export class DataDirBackend implements KmsBackend {
     this.#env = opts.env ?? process.env;
     this.#engine = new CryptoEngine({ threads: opts.threads ?? 1 });
     this.description = `data dir ${opts.dataDir}`;
+    this.#nonces = new KmsNonceLedger(
+      opts.dataDir,
+      opts.pluginId ?? 'kms-plugin',
+      opts.nonceBudget ?? DEFAULT_NONCE_BUDGET,
+    );
   }
 
   /** Checks that the data dir exists (a typo should stop the start, not look like a missing key). */
@@ -105,6 +118,10 @@ export class DataDirBackend implements KmsBackend {
     aad: Uint8Array,
   ): Promise<{ ciphertext: string; version: number }> {
     await this.#ensureMaterial(version);
+    // Counted durably before the random nonce is drawn (nonce-file.ts).
+    const record = this.#record;
+    if (record === undefined) throw this.#notFound();
+    if (countsNonces(record)) await this.#nonces.spend(record, version);
     const out = await this.#engine.encrypt(this.#ring(version), { plaintext, aad });
     return { ciphertext: out.ciphertext, version: out.keyVersion };
   }

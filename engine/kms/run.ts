@@ -10,6 +10,7 @@ import type { KmsPluginConfig } from './config.ts';
 import { DataDirBackend } from './data-dir-backend.ts';
 import { type KmsServer, startKmsServer } from './grpc-server.ts';
 import { KeyIdHistory } from './key-id-history.ts';
+import { kmsPluginId } from './nonce-file.ts';
 import { KmsPlugin } from './plugin.ts';
 import { RemoteBackend } from './remote-backend.ts';
 
@@ -30,6 +31,8 @@ export async function runKmsPlugin(config: KmsPluginConfig, logger: Logger): Pro
           dataDir: config.backend.dataDir,
           namespace: config.namespace,
           name: config.name,
+          pluginId: kmsPluginId(config.socketPath),
+          ...(config.nonceBudget === undefined ? {} : { nonceBudget: config.nonceBudget }),
         })
       : RemoteBackend.create({
           url: config.backend.url,

@@ -1,23 +1,235 @@
 /**
- * The master-key Secret: written once by the operator, read by the operator and every engine
- * replica. One place for its name, entry and parsing.
+ * The master-key Secret: written by the operator, read by the operator and every engine replica.
+ * One place for its name, entries and parsing, and for the check that a material Secret was
+ * wrapped under the master keys this Secret holds.
+ *
+ * `data` entries:
+ * - `master.key`: master-key version 1 (32 bytes), the only entry before master-key rotation;
+ * - `master.key.v<N>`: master-key version N ≥ 2, added by a cluster master-key rotation;
+ * - `current`: the version that wraps new material (decimal); absent: the highest version held.
+ *
+ * Each material Secret records the key-check value (engine/crypto/master-keys.ts) of every
+ * master-key version its blobs are wrapped under (`StoredKey.masterKeyChecks`). A master-key
+ * Secret replaced by another (deleted and re-created, restored from the wrong backup) is then
+ * detected without unwrapping anything: its check values differ. Check values reveal nothing
+ * about the keys; errors and messages name versions and Secrets, never bytes.
  */
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
+import {
+  isMasterKeyVersion,
+  MASTER_KEY_BYTES,
+  type MasterKeys,
+  masterKeyCheckValue,
+  sameCheckValue,
+} from '../crypto/master-keys.ts';
+import { unwrapMaterial, wrapMaterial, wrappedMasterKeyVersion } from '../crypto/wrap.ts';
+import type { StoredKey } from './material-secret.ts';
 
 /** Default name of the master-key Secret (in the operator's namespace). */
 export const MASTER_KEY_SECRET = 'keyward-master-key';
-/** `data` entry holding the 32-byte master key. */
+/** `data` entry holding master-key version 1. */
 export const MASTER_KEY_ENTRY = 'master.key';
+/** `data` entry naming the current master-key version. */
+export const MASTER_KEY_CURRENT_ENTRY = 'current';
 
-/** The 32-byte master key of the Secret; the error names the entry, never its bytes. */
-export function masterKeyFromSecret(secret: V1Secret): KeyObject {
-  const value = secret.data?.[MASTER_KEY_ENTRY];
-  const raw = value === undefined ? undefined : Buffer.from(value, 'base64');
-  if (raw === undefined || raw.length !== 32) {
+/** The `data` entry of master-key version `version`. */
+export function masterKeyEntry(version: number): string {
+  return version === 1 ? MASTER_KEY_ENTRY : `${MASTER_KEY_ENTRY}.v${version}`;
+}
+
+/** What a master-key Secret holds: the keys, their check values, and its resourceVersion. */
+export interface MasterKeySet extends MasterKeys {
+  /** Master-key version → key-check value (32 hex digits). */
+  readonly checks: ReadonlyMap<number, string>;
+  /** The versions held, ascending. */
+  readonly versions: readonly number[];
+  /** The Secret's resourceVersion when read (a change means the set must be read again). */
+  readonly resourceVersion: string | undefined;
+}
+
+/** Parses a master-key Secret; the error names entries, never bytes. */
+export function masterKeysFromSecret(secret: V1Secret): MasterKeySet {
+  const keys = new Map<number, KeyObject>();
+  const checks = new Map<number, string>();
+  for (const [entry, value] of Object.entries(secret.data ?? {})) {
+    const version = entryVersion(entry);
+    if (version === undefined) continue;
+    const raw = Buffer.from(value, 'base64');
+    try {
+      if (raw.length !== MASTER_KEY_BYTES) {
+        throw new Error(`the master-key Secret must hold 32 bytes in data["${entry}"]`);
+      }
+      keys.set(version, createSecretKey(raw));
+      checks.set(version, masterKeyCheckValue(raw));
+    } finally {
+      raw.fill(0);
+    }
+  }
+  if (keys.size === 0) {
     throw new Error(`the master-key Secret must hold 32 bytes in data["${MASTER_KEY_ENTRY}"]`);
   }
-  const key = createSecretKey(raw);
-  raw.fill(0);
-  return key;
+  const versions = [...keys.keys()].sort((a, b) => a - b);
+  const named = secret.data?.[MASTER_KEY_CURRENT_ENTRY];
+  const current =
+    named === undefined ? versions.at(-1)! : Number(Buffer.from(named, 'base64').toString('latin1').trim());
+  if (!keys.has(current)) {
+    throw new Error(`the master-key Secret names current version ${String(current)}, which it does not hold`);
+  }
+  return {
+    current,
+    key: (version) => keys.get(version),
+    checks,
+    versions,
+    resourceVersion: secret.metadata?.resourceVersion,
+  };
+}
+
+/** The current master key of the Secret (what the audit checkpoints and older callers use). */
+export function masterKeyFromSecret(secret: V1Secret): KeyObject {
+  const set = masterKeysFromSecret(secret);
+  return set.key(set.current)!;
+}
+
+function entryVersion(entry: string): number | undefined {
+  if (entry === MASTER_KEY_ENTRY) return 1;
+  const m = /^master\.key\.v([0-9]{1,10})$/.exec(entry);
+  if (m === null) return undefined;
+  const version = Number(m[1]);
+  return isMasterKeyVersion(version) && version >= 2 ? version : undefined;
+}
+
+/** The master-key versions the blobs of `stored` are wrapped under (unreadable blobs: none). */
+export function wrappingVersions(stored: StoredKey): Set<number> {
+  const out = new Set<number>();
+  for (const v of stored.record.versions) {
+    if (v.wrapped === '') continue;
+    const m = wrappedMasterKeyVersion(v.wrapped);
+    if (m !== undefined) out.add(m);
+  }
+  return out;
+}
+
+/**
+ * Why the material of `stored` cannot be used with the master keys `held` (undefined: it can).
+ * Pure. Where the Secret records a check value for a master-key version, the held key must have
+ * the same one; a material Secret written before check values existed is checked by unwrapping
+ * one blob per master-key version instead. `secretName` names the master-key Secret in messages.
+ */
+export function masterKeyMismatch(
+  stored: StoredKey,
+  held: MasterKeySet | undefined,
+  secretName: string,
+): string | undefined {
+  const advice =
+    `restore the master-key Secret ${secretName} that wrapped it (from a backup); ` +
+    'nothing was overwritten, and the key serves again once the right master key is back';
+  if (held === undefined) {
+    return `the master-key Secret ${secretName} is missing, so this key's material cannot be unwrapped: ${advice}`;
+  }
+  const recorded = stored.masterKeyChecks ?? {};
+  const r = stored.record;
+  for (const m of wrappingVersions(stored)) {
+    const check = recorded[String(m)];
+    const mine = held.checks.get(m);
+    if (mine === undefined) {
+      return `this key's material is wrapped under master-key version ${m}, which the master-key Secret ${secretName} does not hold: ${advice}`;
+    }
+    if (check !== undefined) {
+      if (!sameCheckValue(check, mine)) {
+        return `master-key version ${m} in ${secretName} does not match the one that wrapped this key's material (check values differ): ${advice}`;
+      }
+      continue;
+    }
+    // Written before check values: unwrap one blob under m (the result is zeroed at once).
+    const v = r.versions.find((x) => x.wrapped !== '' && wrappedMasterKeyVersion(x.wrapped) === m);
+    if (v === undefined) continue;
+    try {
+      unwrapMaterial(
+        held,
+        { store: r.namespace, name: r.name, usage: r.usage, version: v.version },
+        Buffer.from(v.wrapped, 'base64'),
+      ).fill(0);
+    } catch {
+      return `master-key version ${m} in ${secretName} does not unwrap this key's material: ${advice}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The check values to record in `stored` for the master-key versions its blobs use: recorded
+ * values are kept (a write never replaces the check of material it did not wrap), missing ones
+ * are taken from `held`, and versions no blob uses any more are dropped.
+ */
+export function recordChecks(stored: StoredKey, held: MasterKeySet): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of wrappingVersions(stored)) {
+    const check = stored.masterKeyChecks?.[String(m)] ?? held.checks.get(m);
+    if (check !== undefined) out[String(m)] = check;
+  }
+  return out;
+}
+
+/** Annotation on the master-key Secret asking for a master-key rotation: any new value. */
+export const ROTATE_MASTER_KEY_ANNOTATION = 'keyward.io/rotate-master-key';
+/** Annotation recording the last rotation request carried out (its value). */
+export const MASTER_KEY_ROTATED_ANNOTATION = 'keyward.io/master-key-rotated';
+
+/**
+ * The Secret's `data` after adding master-key version `held.versions.at(-1) + 1` (from `raw`, 32
+ * bytes) and making it current. Pure; the caller writes it conditionally on resourceVersion.
+ */
+export function withNewMasterKeyVersion(
+  data: Record<string, string>,
+  held: MasterKeySet,
+  raw: Uint8Array,
+): { data: Record<string, string>; version: number } {
+  const version = (held.versions.at(-1) ?? 0) + 1;
+  return {
+    version,
+    data: {
+      ...data,
+      [masterKeyEntry(version)]: Buffer.from(raw).toString('base64'),
+      [MASTER_KEY_CURRENT_ENTRY]: Buffer.from(String(version)).toString('base64'),
+    },
+  };
+}
+
+/**
+ * The Secret's `data` without the master-key versions in `retire` (never the current one).
+ * Pure.
+ */
+export function withoutMasterKeyVersions(
+  data: Record<string, string>,
+  held: MasterKeySet,
+  retire: ReadonlySet<number>,
+): Record<string, string> {
+  const out = { ...data };
+  for (const v of retire) if (v !== held.current) delete out[masterKeyEntry(v)];
+  return out;
+}
+
+/** The material `stored` re-wrapped under the current master-key version of `held` (pure). */
+export function rewrapStored(stored: StoredKey, held: MasterKeySet): StoredKey {
+  const r = stored.record;
+  const versions = r.versions.map((v) => {
+    if (v.wrapped === '' || wrappedMasterKeyVersion(v.wrapped) === held.current) return v;
+    const binding = { store: r.namespace, name: r.name, usage: r.usage, version: v.version };
+    const material = unwrapMaterial(held, binding, Buffer.from(v.wrapped, 'base64'));
+    try {
+      return { ...v, wrapped: wrapMaterial(held, binding, material).toString('base64') };
+    } finally {
+      material.fill(0);
+    }
+  });
+  const out: StoredKey = { ...stored, record: { ...r, versions } };
+  out.masterKeyChecks = recordChecks({ ...out, masterKeyChecks: {} }, held);
+  return out;
+}
+
+/** True when some blob of `stored` is wrapped under a master-key version other than the current. */
+export function needsRewrap(stored: StoredKey, held: MasterKeySet): boolean {
+  for (const m of wrappingVersions(stored)) if (m !== held.current) return true;
+  return false;
 }

@@ -7,12 +7,14 @@
  * unambiguous), type `keyward.io/key-material`, labels below. `data`:
  * - `record.json`: the key's record without material (see `StoredRecordJson`): spec snapshot,
  *   state, versions and their times, the rotation anchor, the deletion schedule, the owning
- *   Key's uid, the handled rotate annotation and the fingerprint. Times are epoch milliseconds.
+ *   Key's uid, the handled rotate annotation, the fingerprint, each version's random-nonce count
+ *   (`nonceCount`) and the key-check values of the master-key versions that wrapped the blobs
+ *   (`masterKeyChecks`). Times are epoch milliseconds.
  * - `v<N>`: version N's material wrapped with AES-256-GCM under the master key, AAD-bound to
  *   {store: namespace, name, usage, version} (engine/crypto/wrap.ts). The Secret's base64 value is
  *   exactly `KeyVersionRecord.wrapped`.
  */
-import type { KeyOperation, KeyRecord, KeyVersionRecord } from '../keys/model.ts';
+import type { KeyRecord, KeyVersionRecord } from '../keys/model.ts';
 
 /** Secret type of material Secrets. */
 export const MATERIAL_SECRET_TYPE = 'keyward.io/key-material';
@@ -43,11 +45,17 @@ export interface StoredKey {
   fingerprint?: string;
   /**
    * Usage already counted into `record.operationCounts`, per engine instance
-   * (`identity/instance` → cumulative counts), so folding reports is exact (operator/usage.ts).
+   * (`identity/instance` → cumulative counts by operation, and by `v<N>.nonces` for the
+   * random-nonce reservations of version N), so folding reports is exact (operator/usage.ts).
    */
-  usageSeen?: Record<string, Partial<Record<KeyOperation, number>>>;
+  usageSeen?: Record<string, Record<string, number>>;
   /** When usage was last folded in (epoch ms): folds are at most once per interval. */
   usageFoldedTime?: number;
+  /**
+   * Master-key version → key-check value of the master key that wrapped this Secret's blobs
+   * (engine/kube/master-key-secret.ts): a mismatched master key is detected without unwrapping.
+   */
+  masterKeyChecks?: Record<string, string>;
 }
 
 /** `record.json`: the record without material, plus the operator's bookkeeping. */
@@ -59,6 +67,7 @@ export interface StoredRecordJson extends Omit<KeyRecord, 'versions'> {
   fingerprint?: string;
   usageSeen?: StoredKey['usageSeen'];
   usageFoldedTime?: number;
+  masterKeyChecks?: Record<string, string>;
 }
 
 /** The Secret fields this module produces and reads (a subset of V1Secret). */
@@ -96,13 +105,19 @@ export function encodeMaterialSecret(
   const json: StoredRecordJson = {
     ...rest,
     format: RECORD_FORMAT,
-    versions: versions.map((v) => ({ version: v.version, createdTime: v.createdTime })),
+    // nonceCount: the random-nonce count the budget rotates by (engine/keys/nonce-budget.ts).
+    versions: versions.map((v) =>
+      v.nonceCount === undefined
+        ? { version: v.version, createdTime: v.createdTime }
+        : { version: v.version, createdTime: v.createdTime, nonceCount: v.nonceCount },
+    ),
   };
   if (stored.ownerUid !== undefined) json.ownerUid = stored.ownerUid;
   if (stored.rotateHandled !== undefined) json.rotateHandled = stored.rotateHandled;
   if (stored.fingerprint !== undefined) json.fingerprint = stored.fingerprint;
   if (stored.usageSeen !== undefined) json.usageSeen = stored.usageSeen;
   if (stored.usageFoldedTime !== undefined) json.usageFoldedTime = stored.usageFoldedTime;
+  if (stored.masterKeyChecks !== undefined) json.masterKeyChecks = stored.masterKeyChecks;
   const data: Record<string, string> = {
     [RECORD_ENTRY]: Buffer.from(JSON.stringify(json)).toString('base64'),
   };
@@ -142,6 +157,7 @@ export function decodeMaterialSecret(secret: Pick<MaterialSecret, 'data'>): Stor
     fingerprint,
     usageSeen,
     usageFoldedTime,
+    masterKeyChecks,
     versions,
     ...rest
   } = json;
@@ -150,7 +166,10 @@ export function decodeMaterialSecret(secret: Pick<MaterialSecret, 'data'>): Stor
     versions: versions.map((v) => {
       const wrapped = secret.data?.[versionEntry(v.version)];
       if (wrapped === undefined) throw new Error(`material Secret lacks version ${v.version}`);
-      return { version: v.version, createdTime: v.createdTime, wrapped };
+      const out: KeyVersionRecord = { version: v.version, createdTime: v.createdTime, wrapped };
+      if (typeof v.nonceCount === 'number' && Number.isSafeInteger(v.nonceCount) && v.nonceCount >= 0)
+        out.nonceCount = v.nonceCount;
+      return out;
     }),
   };
   const stored: StoredKey = { record };
@@ -159,5 +178,6 @@ export function decodeMaterialSecret(secret: Pick<MaterialSecret, 'data'>): Stor
   if (fingerprint !== undefined) stored.fingerprint = fingerprint;
   if (usageSeen !== undefined) stored.usageSeen = usageSeen;
   if (usageFoldedTime !== undefined) stored.usageFoldedTime = usageFoldedTime;
+  if (masterKeyChecks !== undefined) stored.masterKeyChecks = masterKeyChecks;
   return stored;
 }

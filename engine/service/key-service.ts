@@ -25,7 +25,7 @@ import {
   transitionOrThrow,
 } from '../keys/lifecycle.ts';
 import type { KeyOperation, KeyRecord } from '../keys/model.ts';
-import { DEFAULT_NONCE_BUDGET, nonceCount, withNonceCount } from '../keys/nonce-budget.ts';
+import { countsNonces, DEFAULT_NONCE_BUDGET, nonceCount, withNonceCount } from '../keys/nonce-budget.ts';
 import { checkRegion, foldKeyName, parseKeySpec, parseKeyUpdate, validateKeyName } from '../keys/spec.ts';
 import { errnoCode } from '../store/errno.ts';
 import type { FileKeyStore } from '../store/file-key-store.ts';
@@ -60,8 +60,14 @@ export interface KeyServiceOptions {
   deletionDelayMs?: number;
   /** Random-nonce encryptions per key version before the key rotates (default 2^30). */
   nonceBudget?: number;
-  /** How often usage history is written to the store. */
+  /** How often usage history is written to the store (and external nonce counts are read). */
   usageFlushMs?: number;
+  /**
+   * Random-nonce counts made outside this server per version of a key (a `kms-plugin --data-dir`
+   * on the same data dir: engine/kms/nonce-file.ts). Added to the key's count; the key rotates
+   * when the sum reaches the budget.
+   */
+  externalNonces?: (record: KeyRecord) => Promise<ReadonlyMap<number, number>>;
   /** The clock; tests may pass their own. */
   now?: () => number;
 }
@@ -74,6 +80,8 @@ interface Entry {
   materialError?: string;
   /** Random-nonce counters of the versions this process encrypted under (nonce-ledger.ts). */
   nonces: NonceLedger;
+  /** `externalNonces` of the key as last read. */
+  external?: ReadonlyMap<number, number>;
 }
 
 const RECENT_USE_DAYS = 7;
@@ -98,6 +106,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   readonly #usage = new UsageRecorder();
   readonly #scheduler: Scheduler;
   readonly #flushTimer: NodeJS.Timeout;
+  readonly #externalNonces: KeyServiceOptions['externalNonces'];
   #ready = false;
   #closed = false;
 
@@ -118,7 +127,11 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
       now: this.#now,
       onError: (err) => this.#log.error({ err }, 'scheduled lifecycle work failed; retrying'),
     });
-    this.#flushTimer = setInterval(() => void this.flushUsage(), opts.usageFlushMs ?? 5_000);
+    this.#externalNonces = opts.externalNonces;
+    this.#flushTimer = setInterval(() => {
+      void this.flushUsage();
+      void this.#checkExternalNonces();
+    }, opts.usageFlushMs ?? 5_000);
     this.#flushTimer.unref();
   }
 
@@ -399,7 +412,41 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
         checkUsable(entry.record);
         return entry.cache.ring();
       },
+      external: (version) => entry.external?.get(version) ?? 0,
     };
+  }
+
+  /**
+   * Reads the counts made outside this server (`externalNonces`) and rotates every key whose
+   * current version reached its budget with them: the plugin encrypts, this server rotates.
+   */
+  async #checkExternalNonces(): Promise<void> {
+    const read = this.#externalNonces;
+    if (read === undefined || this.#closed) return;
+    for (const entry of [...this.#entries.values()]) {
+      const r = entry.record;
+      if (!countsNonces(r)) continue;
+      try {
+        entry.external = await read(r);
+        const ext = entry.external.get(r.currentVersion) ?? 0;
+        if (ext === 0 || r.state !== 'Enabled') continue;
+        const own = Math.max(
+          nonceCount(r, r.currentVersion),
+          entry.nonces.spent().get(r.currentVersion)?.used ?? 0,
+        );
+        if (own + ext < this.#lifecycle.nonceBudget!) continue;
+        await this.#locked(entry, async (e) => {
+          if (e.record.currentVersion !== r.currentVersion || e.record.state !== 'Enabled') return;
+          await this.#addVersion(e, {
+            type: 'add-version',
+            version: r.currentVersion + 1,
+            reason: 'nonce-budget',
+          });
+        });
+      } catch (err) {
+        this.#log.warn({ err, key: indexKey(r.namespace, r.name) }, 'external nonce counts not checked');
+      }
+    }
   }
 
   /** Runs `task` under the key's lock, on the entry as it is then; KEY_NOT_FOUND if it is gone. */
@@ -526,6 +573,10 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     let shown = withUsage(record, this.#usage.peek(id));
     for (const [version, counter] of entry.nonces.spent())
       shown = withNonceCount(shown, version, counter.used);
+    // Plus what a kms-plugin on this data dir counted.
+    for (const [version, n] of entry.external ?? [])
+      if (shown.versions.some((v) => v.version === version))
+        shown = withNonceCount(shown, version, nonceCount(shown, version) + n);
     const view = toKeyView(shown, fp?.value ?? null);
     if (materialError !== undefined) view.materialError = materialError;
     return view;

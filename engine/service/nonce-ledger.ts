@@ -26,6 +26,22 @@ export interface NonceLedgerOwner {
   rotate(version: number): Promise<void>;
   /** The ring to use now: the key must still be usable (throws KEY_STATE otherwise). */
   ring(): KeyRing;
+  /**
+   * What others counted under `version` outside this record (a `kms-plugin --data-dir` beside
+   * the server: engine/kms/nonce-file.ts), as last read; added to every decision.
+   */
+  external?(version: number): number;
+}
+
+/** The decision for `count` more under `version`, with what others counted added. */
+function decide(owner: NonceLedgerOwner, counter: NonceCounter, version: number, count: number) {
+  const ext = owner.external?.(version) ?? 0;
+  const decision = decideNonces(
+    { used: counter.used + ext, reserved: counter.reserved + ext },
+    count,
+    owner.budget,
+  );
+  return decision.action === 'reserve' ? { ...decision, reserved: decision.reserved - ext } : decision;
 }
 
 /** See the module comment. One per key incarnation. */
@@ -52,7 +68,7 @@ export class NonceLedger {
   /** Counts `count` encryptions under `ring`'s current version before they happen. */
   spend(owner: NonceLedgerOwner, ring: KeyRing, count: number): KeyRing | Promise<KeyRing> {
     const counter = this.counter(owner.record(), ring.currentVersion);
-    if (decideNonces(counter, count, owner.budget).action !== 'proceed')
+    if (decide(owner, counter, ring.currentVersion, count).action !== 'proceed')
       return this.#slow(owner, ring, count);
     counter.used += count;
     return ring;
@@ -62,14 +78,14 @@ export class NonceLedger {
     let ring = first;
     for (;;) {
       const version = ring.currentVersion;
-      if (decideNonces(this.counter(owner.record(), version), count, owner.budget).action === 'proceed') {
+      if (decide(owner, this.counter(owner.record(), version), version, count).action === 'proceed') {
         this.counter(owner.record(), version).used += count;
         return ring;
       }
       await owner.locked(async () => {
         // Decided again under the lock: a concurrent caller may have reserved or rotated already.
         const counter = this.counter(owner.record(), version);
-        const decision = decideNonces(counter, count, owner.budget);
+        const decision = decide(owner, counter, version, count);
         if (decision.action === 'reserve') {
           await owner.reserve(version, decision.reserved);
           counter.reserved = decision.reserved;

@@ -144,6 +144,11 @@ describe('helm template with the default values', () => {
         `CustomResourceDefinition/${CRD_NAME}`,
         'ValidatingAdmissionPolicy/keyward-delete-now',
         'ValidatingAdmissionPolicyBinding/keyward-delete-now',
+        // Write guards (issue #11): each component writes only its own objects.
+        'ValidatingAdmissionPolicy/kw-keyward-keyward-system-engine-writes',
+        'ValidatingAdmissionPolicy/kw-keyward-keyward-system-operator-writes',
+        'ValidatingAdmissionPolicyBinding/kw-keyward-keyward-system-engine-writes',
+        'ValidatingAdmissionPolicyBinding/kw-keyward-keyward-system-operator-writes',
         `Deployment/${ENGINE}`,
         `Deployment/${OPERATOR}`,
         `PodDisruptionBudget/${ENGINE}`,

@@ -1,0 +1,169 @@
+/**
+ * Random-nonce counting in the cluster engine (PRODUCT.md §4.4, issue #11). Engines cannot write
+ * material Secrets, so each replica reserves blocks of encryptions through its usage report
+ * (engine/cluster/usage-report.ts, per-version counter `nonces`) before it spends them, and the
+ * leader operator folds the reservations of every replica into the version's `nonceCount` in the
+ * material Secret (operator/usage.ts), and rotates the key at the budget.
+ *
+ * Per key version this instance keeps `used` and `reserved` (cumulative for the process). What the
+ * other replicas and earlier instances reserved is the Secret's `nonceCount` less what the
+ * operator folded from this instance (its cursor, `StoredKey.usageSeen[source]`), so the decision
+ * (`decideNonces`) sees the whole count as far as the operator has folded it. A reservation is
+ * published (an awaited ConfigMap write) before any encryption it covers: a crash, a lost write or
+ * a failed encryption can only over-count. When the version has no budget left the engine refuses
+ * with UNAVAILABLE (retry after a second) until the operator's rotation reaches it.
+ *
+ * Replicas reserving at once can pass the budget by what the others reserved since the operator
+ * last folded (a block is budget/1024); with the default budget of 2^30 that stays far below the
+ * 2^32 bound of NIST SP 800-38D (docs/crypto.md).
+ */
+import { KeywardError } from '../errors.ts';
+import { decideNonces, type NonceCounter, nonceCount } from '../keys/nonce-budget.ts';
+import type { StoredKey } from '../kube/material-secret.ts';
+import { NONCE_COUNTER } from './usage-report.ts';
+
+/** Where reservations go: the usage counter and its publisher. */
+export interface ReservationSink {
+  /** `identity/instance` of this engine process (the operator's cursor key). */
+  readonly source: string;
+  /** Records the cumulative reservation of a version (not yet durable). */
+  record(namespace: string, name: string, uid: string | undefined, version: number, reserved: number): void;
+  /** Makes every recorded reservation durable; throws when it could not. */
+  flush(): Promise<void>;
+}
+
+/** The operator's cursor entry for this instance's nonce counter of `version`. */
+export function nonceCursorName(version: number): string {
+  return `v${version}.${NONCE_COUNTER}`;
+}
+
+/** See the module comment. One per engine process. */
+export class NonceReservations {
+  readonly #sink: ReservationSink;
+  readonly #budget: number;
+  /** `namespace/name@uid` → version → counter. */
+  readonly #counters = new Map<string, Map<number, NonceCounter>>();
+  /** One reservation write at a time per key version; others wait and decide again. */
+  readonly #pending = new Map<string, Promise<void>>();
+
+  constructor(sink: ReservationSink, budget: number) {
+    this.#sink = sink;
+    this.#budget = budget;
+  }
+
+  /**
+   * Counts `count` random-nonce encryptions under `version` of the key whose material is
+   * `stored()` (read again after each wait: the operator may have folded or rotated meanwhile).
+   * Resolves once they are covered by a published reservation; throws UNAVAILABLE when the
+   * version's budget is spent or the reservation cannot be published.
+   */
+  spend(
+    namespace: string,
+    name: string,
+    uid: string | undefined,
+    version: number,
+    count: number,
+    stored: () => StoredKey,
+  ): void | Promise<void> {
+    const counter = this.#counter(namespace, name, uid, version);
+    const base = this.#base(stored(), version);
+    const decision = decideNonces(
+      { used: base + counter.used, reserved: base + counter.reserved },
+      count,
+      this.#budget,
+    );
+    if (decision.action === 'proceed') {
+      counter.used += count;
+      return;
+    }
+    return this.#slow(namespace, name, uid, version, count, stored);
+  }
+
+  async #slow(
+    namespace: string,
+    name: string,
+    uid: string | undefined,
+    version: number,
+    count: number,
+    stored: () => StoredKey,
+  ): Promise<void> {
+    const ref = `${namespace}/${name}@${uid ?? ''}#${version}`;
+    for (;;) {
+      const waiting = this.#pending.get(ref);
+      if (waiting !== undefined) {
+        await waiting.catch(() => undefined);
+        continue;
+      }
+      const counter = this.#counter(namespace, name, uid, version);
+      const base = this.#base(stored(), version);
+      const decision = decideNonces(
+        { used: base + counter.used, reserved: base + counter.reserved },
+        count,
+        this.#budget,
+      );
+      if (decision.action === 'proceed') {
+        counter.used += count;
+        return;
+      }
+      if (decision.action === 'rotate') {
+        throw new KeywardError(
+          'UNAVAILABLE',
+          `version ${version} of this key has spent its nonce budget of ${this.#budget} random-nonce encryptions; ` +
+            'the operator is rotating it',
+          { retryAfterSeconds: 1 },
+        );
+      }
+      const reserved = decision.reserved - base;
+      const write = (async () => {
+        this.#sink.record(namespace, name, uid, version, reserved);
+        try {
+          await this.#sink.flush();
+        } catch {
+          throw new KeywardError(
+            'UNAVAILABLE',
+            "the key's nonce reservation cannot be recorded (the usage report is not writable); encryption resumes once it is",
+            { retryAfterSeconds: 1 },
+          );
+        }
+        counter.reserved = Math.max(counter.reserved, reserved);
+      })();
+      this.#pending.set(ref, write);
+      try {
+        await write;
+      } finally {
+        this.#pending.delete(ref);
+      }
+    }
+  }
+
+  /** Forgets the counters of a key incarnation (its material is gone). */
+  forget(namespace: string, name: string, uid: string | undefined): void {
+    this.#counters.delete(`${namespace}/${name}@${uid ?? ''}`);
+  }
+
+  /** What this process reserved and spent per version of a key incarnation (tests, metrics). */
+  counters(namespace: string, name: string, uid: string | undefined): ReadonlyMap<number, NonceCounter> {
+    return this.#counters.get(`${namespace}/${name}@${uid ?? ''}`) ?? new Map();
+  }
+
+  #counter(namespace: string, name: string, uid: string | undefined, version: number): NonceCounter {
+    const ref = `${namespace}/${name}@${uid ?? ''}`;
+    let versions = this.#counters.get(ref);
+    if (versions === undefined) {
+      versions = new Map();
+      this.#counters.set(ref, versions);
+    }
+    let counter = versions.get(version);
+    if (counter === undefined) {
+      counter = { used: 0, reserved: 0 };
+      versions.set(version, counter);
+    }
+    return counter;
+  }
+
+  /** The count of everyone else: the folded count less what was folded from this instance. */
+  #base(stored: StoredKey, version: number): number {
+    const folded = stored.usageSeen?.[this.#sink.source]?.[nonceCursorName(version)] ?? 0;
+    return Math.max(0, nonceCount(stored.record, version) - folded);
+  }
+}
