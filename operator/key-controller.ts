@@ -16,6 +16,7 @@ import type { LifecycleOptions } from '../engine/keys/lifecycle.ts';
 import { describeError, type KubeClient } from '../engine/kube/client.ts';
 import type { KeyResource } from '../engine/kube/key-resource.ts';
 import { KEY_NAME_LABEL, KEY_NAMESPACE_LABEL } from '../engine/kube/material-secret.ts';
+import type { OperatorAudit } from './audit.ts';
 import type { OperatorCaches } from './caches.ts';
 import { EventRecorder } from './events.ts';
 import type { LeadershipTerm } from './leader.ts';
@@ -43,6 +44,8 @@ export interface KeyControllerOptions {
   usageReports?: (namespace: string, name: string) => UsageReport[];
   usageIntervalMs?: number;
   metrics: OperatorMetrics;
+  /** Where actions on keys are recorded (operator/audit.ts); none when absent. */
+  audit?: OperatorAudit;
   log: Logger;
   now?: () => number;
 }
@@ -116,6 +119,7 @@ export class KeyController {
       log: o.log,
       ...(o.usageReports === undefined ? {} : { usageReports: o.usageReports }),
       ...(o.usageIntervalMs === undefined ? {} : { usageIntervalMs: o.usageIntervalMs }),
+      ...(o.audit === undefined ? {} : { audit: o.audit }),
     });
     this.#store = store;
     this.#reconciler = reconciler;
@@ -189,7 +193,13 @@ export class KeyController {
     let delay = 500;
     while (!term.signal.aborted) {
       try {
-        return await ensureMasterKey(core, this.#o.namespace, this.#o.masterKeySecret ?? MASTER_KEY_SECRET);
+        const secret = this.#o.masterKeySecret ?? MASTER_KEY_SECRET;
+        let created = false;
+        const master = await ensureMasterKey(core, this.#o.namespace, secret, () => {
+          created = true;
+        });
+        this.#o.audit?.masterKeyKnown(master, created, term.identity, secret);
+        return master;
       } catch (err) {
         if (term.signal.aborted) break;
         this.#o.log.error({ err: describeError(err) }, 'cannot get the master key; retrying');

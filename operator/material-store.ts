@@ -27,12 +27,13 @@ export { MASTER_KEY_ENTRY, MASTER_KEY_SECRET } from '../engine/kube/master-key-s
 /**
  * Returns the master key from Secret `name`, creating it with 32 random bytes when absent. An
  * existing Secret is never overwritten; when two operators race to create it, the loser (409)
- * reads the winner's.
+ * reads the winner's. `onCreated` is called when this call created it (the audit log records it).
  */
 export async function ensureMasterKey(
   core: CoreV1Api,
   namespace: string,
   name = MASTER_KEY_SECRET,
+  onCreated?: () => void,
 ): Promise<KeyObject> {
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
@@ -53,6 +54,7 @@ export async function ensureMasterKey(
           data: { [MASTER_KEY_ENTRY]: raw.toString('base64') },
         },
       });
+      onCreated?.();
       return createSecretKey(raw);
     } catch (err) {
       if (!isConflict(err)) throw err;

@@ -42,6 +42,29 @@ export interface PlannedEvent {
   message: string;
 }
 
+/**
+ * An action on a key's material or lifecycle, for the audit log (operator/audit.ts). One per
+ * change the plan makes; the reconciler records them once the change is written.
+ */
+export interface PlannedAction {
+  /**
+   * `create`, `adopt`, `update`, `enable`, `disable`, `rotate`, `request-deletion`,
+   * `cancel-deletion`, `destroy` (docs/audit.md "Operator records").
+   */
+  operation: string;
+  /** The key version the action made current (create, rotate) or left current. */
+  version?: number;
+  /**
+   * What asked for it: `spec.state=Disabled`, an annotation and its value, `deletionTimestamp`
+   * (kubectl delete), `rotation-schedule`, `nonce-budget`, `new Key`.
+   */
+  trigger: string;
+  /** `ok`, or the refusal's code (`MATERIAL_CONFLICT`). */
+  outcome: string;
+  /** Secret-free facts: the usage created, the fields updated, the time of erasure. */
+  detail?: string;
+}
+
 /** Why a Key has no usable material of its own. */
 export interface MaterialConflict {
   reason: 'MaterialConflict';
@@ -68,6 +91,8 @@ export interface ReconcilePlan {
   newVersions: number[];
   /** Events to record, in order. */
   events: PlannedEvent[];
+  /** Actions for the audit log, in order. */
+  actions: PlannedAction[];
   /** Set when the Key cannot have material (a different usage owns the name). */
   conflict: MaterialConflict | undefined;
   /** When the Key must be looked at again (epoch ms), if ever. */
@@ -113,6 +138,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     create: false,
     newVersions: [],
     events: [],
+    actions: [],
     conflict: undefined,
     requeueAt: undefined,
     writeStatus: true,
@@ -148,6 +174,13 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
       reason: 'Created',
       message: `created ${spec.usage} material, version 1`,
     });
+    plan.actions.push({
+      operation: 'create',
+      version: 1,
+      trigger: 'new Key',
+      outcome: 'ok',
+      detail: describe(spec.usage, spec.convergent),
+    });
   } else if (!owned) {
     const r = stored.record;
     if (r.usage !== spec.usage || r.convergent !== spec.convergent) {
@@ -159,6 +192,13 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
       };
       if (key.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== 'MaterialConflict') {
         plan.events.push({ type: 'Warning', reason: 'MaterialConflict', message: plan.conflict.message });
+        plan.actions.push({
+          operation: 'adopt',
+          version: r.currentVersion,
+          trigger: 'new Key',
+          outcome: 'MATERIAL_CONFLICT',
+          detail: `kept material is ${describe(r.usage, r.convergent)}, the Key asks for ${describe(spec.usage, spec.convergent)}`,
+        });
       }
       return plan;
     }
@@ -167,6 +207,13 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
       type: 'Normal',
       reason: 'Adopted',
       message: `took back the existing material (state ${r.state}, version ${r.currentVersion})`,
+    });
+    plan.actions.push({
+      operation: 'adopt',
+      version: r.currentVersion,
+      trigger: 'new Key',
+      outcome: 'ok',
+      detail: `state ${r.state}`,
     });
   } else {
     current = { ...stored };
@@ -182,6 +229,13 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   ) {
     current = { ...current, record: applyKeyUpdate(r0, { memo: spec.memo, rotation: spec.rotation }, now) };
     changed = true;
+    plan.actions.push({
+      operation: 'update',
+      version: r0.currentVersion,
+      trigger: 'spec',
+      outcome: 'ok',
+      detail: updatedFields(r0, spec),
+    });
   }
 
   // The desired state, level-triggered.
@@ -198,6 +252,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     current = { ...current, record: result.record };
     changed = true;
     plan.events.push(stateEvent(action, result.record));
+    plan.actions.push(stateAction(action, result.record, `spec.state=${desired}`));
     if (action === 'request-deletion') warnIfRecentlyUsed(result.record, now, plan);
   }
 
@@ -213,6 +268,12 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
         type: 'Normal',
         reason: 'Rotated',
         message: `manual rotation (${ROTATE_ANNOTATION}=${rotate}): version ${current.record.currentVersion} is current`,
+      });
+      plan.actions.push({
+        operation: 'rotate',
+        version: current.record.currentVersion,
+        trigger: `${ROTATE_ANNOTATION}=${rotate}`,
+        outcome: 'ok',
       });
     }
   }
@@ -242,6 +303,14 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
       type: 'Normal',
       reason: 'Rotated',
       message: `scheduled rotation: version ${current.record.currentVersion} is current`,
+    });
+    plan.actions.push({
+      operation: 'rotate',
+      version: current.record.currentVersion,
+      trigger: scheduled.some((e) => e.type === 'add-version' && e.reason === 'nonce-budget')
+        ? 'nonce-budget'
+        : 'rotation-schedule',
+      outcome: 'ok',
     });
   }
   const deleteNow = m.annotations?.[DELETE_NOW_ANNOTATION] === 'true';
@@ -290,6 +359,13 @@ function planDeletion(
       reason: 'DeletionCancelled',
       message: 'deletion cancelled: the material is kept as Disabled and the Key is released',
     });
+    plan.actions.push({
+      operation: 'cancel-deletion',
+      version: current.record.currentVersion,
+      trigger: `${CANCEL_DELETION_ANNOTATION}=true`,
+      outcome: 'ok',
+      detail: 'the material is kept as Disabled; the Key object is released',
+    });
     return plan;
   }
   if (current.record.state !== 'PendingDeletion') {
@@ -299,6 +375,7 @@ function planDeletion(
       current = { ...current, record: result.record };
       plan.stored = current;
       plan.events.push(stateEvent('request-deletion', result.record));
+      plan.actions.push(stateAction('request-deletion', result.record, 'deletionTimestamp'));
       warnIfRecentlyUsed(result.record, now, plan);
     }
   }
@@ -316,6 +393,13 @@ function planDeletion(
       message: deleteNow
         ? `material erased at once (${DELETE_NOW_ANNOTATION})`
         : 'material erased: the deletion delay has passed',
+    });
+    plan.actions.push({
+      operation: 'destroy',
+      version: current.record.currentVersion,
+      trigger: deleteNow ? `${DELETE_NOW_ANNOTATION}=true` : 'deletion-schedule',
+      outcome: 'ok',
+      detail: `all ${current.record.versions.length} versions erased`,
     });
     return plan;
   }
@@ -370,6 +454,23 @@ function stateEvent(action: LifecycleAction, record: KeyRecord): PlannedEvent {
     default:
       return { type: 'Normal', reason: 'StateChanged', message: `the key is ${record.state}` };
   }
+}
+
+function stateAction(action: LifecycleAction, record: KeyRecord, trigger: string): PlannedAction {
+  const a: PlannedAction = { operation: action, version: record.currentVersion, trigger, outcome: 'ok' };
+  if (action === 'request-deletion') a.detail = `erasure at ${toKubeTime(record.deletionScheduledTime ?? 0)}`;
+  return a;
+}
+
+/** The spec fields an update changed (values of rotation; the memo by name only). */
+function updatedFields(before: KeyRecord, spec: KeySpec): string {
+  const changed: string[] = [];
+  if (before.rotation.enabled !== spec.rotation.enabled)
+    changed.push(`rotation.enabled ${before.rotation.enabled}->${spec.rotation.enabled}`);
+  if (before.rotation.periodDays !== spec.rotation.periodDays)
+    changed.push(`rotation.periodDays ${before.rotation.periodDays}->${spec.rotation.periodDays}`);
+  if (before.memo !== spec.memo) changed.push('memo');
+  return changed.join(', ');
 }
 
 function describe(usage: string, convergent: boolean): string {

@@ -27,6 +27,7 @@ import {
   type KeyResourceStatus,
 } from '../engine/kube/key-resource.ts';
 import type { StoredKey } from '../engine/kube/material-secret.ts';
+import type { OperatorAudit } from './audit.ts';
 import type { EventRecorder } from './events.ts';
 import type { Logger } from './log.ts';
 import type { MaterialStore } from './material-store.ts';
@@ -54,6 +55,8 @@ export interface ReconcilerDeps {
   usageReports?: (namespace: string, name: string) => UsageReport[];
   /** Minimum time between two usage folds of one key. */
   usageIntervalMs?: number;
+  /** Records the plan's actions once they are written (operator/audit.ts). */
+  audit?: OperatorAudit;
 }
 
 /** The queue key of a Key. */
@@ -104,6 +107,8 @@ export class KeyReconciler {
           : { reports, minIntervalMs: this.d.usageIntervalMs ?? 60_000 },
     });
 
+    // The Key as the plan was decided from (the finalizer patch gives it a new resourceVersion).
+    const decidedFrom = key;
     if (plan.addFinalizer)
       key = await this.patchFinalizers(key, [...(key.metadata.finalizers ?? []), FINALIZER]);
 
@@ -115,6 +120,11 @@ export class KeyReconciler {
       after = await this.d.material.fillVersions(plan.stored, plan.newVersions);
       await this.d.material.save(after, plan.create ? undefined : loaded?.resourceVersion);
     }
+    // The Secret is the source of truth: its actions happened once it is written, and a retry
+    // plans from it, so each is recorded exactly once. A plan that writes no Secret (a refusal)
+    // is recorded below, once the status reporting it is written.
+    const writesSecret = plan.stored !== undefined;
+    if (writesSecret) this.d.audit?.actions(decidedFrom, plan.actions, this.d.identity);
 
     if (plan.writeStatus) {
       const status = buildStatus(key, plan.conflict ? undefined : after, plan.conflict, now);
@@ -129,6 +139,7 @@ export class KeyReconciler {
           this.written.set(incarnation, { status, resourceVersion, at: now });
       }
     }
+    if (!writesSecret) this.d.audit?.actions(decidedFrom, plan.actions, this.d.identity);
     // Events are best effort and must not hold the worker: the recorder sends them behind.
     for (const event of plan.events) this.d.events.emit(key, event);
     if (plan.removeFinalizer) {

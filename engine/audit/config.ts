@@ -151,23 +151,23 @@ export interface OpenAudit {
   http: HttpAudit;
 }
 
-/**
- * Opens the audit log `config` describes (undefined when disabled). `name` names a new chain
- * (the host or pod); `masterKey` gives the master key once known.
- */
-export async function openAudit(
-  config: AuditConfig,
-  o: {
-    name: string;
-    masterKey: () => MasterKeyInput | undefined;
-    log?: Logger;
-    stdout?: NodeJS.WritableStream;
-  },
-): Promise<OpenAudit | undefined> {
+/** What {@link openAuditLog} needs besides the config. */
+export interface OpenAuditOptions {
+  /** What a new chain is named after (the host or pod). */
+  name: string;
+  /** The master key once known; checkpoints wait for it. */
+  masterKey: () => MasterKeyInput | undefined;
+  log?: Logger;
+  /** Where `config.stdout` writes; process.stdout by default. */
+  stdout?: NodeJS.WritableStream;
+}
+
+/** Opens the audit log `config` describes (undefined when disabled). */
+export async function openAuditLog(config: AuditConfig, o: OpenAuditOptions): Promise<AuditLog | undefined> {
   if (!config.enabled) return undefined;
   const streams: AuditSink[] = [];
   if (config.stdout) streams.push(new StreamSink((o.stdout ?? process.stdout) as never));
-  const log = await AuditLog.open({
+  return AuditLog.open({
     name: o.name,
     ...(config.dir === undefined ? {} : { segments: new SegmentSink(config.dir, config.segmentBytes) }),
     streams,
@@ -176,5 +176,10 @@ export async function openAudit(
     masterKey: o.masterKey,
     ...(o.log === undefined ? {} : { log: o.log }),
   });
-  return { log, http: new HttpAudit(log, { required: config.required }) };
+}
+
+/** Opens the audit log `config` describes and its HTTP hooks (undefined when disabled). */
+export async function openAudit(config: AuditConfig, o: OpenAuditOptions): Promise<OpenAudit | undefined> {
+  const log = await openAuditLog(config, o);
+  return log === undefined ? undefined : { log, http: new HttpAudit(log, { required: config.required }) };
 }
