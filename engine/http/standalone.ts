@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { type AuditConfig, defaultAuditConfig, openAudit } from '../audit/config.ts';
+import { ScheduledActionRecords } from '../audit/scheduled-actions.ts';
 import { AUDIT_DIR } from '../audit/verify-files.ts';
 import { CryptoEngine } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
@@ -140,6 +141,8 @@ async function startLocked(
     opts.logger.info({ file: opened.location.path }, 'created a new master key; back it up');
   const master = opened.keys;
   const engine = new CryptoEngine(opts.threads === undefined ? {} : { threads: opts.threads });
+  // Actions the service takes by itself (at start too, before the log is open) go to the log.
+  const scheduled = new ScheduledActionRecords();
   let service: KeyService;
   try {
     service = await KeyService.start({
@@ -150,6 +153,7 @@ async function startLocked(
       ...(opts.region === undefined ? {} : { region: opts.region }),
       ...(opts.deletionDelayMs === undefined ? {} : { deletionDelayMs: opts.deletionDelayMs }),
       ...(opts.nonceBudget === undefined ? {} : { nonceBudget: opts.nonceBudget }),
+      onScheduledAction: (action) => scheduled.record(action),
     });
   } catch (err) {
     await engine.close();
@@ -171,6 +175,7 @@ async function startLocked(
       `cannot write the audit log in ${auditConfig.dir} (${(err as Error).message}); --no-audit runs without one`,
     );
   }
+  if (audit) scheduled.attach(audit.log);
   const { app, metrics } = buildServer({
     backend: service,
     auth,
