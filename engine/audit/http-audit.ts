@@ -39,6 +39,9 @@ interface RouteInfo {
   batch: boolean;
 }
 
+/** A caller's `x-request-id` kept in the record: 1 to 128 visible ASCII characters. */
+const CLIENT_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
 /** The version in a `keyward:v<version>:...` ciphertext or signature. */
 const VERSION_PREFIX = /^keyward:v([1-9][0-9]{0,8}):/;
 
@@ -163,6 +166,8 @@ export class HttpAudit {
       status,
       latencyUs: Math.round(reply.elapsedTime * 1000),
     };
+    const clientId = request.headers['x-request-id'];
+    if (typeof clientId === 'string' && CLIENT_REQUEST_ID.test(clientId)) event.clientRequestId = clientId;
     if (f?.principal !== undefined) event.principal = f.principal;
     if (params.namespace !== undefined) event.namespace = fieldText(params.namespace);
     if (key !== undefined) event.key = fieldText(key);

@@ -23,6 +23,11 @@ export interface RequestEvent {
   type: 'request';
   /** This server's id of the request (also sent back as the `x-request-id` header). */
   requestId: string;
+  /**
+   * The caller's own `x-request-id` header, when it sent one (1 to 128 visible ASCII characters;
+   * anything else is left out): a proxy's or client's id, to find this record from their logs.
+   */
+  clientRequestId?: string;
   /** Absent when no identity was established (a missing or invalid token). */
   principal?: AuditPrincipal;
   /** The peer address the request came from. */
