@@ -132,6 +132,9 @@ it('records each action on a key once, by the leader, in chains that verify, wit
   await kubectl(['delete', '-n', ns, 'key/aud-key', '--wait=false']);
   await waitGone(ns, 'aud-key', 60_000);
   expect(await getKey(ns, 'aud-key')).toBeUndefined();
+  // The trail's health and counts are on the operator's /metrics, as on the engine's.
+  expect(await metric(await b.port, 'keyward_audit_healthy')).toBe(1);
+  expect(await metric(await b.port, 'keyward_audit_records_written')).toBeGreaterThan(2);
   await b.kill('SIGTERM');
 
   // Who did what, once each.
