@@ -15,7 +15,7 @@ import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import { KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { type AuditConfig, defaultAuditConfig } from '../engine/audit/config.ts';
-import { registerAuditMetrics } from '../engine/audit/http-audit.ts';
+import { registerAuditMetrics } from '../engine/audit/metrics.ts';
 import { DEFAULT_DELETION_DELAY_MS } from '../engine/keys/lifecycle.ts';
 import { KubeClient } from '../engine/kube/client.ts';
 import type { SupervisedInformer } from '../engine/kube/informer-supervisor.ts';

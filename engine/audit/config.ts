@@ -1,6 +1,6 @@
 /**
  * The audit settings of `keyward serve` and `keyward engine`, their flags, and the one function
- * both modes call to open the log and its HTTP hooks.
+ * both modes (and the operator) call to open the log; http-audit.ts adds the HTTP hooks.
  *
  * Flags (both modes): --no-audit, --audit-required, --audit-checkpoint-records N,
  * --audit-checkpoint-interval DURATION, --audit-segment-size SIZE; cluster mode also
@@ -11,7 +11,6 @@ import type { Logger } from 'pino';
 import { parseDuration } from '../cli/duration.ts';
 import { AuditLog, DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_CHECKPOINT_RECORDS } from './audit-log.ts';
 import type { MasterKeyInput } from './checkpoint-key.ts';
-import { HttpAudit } from './http-audit.ts';
 import { type AuditSink, SegmentSink, StreamSink } from './sinks.ts';
 
 /** Segments rotate at 64 MiB by default. */
@@ -145,12 +144,6 @@ export function auditFlagsFromParsed(values: Record<string, string | boolean | u
   return flags;
 }
 
-/** An open audit log and its HTTP hooks. */
-export interface OpenAudit {
-  log: AuditLog;
-  http: HttpAudit;
-}
-
 /** What {@link openAuditLog} needs besides the config. */
 export interface OpenAuditOptions {
   /** What a new chain is named after (the host or pod). */
@@ -176,10 +169,4 @@ export async function openAuditLog(config: AuditConfig, o: OpenAuditOptions): Pr
     masterKey: o.masterKey,
     ...(o.log === undefined ? {} : { log: o.log }),
   });
-}
-
-/** Opens the audit log `config` describes and its HTTP hooks (undefined when disabled). */
-export async function openAudit(config: AuditConfig, o: OpenAuditOptions): Promise<OpenAudit | undefined> {
-  const log = await openAuditLog(config, o);
-  return log === undefined ? undefined : { log, http: new HttpAudit(log, { required: config.required }) };
 }

@@ -11,11 +11,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Principal } from '../http/auth.ts';
 import { ROUTES } from '../http/routes.ts';
 import type { AuditLog } from './audit-log.ts';
+import { type AuditConfig, type OpenAuditOptions, openAuditLog } from './config.ts';
 import { auditUnavailable } from './errors.ts';
+import { registerAuditMetrics } from './metrics.ts';
 import { type AuditPrincipal, fieldText, MAX_GROUPS, type RequestEvent } from './record.ts';
 
 /** What the hooks learn about one request. */
@@ -182,28 +184,14 @@ export class HttpAudit {
   }
 }
 
-/**
- * The audit log's gauges (docs/audit.md "Sinks and failures"): records written, events dropped,
- * sink failures, and whether it can write. The engine's HTTP server and the operator register them.
- */
-export function registerAuditMetrics(log: AuditLog, registry: Registry): void {
-  const stats = log.stats;
-  const gauge = (name: string, help: string, value: () => number): void => {
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(value());
-      },
-    });
-  };
-  gauge(
-    'keyward_audit_records_written',
-    'Audit records written since start (all types).',
-    () => stats.written,
-  );
-  gauge('keyward_audit_events_dropped', 'Audit events lost because a sink was failing.', () => stats.dropped);
-  gauge('keyward_audit_sink_failures', 'Failed audit writes since start.', () => stats.failures);
-  gauge('keyward_audit_healthy', '1 while the audit log can write, else 0.', () => (log.healthy ? 1 : 0));
+/** An open audit log and its HTTP hooks. */
+export interface OpenAudit {
+  log: AuditLog;
+  http: HttpAudit;
+}
+
+/** Opens the audit log `config` describes and its HTTP hooks (undefined when disabled). */
+export async function openAudit(config: AuditConfig, o: OpenAuditOptions): Promise<OpenAudit | undefined> {
+  const log = await openAuditLog(config, o);
+  return log === undefined ? undefined : { log, http: new HttpAudit(log, { required: config.required }) };
 }
