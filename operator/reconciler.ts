@@ -122,10 +122,12 @@ export class KeyReconciler {
     }
     // The Secret is the source of truth: its actions happened once it is written, and a retry
     // plans from it, so each is recorded exactly once. A plan that writes no Secret (a refusal)
-    // is recorded below, once the status reporting it is written.
+    // is recorded below, when this pass writes the status reporting it: a pass on a cache that
+    // does not show our write yet plans the refusal again but skips the write, and records nothing.
     const writesSecret = plan.stored !== undefined;
     if (writesSecret) this.d.audit?.actions(decidedFrom, plan.actions, this.d.identity);
 
+    let statusWritten = false;
     if (plan.writeStatus) {
       const status = buildStatus(key, plan.conflict ? undefined : after, plan.conflict, now);
       const incarnation = `${ref}@${key.metadata.uid ?? ''}`;
@@ -135,11 +137,12 @@ export class KeyReconciler {
       const fresh = mine !== undefined && now - mine.at < WRITTEN_TTL_MS;
       if (!sameStatus(key.status, status) && !(fresh && sameStatus(mine.status, status))) {
         const resourceVersion = await this.patchStatus(key, { ...status, reconciledBy: this.d.identity });
+        statusWritten = true;
         if (resourceVersion !== undefined)
           this.written.set(incarnation, { status, resourceVersion, at: now });
       }
     }
-    if (!writesSecret) this.d.audit?.actions(decidedFrom, plan.actions, this.d.identity);
+    if (!writesSecret && statusWritten) this.d.audit?.actions(decidedFrom, plan.actions, this.d.identity);
     // Events are best effort and must not hold the worker: the recorder sends them behind.
     for (const event of plan.events) this.d.events.emit(key, event);
     if (plan.removeFinalizer) {
