@@ -4,6 +4,12 @@
  * value is one line on stderr and exit status 2.
  */
 import { parseArgs } from 'node:util';
+import {
+  AUDIT_PARSE_ARGS,
+  auditConfigFromFlags,
+  auditFlagsFromParsed,
+  defaultAuditConfig,
+} from '../engine/audit/config.ts';
 import { attachNegativeValues, durationFlag, integerFlag, portFlag } from '../engine/flags.ts';
 import { DEFAULT_DELETION_DELAY_MS } from '../engine/keys/lifecycle.ts';
 import { MAX_NONCE_BUDGET } from '../engine/keys/nonce-budget.ts';
@@ -38,6 +44,12 @@ export const USAGE = `Usage: keyward operator [flags]
                             rotates by itself, 1 to 2^32 (default 2^30); give engines the same
   --ca-configmap NAME       a ConfigMap of --namespace with the engine's CA (key ca.crt): keep a
                             copy, keyward-ca.crt, in every namespace that holds a Key (default: off)
+  --no-audit                do not record actions on keys (the audit log is on by default: one
+                            JSON line per record on stdout; docs/audit.md "Operator records")
+  --audit-dir DIR           also write the audit log as segment files in DIR
+  --audit-checkpoint-records N  a keyed checkpoint every N records (default 1000)
+  --audit-checkpoint-interval DURATION  ... or every DURATION, whichever comes first (default 5s)
+  --audit-segment-size SIZE start a new segment file at this size (default 64MiB)
   -h, --help                show this help
 Durations: 1500ms, 20s, 5m, 72h.`;
 
@@ -60,6 +72,11 @@ const OPTIONS = {
   'master-key-poll': { type: 'string' },
   'master-key-namespace': { type: 'string' },
   'ca-configmap': { type: 'string' },
+  'no-audit': AUDIT_PARSE_ARGS['no-audit'],
+  'audit-dir': AUDIT_PARSE_ARGS['audit-dir'],
+  'audit-checkpoint-records': AUDIT_PARSE_ARGS['audit-checkpoint-records'],
+  'audit-checkpoint-interval': AUDIT_PARSE_ARGS['audit-checkpoint-interval'],
+  'audit-segment-size': AUDIT_PARSE_ARGS['audit-segment-size'],
   help: { type: 'boolean', short: 'h' },
 } as const;
 const STRING_FLAGS = Object.entries(OPTIONS)
@@ -117,6 +134,8 @@ export function parseOperatorArgs(argv: readonly string[]): OperatorOptions | un
     const v = values[flag];
     if (v !== undefined) o[key] = v;
   }
+  // The operator serves no requests, so there is nothing for --audit-required to refuse.
+  o.audit = auditConfigFromFlags(auditFlagsFromParsed(values), { ...defaultAuditConfig(), stdout: true });
   if (o.caConfigMap !== undefined && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(o.caConfigMap)) {
     throw new Error(`--ca-configmap must be a ConfigMap name, not ${JSON.stringify(o.caConfigMap)}`);
   }

@@ -53,6 +53,39 @@ describe('parseOperatorArgs', () => {
     }
     expect(failure(['--bogus'])).toMatch(/bogus/);
   });
+
+  it('records actions on keys by default (stdout), and takes the audit flags', () => {
+    expect(parseOperatorArgs([])?.audit).toMatchObject({ enabled: true, stdout: true });
+    expect(parseOperatorArgs([])?.audit?.dir).toBeUndefined();
+    expect(parseOperatorArgs(['--no-audit'])?.audit?.enabled).toBe(false);
+    expect(
+      parseOperatorArgs([
+        '--audit-dir',
+        '/var/audit',
+        '--audit-checkpoint-records',
+        '10',
+        '--audit-checkpoint-interval',
+        '2s',
+        '--audit-segment-size',
+        '1MiB',
+      ])?.audit,
+    ).toMatchObject({
+      dir: '/var/audit',
+      checkpointRecords: 10,
+      checkpointIntervalMs: 2000,
+      segmentBytes: 1024 * 1024,
+      stdout: true,
+    });
+    for (const [argv, expected] of [
+      [['--audit-checkpoint-records', '0'], /^--audit-checkpoint-records must be a positive integer/],
+      [['--audit-checkpoint-interval', '10ms'], /^--audit-checkpoint-interval must be at least 100ms/],
+      [['--audit-segment-size', 'big'], /^invalid size "big"/],
+      // The operator serves no requests: there is nothing for --audit-required to refuse.
+      [['--audit-required'], /audit-required/],
+    ] as Array<[string[], RegExp]>) {
+      expect(failure(argv), argv.join(' ')).toMatch(expected);
+    }
+  });
 });
 
 describe('keyward operator (the CLI)', () => {

@@ -18,6 +18,7 @@ import { describeError, type KubeClient } from '../engine/kube/client.ts';
 import type { KeyResource } from '../engine/kube/key-resource.ts';
 import { masterKeyMismatch } from '../engine/kube/master-key-secret.ts';
 import { KEY_NAME_LABEL, KEY_NAMESPACE_LABEL } from '../engine/kube/material-secret.ts';
+import type { OperatorAudit } from './audit.ts';
 import type { OperatorCaches } from './caches.ts';
 import { EventRecorder } from './events.ts';
 import type { LeadershipTerm } from './leader.ts';
@@ -50,6 +51,8 @@ export interface KeyControllerOptions {
   usageReports?: (namespace: string, name: string) => UsageReport[];
   usageIntervalMs?: number;
   metrics: OperatorMetrics;
+  /** Where actions on keys are recorded (operator/audit.ts); none when absent. */
+  audit?: OperatorAudit;
   log: Logger;
   now?: () => number;
 }
@@ -113,6 +116,9 @@ export class KeyController {
     });
     if (!(await master.start())) return;
     master.mismatched = anyMaterialMismatch(o.caches.secrets.list(), master.set, master.secretName);
+    const known = master.set;
+    if (known !== undefined)
+      o.audit?.masterKeyKnown(known.key(known.current)!, master.created, term.identity, master.secretName);
     const store = new MaterialStore(
       core,
       o.namespace,
@@ -142,6 +148,7 @@ export class KeyController {
         if (why !== undefined) master.mismatched = true;
         return why;
       },
+      ...(o.audit === undefined ? {} : { audit: o.audit }),
     });
     this.#store = store;
     this.#reconciler = reconciler;

@@ -5,7 +5,8 @@
  * - the Key controller (operator/key-controller.ts) and the usage controller
  *   (operator/usage-controller.ts), which act only while their replica leads;
  * - the leader wiring (operator/leadership.ts): a Lease election whose terms fence every write;
- * - the health and metrics server (operator/metrics.ts).
+ * - the health and metrics server (operator/metrics.ts);
+ * - the audit trail of actions on keys (operator/audit.ts), a chain of this replica's own.
  * One KubeClient serves them all: pooled connections, and a deadline on every request that is
  * shorter than the renew deadline.
  */
@@ -13,15 +14,19 @@ import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import { KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { type AuditConfig, defaultAuditConfig } from '../engine/audit/config.ts';
+import { registerAuditMetrics } from '../engine/audit/metrics.ts';
 import { DEFAULT_DELETION_DELAY_MS } from '../engine/keys/lifecycle.ts';
 import { KubeClient } from '../engine/kube/client.ts';
 import type { SupervisedInformer } from '../engine/kube/informer-supervisor.ts';
+import { openOperatorAudit, readMasterKeyForAudit } from './audit.ts';
 import { CaController } from './ca-controller.ts';
 import { OperatorCaches } from './caches.ts';
 import { countByState, KeyController } from './key-controller.ts';
 import { electionTiming } from './leader.ts';
 import { Leadership } from './leadership.ts';
 import { createLogger, type Logger } from './log.ts';
+import { MASTER_KEY_SECRET } from './material-store.ts';
 import { OperatorMetrics, startHealthServer } from './metrics.ts';
 import { UsageController } from './usage-controller.ts';
 
@@ -69,6 +74,11 @@ export interface OperatorOptions {
    * a copy, `keyward-ca.crt`, in every namespace that holds a Key (operator/ca-controller.ts).
    */
   caConfigMap?: string;
+  /**
+   * The audit log of actions on keys (docs/audit.md "Operator records"): on by default, JSON
+   * lines on stdout; segment files too with `dir`.
+   */
+  audit?: AuditConfig;
   log?: Logger;
 }
 
@@ -99,6 +109,11 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
   const timing = electionTiming({
     ...(options.leaseDurationMs === undefined ? {} : { leaseDurationMs: options.leaseDurationMs }),
     ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+  });
+  // Opened first: an audit directory that cannot be written stops the start, as in the engine.
+  const audit = await openOperatorAudit(options.audit ?? { ...defaultAuditConfig(), stdout: true }, {
+    name: identity,
+    log,
   });
   const client = new KubeClient(options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath), {
     requestTimeoutMs: timing.requestTimeoutMs,
@@ -139,8 +154,10 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
     ...(options.usageIntervalMs === undefined ? {} : { usageIntervalMs: options.usageIntervalMs }),
     usageReports: (ns, name) => usage.reportsFor(ns, name),
     metrics,
+    ...(audit === undefined ? {} : { audit: audit.trail }),
     log,
   });
+  if (audit !== undefined) registerAuditMetrics(audit.log, metrics.registry);
   const k = keys;
   const usage = new UsageController({
     client,
@@ -182,6 +199,11 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
   await caches.start();
   ca?.start();
   lead.start();
+  if (audit !== undefined) {
+    const secret = options.masterKeySecret ?? MASTER_KEY_SECRET;
+    const secretNamespace = options.masterKeyNamespace ?? namespace;
+    void readMasterKeyForAudit(client, secretNamespace, secret, audit.trail, log);
+  }
   log.info(
     {
       identity,
@@ -201,6 +223,8 @@ export async function runOperator(options: OperatorOptions = {}): Promise<Runnin
     informer: caches.keys as unknown as SupervisedInformer<KubernetesObject>,
     async stop() {
       await lead.stop();
+      // After the term: every action written has been recorded; the closing checkpoint seals them.
+      await audit?.log.close();
       await Promise.all([caches.stop(), ca?.stop()]);
       if (health) await new Promise<void>((r) => health.server.close(() => r()));
       await client.close();

@@ -32,7 +32,8 @@ import type { Logger } from './log.ts';
 
 /** What reading the master key gave. */
 export type MasterKeyState =
-  | { kind: 'ready'; set: MasterKeySet; secret: V1Secret }
+  /** `created`: this call created the Secret (the audit log records it). */
+  | { kind: 'ready'; set: MasterKeySet; secret: V1Secret; created?: true }
   /** The Secret is absent while material exists: it must be restored, never re-created. */
   | { kind: 'missing' };
 
@@ -47,10 +48,12 @@ export async function loadMasterKey(
   name: string,
   hasMaterial: () => boolean,
 ): Promise<MasterKeyState> {
+  let created = false;
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       const secret = await core.readNamespacedSecret({ name, namespace });
-      return { kind: 'ready', set: masterKeysFromSecret(secret), secret };
+      const set = masterKeysFromSecret(secret);
+      return created ? { kind: 'ready', set, secret, created } : { kind: 'ready', set, secret };
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
@@ -68,6 +71,7 @@ export async function loadMasterKey(
           data: { [MASTER_KEY_ENTRY]: raw.toString('base64') },
         },
       });
+      created = true;
     } catch (err) {
       if (!isConflict(err)) throw err;
     } finally {
@@ -102,6 +106,7 @@ export class MasterKeyWatch {
   readonly #o: MasterKeyWatchOptions;
   #state: MasterKeyState | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #created = false;
   /**
    * Set when some existing material does not match the master key held: then nothing new is
    * wrapped either (it would be lost when the right master key is restored). Re-decided whenever
@@ -118,6 +123,11 @@ export class MasterKeyWatch {
     return this.#state?.kind === 'ready' ? this.#state.set : undefined;
   }
 
+  /** True when this term's first read created the master-key Secret. */
+  get created(): boolean {
+    return this.#created;
+  }
+
   /** The master-key Secret's name, for messages. */
   get secretName(): string {
     return `${this.#o.namespace}/${this.#o.name}`;
@@ -129,6 +139,7 @@ export class MasterKeyWatch {
     while (!this.#o.signal.aborted) {
       try {
         this.#state = await this.#load();
+        this.#created = this.#state.kind === 'ready' && this.#state.created === true;
         break;
       } catch (err) {
         if (this.#o.signal.aborted) break;

@@ -44,6 +44,29 @@ export interface PlannedEvent {
 }
 
 /**
+ * An action on a key's material or lifecycle, for the audit log (operator/audit.ts). One per
+ * change the plan makes; the reconciler records them once the change is written.
+ */
+export interface PlannedAction {
+  /**
+   * `create`, `adopt`, `update`, `enable`, `disable`, `rotate`, `request-deletion`,
+   * `cancel-deletion`, `destroy` (docs/audit.md "Operator records").
+   */
+  operation: string;
+  /** The key version the action made current (create, rotate) or left current. */
+  version?: number;
+  /**
+   * What asked for it: `spec.state=Disabled`, an annotation and its value, `deletionTimestamp`
+   * (kubectl delete), `rotation-schedule`, `nonce-budget`, `new Key`.
+   */
+  trigger: string;
+  /** `ok`, or the refusal's code (`MATERIAL_CONFLICT`). */
+  outcome: string;
+  /** Secret-free facts: the usage created, the fields updated, the time of erasure. */
+  detail?: string;
+}
+
+/**
  * Why a Key has no usable material: another usage owns the name (`MaterialConflict`), or its
  * material was wrapped under a master key the operator does not hold (`MasterKeyMismatch`).
  */
@@ -72,6 +95,8 @@ export interface ReconcilePlan {
   newVersions: number[];
   /** Events to record, in order. */
   events: PlannedEvent[];
+  /** Actions for the audit log, in order. */
+  actions: PlannedAction[];
   /** Set when the Key cannot have material (a different usage owns the name). */
   conflict: MaterialConflict | undefined;
   /** When the Key must be looked at again (epoch ms), if ever. */
@@ -122,6 +147,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     create: false,
     newVersions: [],
     events: [],
+    actions: [],
     conflict: undefined,
     requeueAt: undefined,
     writeStatus: true,
@@ -160,6 +186,13 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
       reason: 'Created',
       message: `created ${spec.usage} material, version 1`,
     });
+    plan.actions.push({
+      operation: 'create',
+      version: 1,
+      trigger: 'new Key',
+      outcome: 'ok',
+      detail: describe(spec.usage, spec.convergent),
+    });
   } else if (!owned) {
     const r = stored.record;
     if (r.usage !== spec.usage || r.convergent !== spec.convergent) {
@@ -171,6 +204,13 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
       };
       if (key.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== 'MaterialConflict') {
         plan.events.push({ type: 'Warning', reason: 'MaterialConflict', message: plan.conflict.message });
+        plan.actions.push({
+          operation: 'adopt',
+          version: r.currentVersion,
+          trigger: 'new Key',
+          outcome: 'MATERIAL_CONFLICT',
+          detail: `kept material is ${describe(r.usage, r.convergent)}, the Key asks for ${describe(spec.usage, spec.convergent)}`,
+        });
       }
       return plan;
     }
@@ -179,6 +219,13 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
       type: 'Normal',
       reason: 'Adopted',
       message: `took back the existing material (state ${r.state}, version ${r.currentVersion})`,
+    });
+    plan.actions.push({
+      operation: 'adopt',
+      version: r.currentVersion,
+      trigger: 'new Key',
+      outcome: 'ok',
+      detail: `state ${r.state}`,
     });
   } else {
     current = { ...stored };
@@ -194,6 +241,13 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   ) {
     current = { ...current, record: applyKeyUpdate(r0, { memo: spec.memo, rotation: spec.rotation }, now) };
     changed = true;
+    plan.actions.push({
+      operation: 'update',
+      version: r0.currentVersion,
+      trigger: 'spec',
+      outcome: 'ok',
+      detail: updatedFields(r0, spec),
+    });
   }
 
   // The desired state, level-triggered.
@@ -210,6 +264,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     current = { ...current, record: result.record };
     changed = true;
     plan.events.push(stateEvent(action, result.record));
+    plan.actions.push(stateAction(action, result.record, `spec.state=${desired}`));
     if (action === 'request-deletion') warnIfRecentlyUsed(result.record, now, plan);
   }
 
@@ -225,6 +280,12 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
         type: 'Normal',
         reason: 'Rotated',
         message: `manual rotation (${ROTATE_ANNOTATION}=${rotate}): version ${current.record.currentVersion} is current`,
+      });
+      plan.actions.push({
+        operation: 'rotate',
+        version: current.record.currentVersion,
+        trigger: `${ROTATE_ANNOTATION}=${rotate}`,
+        outcome: 'ok',
       });
     }
   }
@@ -256,6 +317,14 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     current = addVersions(current, scheduled, now, plan);
     changed = true;
     plan.events.push(rotationEvent(before, scheduled, current.record.currentVersion, input.lifecycle));
+    plan.actions.push({
+      operation: 'rotate',
+      version: current.record.currentVersion,
+      trigger: scheduled.some((e) => e.type === 'add-version' && e.reason === 'nonce-budget')
+        ? 'nonce-budget'
+        : 'rotation-schedule',
+      outcome: 'ok',
+    });
   }
   const deleteNow = m.annotations?.[DELETE_NOW_ANNOTATION] === 'true';
   if (current.record.state === 'PendingDeletion' && (destroyDue || deleteNow)) {
@@ -349,6 +418,13 @@ function planDeletion(
       reason: 'DeletionCancelled',
       message: 'deletion cancelled: the material is kept as Disabled and the Key is released',
     });
+    plan.actions.push({
+      operation: 'cancel-deletion',
+      version: current.record.currentVersion,
+      trigger: `${CANCEL_DELETION_ANNOTATION}=true`,
+      outcome: 'ok',
+      detail: 'the material is kept as Disabled; the Key object is released',
+    });
     return plan;
   }
   if (current.record.state !== 'PendingDeletion') {
@@ -358,6 +434,7 @@ function planDeletion(
       current = { ...current, record: result.record };
       plan.stored = current;
       plan.events.push(stateEvent('request-deletion', result.record));
+      plan.actions.push(stateAction('request-deletion', result.record, 'deletionTimestamp'));
       warnIfRecentlyUsed(result.record, now, plan);
     }
   }
@@ -375,6 +452,13 @@ function planDeletion(
       message: deleteNow
         ? `material erased at once (${DELETE_NOW_ANNOTATION})`
         : 'material erased: the deletion delay has passed',
+    });
+    plan.actions.push({
+      operation: 'destroy',
+      version: current.record.currentVersion,
+      trigger: deleteNow ? `${DELETE_NOW_ANNOTATION}=true` : 'deletion-schedule',
+      outcome: 'ok',
+      detail: `all ${current.record.versions.length} versions erased`,
     });
     return plan;
   }
@@ -429,6 +513,23 @@ function stateEvent(action: LifecycleAction, record: KeyRecord): PlannedEvent {
     default:
       return { type: 'Normal', reason: 'StateChanged', message: `the key is ${record.state}` };
   }
+}
+
+function stateAction(action: LifecycleAction, record: KeyRecord, trigger: string): PlannedAction {
+  const a: PlannedAction = { operation: action, version: record.currentVersion, trigger, outcome: 'ok' };
+  if (action === 'request-deletion') a.detail = `erasure at ${toKubeTime(record.deletionScheduledTime ?? 0)}`;
+  return a;
+}
+
+/** The spec fields an update changed (values of rotation; the memo by name only). */
+function updatedFields(before: KeyRecord, spec: KeySpec): string {
+  const changed: string[] = [];
+  if (before.rotation.enabled !== spec.rotation.enabled)
+    changed.push(`rotation.enabled ${before.rotation.enabled}->${spec.rotation.enabled}`);
+  if (before.rotation.periodDays !== spec.rotation.periodDays)
+    changed.push(`rotation.periodDays ${before.rotation.periodDays}->${spec.rotation.periodDays}`);
+  if (before.memo !== spec.memo) changed.push('memo');
+  return changed.join(', ');
 }
 
 function describe(usage: string, convergent: boolean): string {

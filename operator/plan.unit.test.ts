@@ -444,3 +444,156 @@ describe('planReconcile: nonce budget (issue #11)', () => {
     expect(plan.requeueAt).toBe(NOW + 60_000);
   });
 });
+
+describe('planReconcile: audit actions (one per change the plan writes)', () => {
+  const ops = (plan: ReturnType<typeof planReconcile>) =>
+    plan.actions.map((a) => [a.operation, a.version, a.trigger, a.outcome]);
+
+  it('names each action of a key’s life once, with its version and what asked for it', () => {
+    const a = apply({ key: keyObj({ finalizers: [] }), stored: undefined, now: NOW, lifecycle: LC });
+    expect(a.plan.actions).toEqual([
+      { operation: 'create', version: 1, trigger: 'new Key', outcome: 'ok', detail: 'AES256' },
+    ]);
+    // A pass over the same state changes nothing and records nothing.
+    expect(planReconcile({ key: keyObj(), stored: a.stored, now: NOW + 1, lifecycle: LC }).actions).toEqual(
+      [],
+    );
+
+    const b = apply({
+      key: keyObj({}, { rotation: { enabled: true, periodDays: 30 }, memo: 'orders db', state: 'Disabled' }),
+      stored: a.stored,
+      now: NOW + 2,
+      lifecycle: LC,
+    });
+    expect(ops(b.plan)).toEqual([
+      ['update', 1, 'spec', 'ok'],
+      ['disable', 1, 'spec.state=Disabled', 'ok'],
+    ]);
+    // The memo is named, never quoted.
+    expect(b.plan.actions[0]?.detail).toBe('rotation.periodDays 90->30, memo');
+
+    const c = apply({
+      key: keyObj(
+        { annotations: { 'keyward.io/rotate': 'r1' } },
+        { rotation: { enabled: true, periodDays: 30 }, memo: 'orders db' },
+      ),
+      stored: b.stored,
+      now: NOW + 3,
+      lifecycle: LC,
+    });
+    expect(ops(c.plan)).toEqual([
+      ['enable', 1, 'spec.state=Enabled', 'ok'],
+      ['rotate', 2, 'keyward.io/rotate=r1', 'ok'],
+    ]);
+
+    const d = apply({
+      key: keyObj(
+        { annotations: { 'keyward.io/rotate': 'r1' } },
+        { rotation: { enabled: true, periodDays: 30 }, memo: 'orders db' },
+      ),
+      stored: c.stored,
+      now: NOW + 30 * DAY_MS + 5,
+      lifecycle: LC,
+    });
+    expect(ops(d.plan)).toEqual([['rotate', 3, 'rotation-schedule', 'ok']]);
+
+    const e = apply({
+      key: keyObj(
+        { annotations: { 'keyward.io/rotate': 'r1' } },
+        { rotation: { enabled: true, periodDays: 30 }, memo: 'orders db', state: 'PendingDeletion' },
+      ),
+      stored: d.stored,
+      now: NOW + 30 * DAY_MS + 6,
+      lifecycle: LC,
+    });
+    expect(ops(e.plan)).toEqual([['request-deletion', 3, 'spec.state=PendingDeletion', 'ok']]);
+    expect(e.plan.actions[0]?.detail).toMatch(/^erasure at \d{4}-/);
+  });
+
+  it('kubectl delete, then delete-now: deletion requested at the deletionTimestamp, then destroyed', () => {
+    const deleting = (annotations: Record<string, string> = {}) =>
+      keyObj({ deletionTimestamp: '2026-11-29T10:00:00Z', annotations });
+    const a = apply({ key: deleting(), stored: created(), now: NOW + 10, lifecycle: LC });
+    expect(ops(a.plan)).toEqual([['request-deletion', 1, 'deletionTimestamp', 'ok']]);
+    // Waiting for the schedule records nothing.
+    expect(
+      planReconcile({ key: deleting(), stored: a.stored, now: NOW + 11, lifecycle: LC }).actions,
+    ).toEqual([]);
+    const b = planReconcile({
+      key: deleting({ 'keyward.io/delete-now': 'true' }),
+      stored: a.stored,
+      now: NOW + 12,
+      lifecycle: LC,
+    });
+    expect(b.actions).toEqual([
+      {
+        operation: 'destroy',
+        version: 1,
+        trigger: 'keyward.io/delete-now=true',
+        outcome: 'ok',
+        detail: 'all 1 versions erased',
+      },
+    ]);
+    const due = planReconcile({ key: deleting(), stored: a.stored, now: NOW + 20_000, lifecycle: LC });
+    expect(ops(due)).toEqual([['destroy', 1, 'deletion-schedule', 'ok']]);
+  });
+
+  it('cancel-deletion, adoption and a refused adoption', () => {
+    const deleting = (annotations: Record<string, string> = {}) =>
+      keyObj({ deletionTimestamp: '2026-11-29T10:00:00Z', annotations });
+    const pending = apply({ key: deleting(), stored: created(), now: NOW, lifecycle: LC }).stored;
+    const cancel = planReconcile({
+      key: deleting({ 'keyward.io/cancel-deletion': 'true' }),
+      stored: pending,
+      now: NOW + 1,
+      lifecycle: LC,
+    });
+    expect(ops(cancel)).toEqual([['cancel-deletion', 1, 'keyward.io/cancel-deletion=true', 'ok']]);
+    const released = cancel.stored as StoredKey;
+    const refused = planReconcile({
+      key: keyObj({ uid: 'uid-2' }, { usage: 'ECDSA' }),
+      stored: released,
+      now: NOW + 2,
+      lifecycle: LC,
+    });
+    expect(ops(refused)).toEqual([['adopt', 1, 'new Key', 'MATERIAL_CONFLICT']]);
+    expect(refused.actions[0]?.detail).toBe('kept material is AES256, the Key asks for ECDSA');
+    const adopted = planReconcile({
+      key: keyObj({ uid: 'uid-3' }, { state: 'Disabled' }),
+      stored: released,
+      now: NOW + 3,
+      lifecycle: LC,
+    });
+    expect(adopted.actions).toEqual([
+      { operation: 'adopt', version: 1, trigger: 'new Key', outcome: 'ok', detail: 'state Disabled' },
+    ]);
+  });
+
+  it('folding usage reports writes the Secret but is no action', () => {
+    const report = {
+      format: 1,
+      identity: 'e',
+      instance: 'i1',
+      startedTime: NOW,
+      reportedTime: NOW + 500,
+      keys: {
+        'team-a/orders': {
+          namespace: 'team-a',
+          name: 'orders',
+          uid: 'uid-1',
+          lastUsedTime: NOW + 500,
+          counts: { encrypt: 3 },
+        },
+      },
+    };
+    const plan = planReconcile({
+      key: keyObj(),
+      stored: created(),
+      now: NOW + 1000,
+      lifecycle: LC,
+      usage: { reports: [report] as never, minIntervalMs: 0 },
+    });
+    expect(plan.stored).toBeDefined();
+    expect(plan.actions).toEqual([]);
+  });
+});

@@ -27,6 +27,7 @@ import {
   type KeyResourceStatus,
 } from '../engine/kube/key-resource.ts';
 import type { StoredKey } from '../engine/kube/material-secret.ts';
+import type { OperatorAudit } from './audit.ts';
 import type { EventRecorder } from './events.ts';
 import type { Logger } from './log.ts';
 import type { MaterialStore } from './material-store.ts';
@@ -56,6 +57,8 @@ export interface ReconcilerDeps {
   usageIntervalMs?: number;
   /** Why stored material does not match the master key held (operator/master-key.ts), if so. */
   masterKeyMismatch?: (stored: StoredKey) => string | undefined;
+  /** Records the plan's actions once they are written (operator/audit.ts). */
+  audit?: OperatorAudit;
 }
 
 /** The queue key of a Key. */
@@ -108,6 +111,8 @@ export class KeyReconciler {
           : { reports, minIntervalMs: this.d.usageIntervalMs ?? 60_000 },
     });
 
+    // The Key as the plan was decided from (the finalizer patch gives it a new resourceVersion).
+    const decidedFrom = key;
     if (plan.addFinalizer)
       key = await this.patchFinalizers(key, [...(key.metadata.finalizers ?? []), FINALIZER]);
 
@@ -128,7 +133,14 @@ export class KeyReconciler {
         this.d.log.info({ key: ref }, 'material re-wrapped under the current master-key version');
       }
     }
+    // The Secret is the source of truth: its actions happened once it is written, and a retry
+    // plans from it, so each is recorded exactly once. A plan that writes no Secret (a refusal)
+    // is recorded below, when this pass writes the status reporting it: a pass on a cache that
+    // does not show our write yet plans the refusal again but skips the write, and records nothing.
+    const writesSecret = plan.stored !== undefined;
+    if (writesSecret) this.d.audit?.actions(decidedFrom, plan.actions, this.d.identity);
 
+    let statusWritten = false;
     if (plan.writeStatus) {
       const status = buildStatus(key, plan.conflict ? undefined : after, plan.conflict, now);
       const incarnation = `${ref}@${key.metadata.uid ?? ''}`;
@@ -138,10 +150,12 @@ export class KeyReconciler {
       const fresh = mine !== undefined && now - mine.at < WRITTEN_TTL_MS;
       if (!sameStatus(key.status, status) && !(fresh && sameStatus(mine.status, status))) {
         const resourceVersion = await this.patchStatus(key, { ...status, reconciledBy: this.d.identity });
+        statusWritten = true;
         if (resourceVersion !== undefined)
           this.written.set(incarnation, { status, resourceVersion, at: now });
       }
     }
+    if (!writesSecret && statusWritten) this.d.audit?.actions(decidedFrom, plan.actions, this.d.identity);
     // Events are best effort and must not hold the worker: the recorder sends them behind.
     for (const event of plan.events) this.d.events.emit(key, event);
     if (plan.removeFinalizer) {

@@ -1,7 +1,9 @@
 /**
  * The audit log: one hash chain (chain.ts) written to its sinks (sinks.ts), with keyed checkpoints
  * (checkpoint-key.ts) every N records or T milliseconds, whichever comes first, and at rotation
- * and close. docs/audit.md describes the format this writes.
+ * and close. docs/audit.md describes the format this writes. Where a chain begins is
+ * chain-resume.ts; how a batch of events becomes chained lines is seal.ts; this file queues,
+ * writes, and recovers from failing sinks.
  *
  * Cost on the request path: `record()` only queues the event. Queued events are sealed and
  * written together once per event-loop turn (setImmediate): their canonical text, a BLAKE3 leaf
@@ -13,14 +15,14 @@
  * second it retries: a new segment begins whose first record says how many events were dropped
  * and how many bytes of a cut line the failed segment ends with, and the chain goes on.
  */
-import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { ChainHasher, GENESIS_PREV, HASH_HEX, recordLine } from './chain.ts';
+import { ChainHasher } from './chain.ts';
+import { resumeChain } from './chain-resume.ts';
 import { type CheckpointKey, deriveCheckpointKey, type MasterKeyInput } from './checkpoint-key.ts';
 import { auditUnavailable } from './errors.ts';
 import type { AuditEvent } from './record.ts';
-import { eventText, ownText, type RecordHead } from './records.ts';
+import { type ChainState, type Pending, type Sealed, sealBatch, wholeLines } from './seal.ts';
 import { type AuditSink, type SegmentSink, SinkWriteError } from './sinks.ts';
 
 /** Default checkpoint policy: every 1000 records or 5 seconds. */
@@ -75,38 +77,6 @@ export interface AuditRecorder {
   readonly healthy: boolean;
 }
 
-interface Pending {
-  event?: AuditEvent;
-  /** A record of the log's own (segment, start). */
-  own?: Record<string, unknown>;
-  /** A checkpoint, with its reason. */
-  checkpoint?: 'start' | 'records' | 'interval' | 'rotate' | 'close';
-  time: number;
-  resolve?: () => void;
-  reject?: (err: Error) => void;
-}
-
-interface Sealed {
-  lines: string[];
-  owners: Array<Pending | undefined>;
-  /** Chain state after each line. */
-  heads: string[];
-  sinces: number[];
-  checkpointAt: number[];
-  sync: boolean;
-}
-
-let isoMs = Number.NaN;
-let isoText = '';
-/** ISO-8601 of `ms`; records of one millisecond (many, under load) share one formatting. */
-const iso = (ms: number): string => {
-  if (ms !== isoMs) {
-    isoMs = ms;
-    isoText = new Date(ms).toISOString();
-  }
-  return isoText;
-};
-
 /** See the module comment. */
 export class AuditLog implements AuditRecorder {
   readonly chain: string;
@@ -134,7 +104,7 @@ export class AuditLog implements AuditRecorder {
   #retryTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
-  private constructor(o: AuditLogOptions, hasher: ChainHasher, chain: string, seq: number, head: string) {
+  private constructor(o: AuditLogOptions, hasher: ChainHasher, start: ChainState) {
     this.#hasher = hasher;
     this.#segments = o.segments;
     this.#streams = o.streams ?? [];
@@ -144,9 +114,9 @@ export class AuditLog implements AuditRecorder {
     this.#masterKey = o.masterKey;
     this.#now = o.now ?? Date.now;
     this.#log = o.log;
-    this.chain = chain;
-    this.#seq = seq;
-    this.#head = head;
+    this.chain = start.chain;
+    this.#seq = start.seq;
+    this.#head = start.head;
   }
 
   /**
@@ -158,41 +128,9 @@ export class AuditLog implements AuditRecorder {
     if (o.segments === undefined && (o.streams ?? []).length === 0)
       throw new Error('an audit log needs a sink');
     const hasher = await ChainHasher.create();
-    let chain = `${o.name}/${randomBytes(4).toString('hex')}`;
-    let seq = 0;
-    let head = GENESIS_PREV;
-    let tornBytes = 0;
-    if (o.segments !== undefined) {
-      let tail: Awaited<ReturnType<SegmentSink['tail']>>;
-      try {
-        tail = await o.segments.tail();
-      } catch (err) {
-        o.log?.error(
-          { dir: o.segments.dir, err: (err as Error).message },
-          'the last audit record is damaged; a new chain begins (audit verify will show the break)',
-        );
-      }
-      const last = tail?.last;
-      if (
-        last !== undefined &&
-        typeof last.chain === 'string' &&
-        Number.isSafeInteger(last.seq) &&
-        typeof last.hash === 'string' &&
-        HASH_HEX.test(last.hash)
-      ) {
-        chain = last.chain;
-        seq = (last.seq as number) + 1;
-        head = last.hash;
-        tornBytes = tail?.tornBytes ?? 0;
-        if (last.type !== 'checkpoint' || last.reason !== 'close') {
-          o.log?.warn(
-            { dir: o.segments.dir, lastSeq: last.seq, tornBytes },
-            'the previous run did not close the audit log (a crash or kill); the chain goes on from its last complete record',
-          );
-        }
-      }
-    }
-    const log = new AuditLog(o, hasher, chain, seq, head);
+    const resumed = await resumeChain(o.name, o.segments, o.log);
+    const tornBytes = resumed.tornBytes;
+    const log = new AuditLog(o, hasher, resumed);
     const first: Pending[] = [];
     const time = log.#now();
     if (o.segments !== undefined) {
@@ -320,49 +258,6 @@ export class AuditLog implements AuditRecorder {
     return this.#key.key;
   }
 
-  /** Seals `batch` into lines (no await between: the hasher is shared). */
-  #seal(batch: Pending[], key: CheckpointKey | undefined): Sealed {
-    const s: Sealed = { lines: [], owners: [], heads: [], sinces: [], checkpointAt: [], sync: false };
-    const hasher = this.#hasher;
-    let head = this.#head;
-    let seq = this.#seq;
-    let since = this.#since;
-    const add = (text: string, owner: Pending | undefined, checkpointTime = -1): void => {
-      const hash = hasher.link(head, hasher.leaf(text));
-      s.lines.push(`${recordLine(text, hash, head)}\n`);
-      s.owners.push(owner);
-      s.heads.push(hash);
-      s.sinces.push(since);
-      s.checkpointAt.push(checkpointTime);
-      head = hash;
-      seq++;
-    };
-    const checkpoint = (reason: string, time: number): void => {
-      if (key === undefined) return;
-      const h: RecordHead = { chain: this.chain, seq, time: iso(time) };
-      const fields = { type: 'checkpoint', reason, records: since, keyId: key.id };
-      const mac = key.mac(head, ownText(fields, h));
-      since = 0;
-      add(ownText({ ...fields, mac }, h), undefined, time);
-      s.sync = true;
-    };
-    for (const p of batch) {
-      const h: RecordHead = { chain: this.chain, seq, time: iso(p.time) };
-      if (p.checkpoint !== undefined) {
-        // An interval checkpoint with nothing new to seal is left out; the others always mark.
-        if (p.checkpoint !== 'interval' || since > 0) checkpoint(p.checkpoint, p.time);
-        continue;
-      }
-      // A segment record restarts the count: a crashed run's unsealed records are not known to
-      // the next run, and the count is a consistency check only (the MAC covers the whole chain).
-      if (p.own?.type === 'segment') since = 0;
-      since++;
-      add(p.event ? eventText(p.event, h) : ownText(p.own!, h), p);
-      if (since >= this.#every) checkpoint('records', p.time);
-    }
-    return s;
-  }
-
   /**
    * Seals and writes one batch. On success every waiter resolves. On failure the chain keeps
    * the lines that reached the segment file whole, their waiters resolve, the rest are refused,
@@ -371,7 +266,9 @@ export class AuditLog implements AuditRecorder {
   async #writeBatch(batch: Pending[]): Promise<void> {
     let s: Sealed;
     try {
-      s = this.#seal(batch, await this.#checkpointKey());
+      const key = await this.#checkpointKey();
+      const state = { chain: this.chain, seq: this.#seq, head: this.#head, since: this.#since };
+      s = sealBatch(batch, state, this.#every, this.#hasher, key);
     } catch (err) {
       // Not a sink failure but a fault of this process: refuse rather than write a broken chain.
       this.#refuse(batch);
@@ -396,14 +293,7 @@ export class AuditLog implements AuditRecorder {
       let torn = 0;
       if (fileDone && this.#segments !== undefined) kept = s.lines.length;
       else if (err instanceof SinkWriteError && this.#segments !== undefined) {
-        let bytes = 0;
-        while (kept < s.lines.length) {
-          const next = bytes + Buffer.byteLength(s.lines[kept]!);
-          if (next > err.written) break;
-          bytes = next;
-          kept++;
-        }
-        torn = err.written - bytes;
+        ({ kept, torn } = wholeLines(s, err.written));
       }
       this.#commit(s, kept);
       this.#refuse(s.owners.slice(kept).filter((p): p is Pending => p !== undefined));
@@ -421,7 +311,7 @@ export class AuditLog implements AuditRecorder {
     this.#since = s.sinces[n - 1]!;
     this.stats.written += n;
     for (let i = 0; i < n; i++) {
-      if (s.checkpointAt[i]! >= 0) this.stats.checkpoints++;
+      if (s.checkpoints[i]) this.stats.checkpoints++;
       s.owners[i]?.resolve?.();
     }
   }

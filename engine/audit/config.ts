@@ -1,6 +1,6 @@
 /**
  * The audit settings of `keyward serve` and `keyward engine`, their flags, and the one function
- * both modes call to open the log and its HTTP hooks.
+ * both modes (and the operator) call to open the log; http-audit.ts adds the HTTP hooks.
  *
  * Flags (both modes): --no-audit, --audit-required, --audit-checkpoint-records N,
  * --audit-checkpoint-interval DURATION, --audit-segment-size SIZE; cluster mode also
@@ -11,7 +11,6 @@ import type { Logger } from 'pino';
 import { parseDuration } from '../cli/duration.ts';
 import { AuditLog, DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_CHECKPOINT_RECORDS } from './audit-log.ts';
 import type { MasterKeyInput } from './checkpoint-key.ts';
-import { HttpAudit } from './http-audit.ts';
 import { type AuditSink, SegmentSink, StreamSink } from './sinks.ts';
 
 /** Segments rotate at 64 MiB by default. */
@@ -145,29 +144,23 @@ export function auditFlagsFromParsed(values: Record<string, string | boolean | u
   return flags;
 }
 
-/** An open audit log and its HTTP hooks. */
-export interface OpenAudit {
-  log: AuditLog;
-  http: HttpAudit;
+/** What {@link openAuditLog} needs besides the config. */
+export interface OpenAuditOptions {
+  /** What a new chain is named after (the host or pod). */
+  name: string;
+  /** The master key once known; checkpoints wait for it. */
+  masterKey: () => MasterKeyInput | undefined;
+  log?: Logger;
+  /** Where `config.stdout` writes; process.stdout by default. */
+  stdout?: NodeJS.WritableStream;
 }
 
-/**
- * Opens the audit log `config` describes (undefined when disabled). `name` names a new chain
- * (the host or pod); `masterKey` gives the master key once known.
- */
-export async function openAudit(
-  config: AuditConfig,
-  o: {
-    name: string;
-    masterKey: () => MasterKeyInput | undefined;
-    log?: Logger;
-    stdout?: NodeJS.WritableStream;
-  },
-): Promise<OpenAudit | undefined> {
+/** Opens the audit log `config` describes (undefined when disabled). */
+export async function openAuditLog(config: AuditConfig, o: OpenAuditOptions): Promise<AuditLog | undefined> {
   if (!config.enabled) return undefined;
   const streams: AuditSink[] = [];
   if (config.stdout) streams.push(new StreamSink((o.stdout ?? process.stdout) as never));
-  const log = await AuditLog.open({
+  return AuditLog.open({
     name: o.name,
     ...(config.dir === undefined ? {} : { segments: new SegmentSink(config.dir, config.segmentBytes) }),
     streams,
@@ -176,5 +169,4 @@ export async function openAudit(
     masterKey: o.masterKey,
     ...(o.log === undefined ? {} : { log: o.log }),
   });
-  return { log, http: new HttpAudit(log, { required: config.required }) };
 }

@@ -11,11 +11,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Principal } from '../http/auth.ts';
 import { ROUTES } from '../http/routes.ts';
 import type { AuditLog } from './audit-log.ts';
+import { type AuditConfig, type OpenAuditOptions, openAuditLog } from './config.ts';
 import { auditUnavailable } from './errors.ts';
+import { registerAuditMetrics } from './metrics.ts';
 import { type AuditPrincipal, fieldText, MAX_GROUPS, type RequestEvent } from './record.ts';
 
 /** What the hooks learn about one request. */
@@ -38,6 +40,9 @@ interface RouteInfo {
   operation: string;
   batch: boolean;
 }
+
+/** A caller's `x-request-id` kept in the record: 1 to 128 visible ASCII characters. */
+const CLIENT_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
 /** The version in a `keyward:v<version>:...` ciphertext or signature. */
 const VERSION_PREFIX = /^keyward:v([1-9][0-9]{0,8}):/;
@@ -163,6 +168,8 @@ export class HttpAudit {
       status,
       latencyUs: Math.round(reply.elapsedTime * 1000),
     };
+    const clientId = request.headers['x-request-id'];
+    if (typeof clientId === 'string' && CLIENT_REQUEST_ID.test(clientId)) event.clientRequestId = clientId;
     if (f?.principal !== undefined) event.principal = f.principal;
     if (params.namespace !== undefined) event.namespace = fieldText(params.namespace);
     if (key !== undefined) event.key = fieldText(key);
@@ -173,30 +180,18 @@ export class HttpAudit {
   }
 
   #metrics(registry: Registry): void {
-    const stats = this.log.stats;
-    const gauge = (name: string, help: string, value: () => number): void => {
-      new Gauge({
-        name,
-        help,
-        registers: [registry],
-        collect() {
-          this.set(value());
-        },
-      });
-    };
-    gauge(
-      'keyward_audit_records_written',
-      'Audit records written since start (all types).',
-      () => stats.written,
-    );
-    gauge(
-      'keyward_audit_events_dropped',
-      'Audit events lost because a sink was failing.',
-      () => stats.dropped,
-    );
-    gauge('keyward_audit_sink_failures', 'Failed audit writes since start.', () => stats.failures);
-    gauge('keyward_audit_healthy', '1 while the audit log can write, else 0.', () =>
-      this.log.healthy ? 1 : 0,
-    );
+    registerAuditMetrics(this.log, registry);
   }
+}
+
+/** An open audit log and its HTTP hooks. */
+export interface OpenAudit {
+  log: AuditLog;
+  http: HttpAudit;
+}
+
+/** Opens the audit log `config` describes and its HTTP hooks (undefined when disabled). */
+export async function openAudit(config: AuditConfig, o: OpenAuditOptions): Promise<OpenAudit | undefined> {
+  const log = await openAuditLog(config, o);
+  return log === undefined ? undefined : { log, http: new HttpAudit(log, { required: config.required }) };
 }

@@ -23,6 +23,11 @@ export interface RequestEvent {
   type: 'request';
   /** This server's id of the request (also sent back as the `x-request-id` header). */
   requestId: string;
+  /**
+   * The caller's own `x-request-id` header, when it sent one (1 to 128 visible ASCII characters;
+   * anything else is left out): a proxy's or client's id, to find this record from their logs.
+   */
+  clientRequestId?: string;
   /** Absent when no identity was established (a missing or invalid token). */
   principal?: AuditPrincipal;
   /** The peer address the request came from. */
@@ -45,19 +50,38 @@ export interface RequestEvent {
 }
 
 /**
- * An operator action (phase 2 of issue #13: material created, rotated, state changed, deletion
- * scheduled, cancelled or erased, adopted, master-key rotation).
+ * An action of the operator on a key's material or lifecycle, recorded by the leader once the
+ * action is written (operator/audit.ts; docs/audit.md "Operator records").
  */
 export interface OperatorEvent {
   type: 'operator';
-  /** `create`, `rotate`, `state`, `schedule-deletion`, `cancel-deletion`, `erase`, `adopt`, `rotate-master-key`. */
+  /**
+   * `create`, `adopt`, `update`, `enable`, `disable`, `rotate`, `request-deletion`,
+   * `cancel-deletion`, `destroy`, `create-master-key`.
+   */
   operation: string;
+  /**
+   * The operator replica that acted: its Lease identity, as the material Secret's
+   * `keyward.io/written-by` annotation and the Key's `status.reconciledBy` name it.
+   */
+  actor?: string;
   namespace?: string;
   key?: string;
+  /** The Key object's uid (one incarnation of the name). */
+  uid?: string;
+  /**
+   * The Key's `metadata.generation` and `resourceVersion` the action was decided from: the
+   * apiserver's own audit log names who wrote that version.
+   */
+  generation?: number;
+  resourceVersion?: string;
+  /** The key version the action made or left current. */
   version?: number;
-  /** `ok` or an error code. */
+  /** What asked for the action: `spec.state=Disabled`, `keyward.io/rotate=<value>`, `deletionTimestamp`, `rotation-schedule`, ... */
+  trigger?: string;
+  /** `ok` or a refusal's code (`MATERIAL_CONFLICT`). */
   outcome: string;
-  /** A short, secret-free detail (`Enabled->Disabled`, a Key's uid, ...). */
+  /** A short, secret-free detail (the usage created, fields updated, the time of erasure). */
   detail?: string;
 }
 

@@ -19,6 +19,7 @@ function requestText(e: RequestEvent, h: RecordHead): string {
   return JSON.stringify({
     batch: e.batch === undefined ? undefined : { failed: e.batch.failed, ok: e.batch.ok },
     chain: h.chain,
+    clientRequestId: e.clientRequestId,
     key: e.key,
     latencyUs: e.latencyUs,
     namespace: e.namespace,

@@ -60,6 +60,7 @@ export function masterKeyCommand(): Command {
       ];
       if (result.retired.length > 0) out.push(`Retired master-key version(s) ${result.retired.join(', ')}.`);
       process.stdout.write(`${out.join('\n')}\n`);
+      await recordRotation(opts.dataDir, result);
       if (result.stuck.length > 0) {
         const list = result.stuck.map((s) => `${s.key} v${s.version}`).join(', ');
         throw new Error(
@@ -68,4 +69,35 @@ export function masterKeyCommand(): Command {
       }
     });
   return masterKey;
+}
+
+/** Records the rotation in the data dir's audit log (docs/audit.md "Operator records"). */
+async function recordRotation(
+  dataDir: string,
+  result: Awaited<ReturnType<typeof rotateMasterKey>>,
+): Promise<void> {
+  const detail =
+    `master-key version ${result.current}${result.resumed ? ' (an interrupted rotation finished)' : ''}; ` +
+    `${result.rewrapped} key record(s) re-wrapped` +
+    (result.retired.length > 0 ? `; version(s) ${result.retired.join(', ')} retired` : '') +
+    (result.stuck.length > 0 ? `; ${result.stuck.length} key version(s) left under an old version` : '');
+  try {
+    // Loaded here: the other commands need none of the audit log.
+    const { commandActor, recordInDataDir } = await import('../audit/data-dir-record.ts');
+    const { readMasterKeyFile } = await import('../audit/verify-files.ts');
+    await recordInDataDir(
+      dataDir,
+      {
+        type: 'operator',
+        operation: 'rotate-master-key',
+        actor: commandActor(),
+        trigger: 'keyward master-key rotate',
+        outcome: result.stuck.length > 0 ? 'INCOMPLETE' : 'ok',
+        detail,
+      },
+      await readMasterKeyFile(result.location.path),
+    );
+  } catch (err) {
+    process.stderr.write(`warning: the rotation is not in the audit log: ${(err as Error).message}\n`);
+  }
 }

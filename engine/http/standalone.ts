@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.ts';
-import { type AuditConfig, defaultAuditConfig, openAudit } from '../audit/config.ts';
+import { type AuditConfig, defaultAuditConfig } from '../audit/config.ts';
+import { openAudit } from '../audit/http-audit.ts';
+import { ScheduledActionRecords } from '../audit/scheduled-actions.ts';
 import { AUDIT_DIR } from '../audit/verify-files.ts';
 import { CryptoEngine } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
@@ -142,6 +144,8 @@ async function startLocked(
     opts.logger.info({ file: opened.location.path }, 'created a new master key; back it up');
   const master = opened.keys;
   const engine = new CryptoEngine(opts.threads === undefined ? {} : { threads: opts.threads });
+  // Actions the service takes by itself (at start too, before the log is open) go to the log.
+  const scheduled = new ScheduledActionRecords();
   let service: KeyService;
   try {
     service = await KeyService.start({
@@ -154,6 +158,7 @@ async function startLocked(
       ...(opts.nonceBudget === undefined ? {} : { nonceBudget: opts.nonceBudget }),
       // A kms-plugin on this data dir counts its own encryptions beside the records.
       externalNonces: (record) => readKmsNonces(opts.dataDir, record),
+      onScheduledAction: (action) => scheduled.record(action),
     });
   } catch (err) {
     await engine.close();
@@ -175,6 +180,7 @@ async function startLocked(
       `cannot write the audit log in ${auditConfig.dir} (${(err as Error).message}); --no-audit runs without one`,
     );
   }
+  if (audit) scheduled.attach(audit.log);
   const { app, metrics } = buildServer({
     backend: service,
     auth,

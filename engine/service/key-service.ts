@@ -70,6 +70,21 @@ export interface KeyServiceOptions {
   externalNonces?: (record: KeyRecord) => Promise<ReadonlyMap<number, number>>;
   /** The clock; tests may pass their own. */
   now?: () => number;
+  /**
+   * Told of each action no request asked for, once it is durable: a rotation on schedule or at
+   * the nonce budget, a destruction at the scheduled time (the audit log records them).
+   */
+  onScheduledAction?: (action: ScheduledAction) => void;
+}
+
+/** A lifecycle action the service took by itself (see `onScheduledAction`). */
+export interface ScheduledAction {
+  operation: 'rotate' | 'destroy';
+  namespace: string;
+  name: string;
+  /** The version made current (rotate), or the last current one (destroy). */
+  version: number;
+  trigger: 'rotation-schedule' | 'nonce-budget' | 'deletion-schedule';
 }
 
 interface Entry {
@@ -107,6 +122,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   readonly #scheduler: Scheduler;
   readonly #flushTimer: NodeJS.Timeout;
   readonly #externalNonces: KeyServiceOptions['externalNonces'];
+  readonly #onScheduledAction: ((action: ScheduledAction) => void) | undefined;
   #ready = false;
   #closed = false;
 
@@ -121,6 +137,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
       nonceBudget: opts.nonceBudget ?? DEFAULT_NONCE_BUDGET,
     };
     this.#now = opts.now ?? Date.now;
+    this.#onScheduledAction = opts.onScheduledAction;
     this.#scheduler = new Scheduler({
       nextWake: () => this.#nextWake(),
       runDue: (now) => this.#runDue(now),
@@ -484,6 +501,11 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
       await this.#save(entry, next);
       entry.fingerprint = { version: effect.version, value };
       const key = indexKey(r.namespace, r.name);
+      if (effect.reason !== 'manual') {
+        const trigger = effect.reason === 'nonce-budget' ? 'nonce-budget' : 'rotation-schedule';
+        const action = { operation: 'rotate', version: effect.version, trigger } as const;
+        this.#onScheduledAction?.({ ...action, namespace: r.namespace, name: r.name });
+      }
       if (effect.reason === 'nonce-budget') {
         this.#log.warn(
           {
@@ -531,8 +553,12 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
       try {
         await this.#locked(entry, async (e) => {
           for (const effect of evaluate(e.record, now, this.#lifecycle).due) {
-            if (effect.type === 'destroy') await this.#destroy(e);
-            else await this.#addVersion(e, effect);
+            if (effect.type === 'destroy') {
+              await this.#destroy(e);
+              const { namespace, name, currentVersion: version } = e.record;
+              const trigger = 'deletion-schedule';
+              this.#onScheduledAction?.({ operation: 'destroy', namespace, name, version, trigger });
+            } else await this.#addVersion(e, effect);
           }
         });
       } catch (err) {

@@ -41,6 +41,7 @@ describe('canonical bytes (RFC 8785)', () => {
     const full: RequestEvent = {
       type: 'request',
       requestId: 'abc-1',
+      clientRequestId: 'envoy-7f3a',
       principal: { name: 'system:serviceaccount:a:b', uid: 'u-1', groups: ['g1', 'system:authenticated'] },
       source: '::ffff:10.0.0.1',
       namespace: 'team-a',

@@ -115,6 +115,24 @@ describe('standalone request records', () => {
     expect(rec.principal).toBeDefined();
   });
 
+  it('answers with its own x-request-id, and keeps a caller’s own id as clientRequestId', async () => {
+    const sent = await t.call('GET', `${KEYS}/orders`, undefined, { 'x-request-id': 'envoy-7f3a-0001' });
+    const id = sent.headers.get('x-request-id');
+    expect(id).not.toBe('envoy-7f3a-0001');
+    expect(await recordOf(sent.headers)).toMatchObject({ requestId: id, clientRequestId: 'envoy-7f3a-0001' });
+    // Ids that are not 1 to 128 visible ASCII characters are left out, never cut or escaped.
+    for (const bad of ['a'.repeat(129), 'has space', 'tab\there']) {
+      const r = await t.call('GET', `${KEYS}/orders`, undefined, { 'x-request-id': bad });
+      expect((await recordOf(r.headers)).clientRequestId).toBeUndefined();
+    }
+    // 401s carry an id too.
+    const refused = await fetch(`${t.url}${KEYS}`, { headers: { 'x-request-id': 'lb-1' } });
+    expect(await recordOf(refused.headers)).toMatchObject({
+      outcome: 'UNAUTHENTICATED',
+      clientRequestId: 'lb-1',
+    });
+  });
+
   it('does not record probes, metrics or unknown routes', async () => {
     const before = (await records()).length;
     await fetch(`${t.url}/livez`);

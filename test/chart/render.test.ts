@@ -690,3 +690,18 @@ describe('the CA in every namespace that holds a Key (issue #17)', () => {
     );
   });
 });
+
+describe('the audit logs (issue #13)', () => {
+  it('are on by default (engine and operator, stdout) and each can be turned off', async () => {
+    const on = await render({});
+    expect(args(find(on, 'Deployment', OPERATOR))).not.toContain('--no-audit');
+    expect(args(find(on, 'Deployment', ENGINE))).not.toContain('--no-audit');
+    const off = await render({
+      operator: { audit: { enabled: false } },
+      engine: { audit: { enabled: false } },
+    });
+    expect(args(find(off, 'Deployment', OPERATOR))).toContain('--no-audit');
+    expect(args(find(off, 'Deployment', ENGINE))).toContain('--no-audit');
+    expect(args(find(off, 'Deployment', ENGINE))).not.toContain('--audit-required');
+  });
+});

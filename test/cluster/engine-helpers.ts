@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, type V1Secret } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
+import { type AuditConfig, defaultAuditConfig } from '../../engine/audit/config.ts';
 import { fingerprint } from '../../engine/crypto/fingerprint.ts';
 import { generateMaterial } from '../../engine/crypto/material.ts';
 import { wrapMaterial } from '../../engine/crypto/wrap.ts';
@@ -246,6 +247,19 @@ export async function saToken(namespace: string, sa: string, audience?: string):
   return (await kubectl(args)).stdout.trim();
 }
 
+/**
+ * Audit settings for an engine run inside the test process: the log stays on, as in production,
+ * but goes to segment files in a temp dir instead of stdout, where its lines (thousands in a
+ * load test) would bury the test output. Tests may read and verify the files.
+ */
+export function fileAudit(): AuditConfig & { dir: string } {
+  return {
+    ...defaultAuditConfig(),
+    stdout: false,
+    dir: mkdtempSync(join(tmpdir(), 'keyward-engine-audit-')),
+  };
+}
+
 /** A spawned engine process. */
 export interface EngineProcess {
   url: string;
@@ -278,12 +292,17 @@ export async function spawnEngine(args: string[]): Promise<EngineProcess> {
     err += d.toString();
   });
   const line = await new Promise<string>((resolve, reject) => {
-    let out = '';
+    let out: string | undefined = '';
     child.stdout?.on('data', (d: Buffer) => {
+      // Audit records (JSON lines too) share stdout: once the listening line is found, the rest is
+      // read and dropped rather than kept for the whole life of the process.
+      if (out === undefined) return;
       out += d.toString();
-      // The listening line; audit records (JSON lines too) share stdout.
       const line = out.split('\n').find((l) => l.startsWith('{"url"'));
-      if (line !== undefined) resolve(line);
+      if (line !== undefined) {
+        out = undefined;
+        resolve(line);
+      }
     });
     child.once('exit', (code) => reject(new Error(`engine exited ${code}: ${err}`)));
   });

@@ -6,6 +6,7 @@
  * Also: the decision caches (allow and deny) spare the apiserver repeated reviews.
  */
 import type { KeyObject } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
@@ -20,6 +21,7 @@ import {
   call,
   createKey,
   engineServiceAccount,
+  fileAudit,
   keyPath,
   operatorNamespace,
   saToken,
@@ -33,6 +35,7 @@ let ns: string;
 let engineKubeconfig: string;
 let appToken: string;
 const running: RunningClusterEngine[] = [];
+const auditDirs: Array<ReturnType<typeof fileAudit>> = [];
 const sockets: Socket[] = [];
 let hanging: Server;
 let hangingPort: number;
@@ -53,6 +56,7 @@ async function freePort(): Promise<number> {
 }
 
 async function engineWithAuthAt(server: string): Promise<RunningClusterEngine & { ca: string }> {
+  auditDirs.push(fileAudit());
   const engine = await runClusterEngine({
     kubeconfig: engineKubeconfig,
     namespace: op.namespace,
@@ -61,6 +65,7 @@ async function engineWithAuthAt(server: string): Promise<RunningClusterEngine & 
     threads: 1,
     authKubeConfig: kubeConfigFor(writeKubeconfig(server, 'unused-token', 'dead')),
     auth: { requestTimeoutMs: 1_000 },
+    audit: auditDirs.at(-1)!,
     logger: silent,
   });
   running.push(engine);
@@ -93,6 +98,7 @@ afterAll(async () => {
   for (const e of running) await e.close();
   for (const s of sockets) s.destroy();
   await new Promise((r) => hanging?.close(r));
+  for (const a of auditDirs) rmSync(a.dir, { recursive: true, force: true });
 });
 
 describe('auth fails closed', () => {

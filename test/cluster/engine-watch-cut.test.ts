@@ -7,8 +7,11 @@
  * watches were down must stop working once the relist shows it gone.
  */
 import type { KeyObject } from 'node:crypto';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { checkpointKeys, expandInputs, verifyFiles } from '../../engine/audit/verify-files.ts';
 import { type RunningClusterEngine, runClusterEngine } from '../../engine/cluster/main.ts';
 import {
   applyKeyCrd,
@@ -17,6 +20,7 @@ import {
   core,
   createKey,
   engineServiceAccount,
+  fileAudit,
   keyPath,
   operatorNamespace,
 } from './engine-helpers.ts';
@@ -34,6 +38,7 @@ let op: { namespace: string; master: KeyObject };
 let ns: string;
 let engine: RunningClusterEngine & { ca: string };
 let proxy: TcpProxy;
+const audit = fileAudit();
 
 beforeAll(async () => {
   await applyKeyCrd();
@@ -48,6 +53,7 @@ beforeAll(async () => {
     port: 0,
     threads: 1,
     insecureNoAuth: true,
+    audit,
     logger: pino({ level: 'silent' }),
   });
   engine = { ...running, ca: running.tls!.cert };
@@ -57,6 +63,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await engine?.close();
   proxy?.close();
+  rmSync(audit.dir, { recursive: true, force: true });
 });
 
 const encrypt = (name: string) =>
@@ -92,4 +99,24 @@ it('keeps serving every key through watch cuts, and applies a deletion made mean
   expect(statuses.length).toBeGreaterThan(20);
   expect(statuses.filter((s) => s !== 200)).toEqual([]);
   expect(engine.backend.ready()).toBe(true);
+
+  // The audit log kept recording through the cuts: one ok record per request served, in a
+  // chain that verifies (closed, with the master key) once the engine stops.
+  await engine.close();
+  const report = await verifyFiles(await expandInputs([audit.dir]), {
+    keys: await checkpointKeys([op.master]),
+    open: false,
+    allowPruned: false,
+    skipForeignLines: false,
+  });
+  expect(report.finding).toBeUndefined();
+  expect(report.valid).toBe(true);
+  const served = readdirSync(audit.dir)
+    .flatMap((f) => readFileSync(join(audit.dir, f), 'utf8').split('\n'))
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as { key?: string; operation?: string; outcome?: string })
+    .filter(
+      (r) => (r.key === 'cut-a' || r.key === 'cut-b') && r.operation === 'encrypt' && r.outcome === 'ok',
+    );
+  expect(served.length).toBe(statuses.length);
 }, 90_000);

@@ -32,6 +32,7 @@ export async function startTestServer(
     dataDir?: string;
     region?: string;
     deletionDelayMs?: number;
+    nonceBudget?: number;
     tls?: TlsMode;
     requestTimeoutMs?: number;
   } = {},
@@ -47,6 +48,7 @@ export async function startTestServer(
     threads: 1,
     ...(opts.region === undefined ? {} : { region: opts.region }),
     ...(opts.deletionDelayMs === undefined ? {} : { deletionDelayMs: opts.deletionDelayMs }),
+    ...(opts.nonceBudget === undefined ? {} : { nonceBudget: opts.nonceBudget }),
     ...(opts.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: opts.requestTimeoutMs }),
   });
   const token = server.token.token;

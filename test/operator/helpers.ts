@@ -186,8 +186,10 @@ export interface OperatorProcess {
   identity: string;
   /** Resolves with the metrics port once the server listens. */
   port: Promise<number>;
-  /** Output so far (pino JSON lines). */
+  /** Output so far (pino JSON lines on stderr, audit records on stdout). */
   logs: () => string;
+  /** Its stdout so far: the audit records only (logs go to stderr). */
+  stdout: () => string;
   /** Sends `signal` and waits for the exit. */
   kill: (signal?: NodeJS.Signals) => Promise<void>;
 }
@@ -267,7 +269,11 @@ export function startOperator(o: StartOptions): OperatorProcess {
     const m = /"port":(\d+),"msg":"health server listening"/.exec(out);
     if (m) resolvePort(Number(m[1]));
   };
-  child.stdout?.on('data', onData);
+  let stdout = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+    onData(chunk);
+  });
   child.stderr?.on('data', onData);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return {
@@ -275,6 +281,7 @@ export function startOperator(o: StartOptions): OperatorProcess {
     identity: o.identity,
     port,
     logs: () => out,
+    stdout: () => stdout,
     kill: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;

@@ -4,6 +4,7 @@
  * finishes the rotation (PRODUCT.md §4.3, issue 11).
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -200,6 +201,23 @@ describe('keyward master-key rotate', { timeout: 300_000 }, () => {
     const audit = await runCli(['audit', 'verify', '--data-dir', dataDir]);
     expect(audit.code, audit.out + audit.stderr).toBe(0);
     expect(audit.out).toMatch(/^valid: .* \([1-9]\d* MACs checked\)/);
+    // The rotation itself is in the log (issue #13: master-key rotation), after the server's
+    // records, sealed by a checkpoint under the new master-key version.
+    const records = (await readdir(join(dataDir, 'audit')))
+      .sort()
+      .flatMap((f) => readFileSync(join(dataDir, 'audit', f), 'utf8').split('\n'))
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const rotation = records.filter((r) => r.operation === 'rotate-master-key');
+    expect(rotation).toHaveLength(1);
+    expect(rotation[0]).toMatchObject({
+      type: 'operator',
+      trigger: 'keyward master-key rotate',
+      outcome: 'ok',
+      detail: 'master-key version 2; 43 key record(s) re-wrapped; version(s) 1 retired',
+    });
+    expect(rotation[0]?.actor).toMatch(/^.+@.+$/);
+    expect(records.at(-1)).toMatchObject({ type: 'checkpoint', reason: 'close' });
     // And again (with the key made since): version 3, version 2 retired.
     const again = await runCli(['master-key', 'rotate', '--data-dir', dataDir]);
     expect(again.out).toMatch(/version 3 .* \(44 key record\(s\) re-wrapped/);
