@@ -118,7 +118,12 @@ export class KeyController {
     master.mismatched = anyMaterialMismatch(o.caches.secrets.list(), master.set, master.secretName);
     const known = master.set;
     if (known !== undefined)
-      o.audit?.masterKeyKnown(known.key(known.current)!, master.created, term.identity, master.secretName);
+      o.audit?.masterKeyKnown(
+        known.key(known.current)!,
+        master.created,
+        term.identity,
+        o.masterKeySecret ?? MASTER_KEY_SECRET,
+      );
     const store = new MaterialStore(
       core,
       o.namespace,
