@@ -22,6 +22,7 @@ import type {
 } from '../engine.ts';
 import type { KeyOperation } from '../keys/model.ts';
 import { countsNonces } from '../keys/nonce-budget.ts';
+import { isKeyRevoked } from '../pool/crypto-pool.ts';
 
 /** See the module comment. Subclasses supply `usableRing` and `recordUse`. */
 export abstract class CryptoBackend {
@@ -51,7 +52,19 @@ export abstract class CryptoBackend {
     operation: KeyOperation,
     run: (ring: KeyRing) => Promise<T> | T,
   ): Promise<T> {
-    const out = await run(this.usableRing(namespace, name));
+    const ring = this.usableRing(namespace, name);
+    let out: T;
+    try {
+      out = await run(ring);
+    } catch (err) {
+      // The ring was revoked while the operation waited. If the key is still usable under a new
+      // ring (its material was re-read: a master-key rotation re-wrapped it), run once more;
+      // a key really disabled or destroyed makes usableRing throw why.
+      if (!isKeyRevoked(err)) throw err;
+      const again = this.usableRing(namespace, name);
+      if (again === ring) throw err;
+      out = await run(again);
+    }
     this.recordUse(namespace, name, operation, 1);
     return out;
   }
