@@ -5,7 +5,15 @@
  * every key version unwraps under the new master-key version to the very bytes it held before,
  * the old version is retired from the master-key Secret, and ciphertexts made before the
  * rotation decrypt through the engine.
+ *
+ * The engine's audit chain then holds checkpoints under both master-key versions; the retired
+ * version's checkpoint key was kept in the Secret, so `keyward audit verify --master-key-secret -`
+ * verifies the whole chain from the Secret alone (as kubectl prints it).
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unwrapMaterial, wrappedMasterKeyVersion } from '../../engine/crypto/wrap.ts';
@@ -28,6 +36,7 @@ import {
   isReady,
   keyManifest,
   type OperatorProcess,
+  ROOT,
   startOperator,
   waitForKey,
 } from './helpers.ts';
@@ -38,6 +47,7 @@ let opNs: string;
 let op: OperatorProcess | undefined;
 let engine: EngineProcess | undefined;
 let token: string;
+let auditDir: string;
 
 const core = (): CoreV1Api => makeKubeConfig().makeApiClient(CoreV1Api);
 const names = Array.from({ length: KEYS }, (_, i) => `mk${String(i).padStart(2, '0')}`);
@@ -76,6 +86,7 @@ beforeAll(async () => {
     `--serviceaccount=${ns}:app`,
   ]);
   token = await saToken(ns, 'app', 'keyward');
+  auditDir = mkdtempSync(join(tmpdir(), 'kw-mkk-audit-'));
   engine = await spawnEngine([
     '--kubeconfig',
     engineKubeconfig(opNs),
@@ -85,14 +96,26 @@ beforeAll(async () => {
     'engine-mkk',
     '--master-key-poll',
     '300ms',
-    '--no-audit',
+    '--audit-dir',
+    auditDir,
+    '--audit-checkpoint-interval',
+    '200ms',
   ]);
 }, 120_000);
 
 afterAll(async () => {
   await engine?.stop();
   await op?.kill();
+  if (auditDir !== undefined) rmSync(auditDir, { recursive: true, force: true });
 });
+
+/** `keyward audit verify` as a user runs it, `input` on its standard input. */
+const verifyCli = (args: string[], input: string) =>
+  spawnSync(process.execPath, [join(ROOT, 'engine', 'cli', 'main.ts'), 'audit', 'verify', ...args], {
+    encoding: 'utf8',
+    input,
+    timeout: 60_000,
+  });
 
 /** Every material Secret of the test, decoded. */
 async function materials(): Promise<StoredKey[]> {
@@ -218,5 +241,42 @@ describe('cluster master-key rotation under kill -9', () => {
       );
       expect(isReady(k)).toBe(true);
     }
+  });
+  it('the engine audit chain, checkpoints under the retired and the current version, verifies from the Secret alone', async () => {
+    await engine!.stop();
+    const secretJson = (await kubectl(['get', 'secret', MASTER_KEY_SECRET, '-n', opNs, '-o', 'json'])).stdout;
+    const secret = JSON.parse(secretJson);
+    // Version 1 is retired: its key is gone, its checkpoint key is kept.
+    expect(secret.data['master.key']).toBeUndefined();
+    expect(secret.data['audit.key.v1']).toBeDefined();
+    expect(Buffer.from(secret.data['audit.key.v1'], 'base64').length).toBe(40);
+    // The chain holds checkpoints under two key ids (version 1 before, version 2 after).
+    const keyIds = new Set<string>();
+    for (const f of readdirSync(auditDir).sort())
+      for (const line of readFileSync(join(auditDir, f), 'utf8').split('\n')) {
+        if (line === '') continue;
+        const r = JSON.parse(line) as { type?: string; keyId?: string };
+        if (r.type === 'checkpoint' && r.keyId !== undefined) keyIds.add(r.keyId);
+      }
+    expect(keyIds.size).toBe(2);
+
+    const ok = verifyCli(['--master-key-secret', '-', '-o', 'json', auditDir], secretJson);
+    expect(ok.status, ok.stderr + ok.stdout).toBe(0);
+    const report = JSON.parse(ok.stdout);
+    expect(report.valid).toBe(true);
+    expect(report.macsChecked).toBe(report.checkpoints);
+    expect(report.checkpoints).toBeGreaterThanOrEqual(3);
+    // Without the kept checkpoint key, the checkpoints of version 1 cannot be verified.
+    const { 'audit.key.v1': _kept, ...rest } = secret.data;
+    const stripped = verifyCli(
+      ['--master-key-secret', '-', auditDir],
+      JSON.stringify({ ...secret, data: rest }),
+    );
+    expect(stripped.status).toBe(2);
+    expect(stripped.stdout + stripped.stderr).toMatch(/no master key given matches key id/);
+    // Not a Secret: a one-line error, exit 2.
+    const bad = verifyCli(['--master-key-secret', '-', auditDir], 'apiVersion: v1');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/is not JSON/);
   });
 });
