@@ -144,11 +144,40 @@ export abstract class CryptoBackend {
     op: O,
     items: BatchInputs[O][],
   ): Promise<BatchItemResult<BatchOutputs[O]>[]> {
-    let ring = this.usableRing(namespace, name);
-    // Random nonces are counted before the encryptions run (an over-count when items fail).
-    if (op === 'encrypt' || op === 're-encrypt')
-      ring = await this.#sealing(namespace, name, ring, items.length);
-    const results = await this.engine.batch(op, ring, items);
+    const run = async (ring: KeyRing, of: BatchInputs[O][]): Promise<BatchItemResult<BatchOutputs[O]>[]> => {
+      // Random nonces are counted before the encryptions run (an over-count when items fail).
+      const sealing =
+        op === 'encrypt' || op === 're-encrypt'
+          ? await this.#sealing(namespace, name, ring, of.length)
+          : ring;
+      return this.engine.batch(op, sealing, of);
+    };
+    const ring = this.usableRing(namespace, name);
+    let results: BatchItemResult<BatchOutputs[O]>[];
+    try {
+      results = await run(ring, items);
+    } catch (err) {
+      // As in #used: a ring replaced meanwhile (same material re-read) runs once more.
+      if (!isKeyRevoked(err)) throw err;
+      const again = this.usableRing(namespace, name);
+      if (again === ring) throw err;
+      results = await run(again, items);
+    }
+    // Items refused because the ring was revoked in the queue: once more on the new ring, if any.
+    const revoked = results.flatMap((r, i) => (!r.ok && isKeyRevoked(r.error) ? [i] : []));
+    if (revoked.length > 0) {
+      const again = this.usableRing(namespace, name);
+      if (again !== ring) {
+        const retried = await run(
+          again,
+          revoked.map((i) => items[i]!),
+        );
+        results = [...results];
+        revoked.forEach((i, j) => {
+          results[i] = retried[j]!;
+        });
+      }
+    }
     let ok = 0;
     for (const r of results) if (r.ok) ok++;
     if (ok > 0) this.recordUse(namespace, name, op, ok);

@@ -74,6 +74,10 @@ describe('a ring replaced while its operation waits', () => {
       const pendingEncrypt = backend.encrypt('default', 'swapped', { plaintext: Buffer.from('new') });
       backend.replace();
       expect((await pendingDecrypt).plaintext.toString()).toBe('kept');
+      const pendingBatch = backend.batch('default', 'swapped', 'decrypt', [{ ciphertext }, { ciphertext }]);
+      backend.replace();
+      const batch = await pendingBatch;
+      expect(batch.map((r) => r.ok)).toEqual([true, true]);
       const sealed = await pendingEncrypt;
       expect((await backend.decrypt('default', 'swapped', sealed)).plaintext.toString()).toBe('new');
     } finally {
