@@ -6,12 +6,13 @@
  * the old version is retired from the master-key Secret, and ciphertexts made before the
  * rotation decrypt through the engine.
  *
- * The engine's audit chain then holds checkpoints under both master-key versions; the retired
- * version's checkpoint key was kept in the Secret, so `keyward audit verify --master-key-secret -`
- * verifies the whole chain from the Secret alone (as kubectl prints it).
+ * The engine's audit chain then holds checkpoints under both master-key versions, the killed
+ * operator's under the retired one; the retired version's checkpoint key was kept in the Secret,
+ * so `keyward audit verify --master-key-secret` verifies every chain from the Secret alone (as
+ * kubectl prints it).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
@@ -58,13 +59,23 @@ const operator = (identity: string): OperatorProcess =>
     watchNs: ns,
     identity,
     // One worker re-wraps one Key at a time, so the kill lands part-way.
-    extra: ['--master-key-poll', '300ms', '--workers', '1'],
+    extra: [
+      '--master-key-poll',
+      '300ms',
+      '--workers',
+      '1',
+      '--audit-dir',
+      join(auditDir, identity),
+      '--audit-checkpoint-interval',
+      '200ms',
+    ],
   });
 
 beforeAll(async () => {
   await installCrd();
   ns = await createNamespace('kw-mkk');
   opNs = await createOperatorNamespace('kw-mkk-op');
+  auditDir = mkdtempSync(join(tmpdir(), 'kw-mkk-audit-'));
   op = operator('mkk-op-1');
   await kubectl(['create', 'serviceaccount', 'app', '-n', ns]);
   await kubectl(['apply', '-n', ns, '-f', '-'], {
@@ -86,7 +97,6 @@ beforeAll(async () => {
     `--serviceaccount=${ns}:app`,
   ]);
   token = await saToken(ns, 'app', 'keyward');
-  auditDir = mkdtempSync(join(tmpdir(), 'kw-mkk-audit-'));
   engine = await spawnEngine([
     '--kubeconfig',
     engineKubeconfig(opNs),
@@ -97,7 +107,7 @@ beforeAll(async () => {
     '--master-key-poll',
     '300ms',
     '--audit-dir',
-    auditDir,
+    join(auditDir, 'engine'),
     '--audit-checkpoint-interval',
     '200ms',
   ]);
@@ -242,8 +252,10 @@ describe('cluster master-key rotation under kill -9', () => {
       expect(isReady(k)).toBe(true);
     }
   });
-  it('the engine audit chain, checkpoints under the retired and the current version, verifies from the Secret alone', async () => {
+  it('the audit chains (engine: checkpoints under the retired and the current version; the killed operator: under the retired one) verify from the Secret alone', async () => {
     await engine!.stop();
+    await op!.kill();
+    const engineDir = join(auditDir, 'engine');
     const secretJson = (await kubectl(['get', 'secret', MASTER_KEY_SECRET, '-n', opNs, '-o', 'json'])).stdout;
     const secret = JSON.parse(secretJson);
     // Version 1 is retired: its key is gone, its checkpoint key is kept.
@@ -252,30 +264,44 @@ describe('cluster master-key rotation under kill -9', () => {
     expect(Buffer.from(secret.data['audit.key.v1'], 'base64').length).toBe(40);
     // The chain holds checkpoints under two key ids (version 1 before, version 2 after).
     const keyIds = new Set<string>();
-    for (const f of readdirSync(auditDir).sort())
-      for (const line of readFileSync(join(auditDir, f), 'utf8').split('\n')) {
+    for (const f of readdirSync(engineDir).sort())
+      for (const line of readFileSync(join(engineDir, f), 'utf8').split('\n')) {
         if (line === '') continue;
         const r = JSON.parse(line) as { type?: string; keyId?: string };
         if (r.type === 'checkpoint' && r.keyId !== undefined) keyIds.add(r.keyId);
       }
     expect(keyIds.size).toBe(2);
 
-    const ok = verifyCli(['--master-key-secret', '-', '-o', 'json', auditDir], secretJson);
+    const ok = verifyCli(['--master-key-secret', '-', '-o', 'json', engineDir], secretJson);
     expect(ok.status, ok.stderr + ok.stdout).toBe(0);
     const report = JSON.parse(ok.stdout);
     expect(report.valid).toBe(true);
     expect(report.macsChecked).toBe(report.checkpoints);
     expect(report.checkpoints).toBeGreaterThanOrEqual(3);
+    // The operators' chains: the first, killed with SIGKILL (open), keyed by version 1, retired
+    // since; the second, stopped (closed). A saved copy of the Secret serves as well as stdin.
+    const saved = join(auditDir, 'master-key-secret.json');
+    writeFileSync(saved, secretJson, { mode: 0o600 });
+    for (const [dir, extra] of [
+      ['mkk-op-1', ['--open']],
+      ['mkk-op-2', []],
+    ] as const) {
+      const r = verifyCli(['--master-key-secret', saved, ...extra, '-o', 'json', join(auditDir, dir)], '');
+      expect(r.status, `${dir}: ${r.stderr}${r.stdout}`).toBe(0);
+      const rep = JSON.parse(r.stdout);
+      expect(rep.checkpoints).toBeGreaterThan(0);
+      expect(rep.macsChecked).toBe(rep.checkpoints);
+    }
     // Without the kept checkpoint key, the checkpoints of version 1 cannot be verified.
     const { 'audit.key.v1': _kept, ...rest } = secret.data;
     const stripped = verifyCli(
-      ['--master-key-secret', '-', auditDir],
+      ['--master-key-secret', '-', engineDir],
       JSON.stringify({ ...secret, data: rest }),
     );
     expect(stripped.status).toBe(2);
     expect(stripped.stdout + stripped.stderr).toMatch(/no master key given matches key id/);
     // Not a Secret: a one-line error, exit 2.
-    const bad = verifyCli(['--master-key-secret', '-', auditDir], 'apiVersion: v1');
+    const bad = verifyCli(['--master-key-secret', '-', engineDir], 'apiVersion: v1');
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/is not JSON/);
   });
