@@ -9,7 +9,7 @@ import { DATA_KEY_BITS } from './crypto/limits.ts';
 import type { SignatureAlgorithm } from './crypto/signing.ts';
 import { invalidArgument, invalidCiphertext, KeywardError } from './errors.ts';
 import type { KeyOperation, KeyUsage } from './keys/model.ts';
-import type { ItemFields, ItemOutcome } from './pool/crypto-pool.ts';
+import { type ItemFields, type ItemOutcome, keyRevoked } from './pool/crypto-pool.ts';
 import { ITEM_INVALID, type TaskKey, type TaskParams, type WorkerOp } from './pool/protocol.ts';
 
 /** The versions of one key, as the service resolves them. The engine never sees wrapped blobs. */
@@ -159,7 +159,9 @@ export function taskKey(ring: KeyRing, version: number): TaskKey | undefined {
 
 function currentKey(ring: KeyRing): TaskKey {
   const key = taskKey(ring, ring.currentVersion);
-  if (key === undefined) throw new KeywardError('INTERNAL', 'the current key version is unavailable');
+  // A ring's current version is missing only once its material was dropped (destroyed, or
+  // replaced by a re-read): the same answer as a task whose key was revoked in the queue.
+  if (key === undefined) throw keyRevoked();
   return key;
 }
 

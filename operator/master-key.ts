@@ -214,7 +214,7 @@ export class MasterKeyWatch {
  * the state: a new value of the annotation keyward.io/rotate-master-key adds a new master-key
  * version and makes it current (one conditional write, which also records the value as handled);
  * every Key is then re-wrapped by its next reconcile (operator/reconciler.ts); a version nothing
- * is wrapped under any more is removed from the Secret. A killed operator resumes from what the
+ * is wrapped under any more is removed from the Secret, its audit checkpoint key kept there. A killed operator resumes from what the
  * Secret and the material Secrets show. Returns true when it wrote the Secret.
  */
 export async function rotateOrRetireStep(
@@ -261,7 +261,8 @@ export async function rotateOrRetireStep(
   await write({ ...secret, data: withoutMasterKeyVersions(secret.data ?? {}, set, retire) });
   log.warn(
     { retired: [...retire], current: set.current },
-    `master-key version(s) ${[...retire].join(', ')} retired: nothing is wrapped under them any more`,
+    `master-key version(s) ${[...retire].join(', ')} retired: nothing is wrapped under them any more ` +
+      '(their audit checkpoint keys are kept in the Secret, so older checkpoints still verify)',
   );
   return true;
 }

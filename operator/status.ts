@@ -1,10 +1,13 @@
 /**
  * The pure projection of a Key's stored material into its `status` (PRODUCT.md §8). All
  * conditions go through `setConditions`, so their lastTransitionTime only moves when their
- * status does. Nothing secret is read or written here: the record's wrapped material is ignored.
+ * status does. Nothing secret is read or written here: of the wrapped material only the
+ * master-key version in its header is read (`masterKeyVersion`).
  */
+
+import { wrappedMasterKeyVersion } from '../engine/crypto/wrap.ts';
 import { nextRotationTime } from '../engine/keys/lifecycle.ts';
-import type { KeyResource, KeyResourceStatus } from '../engine/kube/key-resource.ts';
+import type { KeyResource, KeyResourceStatus, KeyStatusVersion } from '../engine/kube/key-resource.ts';
 import { toKubeTime } from '../engine/kube/key-resource.ts';
 import type { StoredKey } from '../engine/kube/material-secret.ts';
 import { setConditions } from './conditions.ts';
@@ -92,9 +95,16 @@ export function buildStatus(
     ),
     state: r.state,
     currentVersion: r.currentVersion,
-    versions: r.versions.map((v) => ({ version: v.version, createdTime: toKubeTime(v.createdTime) })),
+    versions: r.versions.map((v) => {
+      const m = v.wrapped === '' ? undefined : wrappedMasterKeyVersion(v.wrapped);
+      const out: KeyStatusVersion = { version: v.version, createdTime: toKubeTime(v.createdTime) };
+      if (m !== undefined) out.masterKeyVersion = m;
+      return out;
+    }),
     createdTime: toKubeTime(r.createdTime),
   };
+  const wrapping = status.versions?.find((v) => v.version === r.currentVersion)?.masterKeyVersion;
+  if (wrapping !== undefined) status.masterKeyVersion = wrapping;
   const next = nextRotationTime(r);
   if (next !== undefined) status.nextRotationTime = toKubeTime(next);
   if (scheduled !== undefined) status.deletionScheduledTime = scheduled;

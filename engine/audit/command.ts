@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { CliError } from '../cli/client.ts';
 import { MASTER_KEY_ENV, MASTER_KEY_FILE } from '../store/master-key.ts';
+import { readSecretCheckpointKeys } from './secret-keys.ts';
 import type { VerifyReport } from './verify.ts';
 import {
   AUDIT_DIR,
@@ -19,6 +20,7 @@ import {
 interface VerifyFlags {
   dataDir?: string;
   masterKeyFile: string[];
+  masterKeySecret: string[];
   chainOnly?: boolean;
   open?: boolean;
   allowPruned?: boolean;
@@ -61,6 +63,12 @@ export function auditCommand(): Command {
           (v: string, all: string[]) => [...all, v],
           [] as string[],
         )
+        .option(
+          '--master-key-secret <file>',
+          "a cluster's master-key Secret as `kubectl get secret keyward-master-key -n NS -o json` prints it (- reads standard input): every master-key version it holds and the audit keys it kept for retired ones; repeatable",
+          (v: string, all: string[]) => [...all, v],
+          [] as string[],
+        )
         .option('--chain-only', 'check the hash chain without a master key (checkpoint MACs are not checked)')
         .option('--open', 'accept a log without a closing checkpoint: its writer is running, or crashed')
         .option('--allow-pruned', 'accept chains whose oldest segment files were removed on purpose')
@@ -94,15 +102,26 @@ async function runVerify(paths: string[], flags: VerifyFlags): Promise<number> {
       else if (keyFiles.length === 0)
         throw new VerifyInputError(`${own} does not exist: give --master-key-file`);
     }
-    if (flags.chainOnly && flags.masterKeyFile.length > 0) {
-      throw new VerifyInputError('--chain-only and --master-key-file exclude each other');
-    }
-    if (!flags.chainOnly && keyFiles.length === 0) {
+    const secrets = flags.masterKeySecret;
+    if (flags.chainOnly && (flags.masterKeyFile.length > 0 || secrets.length > 0)) {
       throw new VerifyInputError(
-        'checkpoint MACs need the master key: give --data-dir or --master-key-file (or --chain-only to check the chain alone)',
+        '--chain-only and --master-key-file or --master-key-secret exclude each other',
       );
     }
-    const keys = flags.chainOnly ? undefined : (await Promise.all(keyFiles.map(readCheckpointKeys))).flat();
+    if (secrets.filter((s) => s === '-').length > 1) {
+      throw new VerifyInputError('--master-key-secret - (standard input) can be given once');
+    }
+    if (!flags.chainOnly && keyFiles.length === 0 && secrets.length === 0) {
+      throw new VerifyInputError(
+        'checkpoint MACs need the master key: give --data-dir, --master-key-file or --master-key-secret (or --chain-only to check the chain alone)',
+      );
+    }
+    const keys = flags.chainOnly
+      ? undefined
+      : [
+          ...(await Promise.all(keyFiles.map(readCheckpointKeys))).flat(),
+          ...(await Promise.all(secrets.map(readSecretCheckpointKeys))).flat(),
+        ];
     const report = await verifyFiles(await expandInputs(inputs), {
       keys,
       open: flags.open === true,

@@ -63,6 +63,8 @@ export interface KeyStatusVersion {
   version: number;
   /** RFC 3339 creation time. */
   createdTime: string;
+  /** The master-key version wrapping this version's material (absent when erased). */
+  masterKeyVersion?: number;
 }
 
 /** `status` of a Key (PRODUCT.md §8). */
@@ -75,6 +77,8 @@ export interface KeyResourceStatus {
   currentVersion?: number;
   /** Every version, oldest first. */
   versions?: KeyStatusVersion[];
+  /** The master-key version wrapping the current version's material (see the CRD). */
+  masterKeyVersion?: number;
   /** When the material was first created. */
   createdTime?: string;
   /** The next automatic rotation, if one is scheduled. */

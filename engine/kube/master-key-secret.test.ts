@@ -1,5 +1,6 @@
 import { createSecretKey, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { checkpointKeyMaterial } from '../audit/checkpoint-key.ts';
 import { masterKeyCheckValue } from '../crypto/master-keys.ts';
 import { wrapMaterial } from '../crypto/wrap.ts';
 import { createKeyRecord } from '../keys/lifecycle.ts';
@@ -10,6 +11,8 @@ import {
   masterKeyMismatch,
   masterKeysFromSecret,
   recordChecks,
+  retiredAuditKeysFromSecret,
+  withoutMasterKeyVersions,
 } from './master-key-secret.ts';
 import type { StoredKey } from './material-secret.ts';
 
@@ -110,5 +113,40 @@ describe('masterKeyMismatch', () => {
   it('recordChecks keeps a recorded check value (a write never vouches for material it did not wrap)', () => {
     const s = { ...storedUnder(right), masterKeyChecks: { '1': 'recorded' } };
     expect(recordChecks(s, set(wrong))).toEqual({ '1': 'recorded' });
+  });
+});
+
+describe('retiring a master-key version', () => {
+  it('erases the key and keeps its audit checkpoint key (audit.key.v<N>: 32 key bytes and the 8-byte id)', () => {
+    const v1 = randomBytes(32);
+    const v2 = randomBytes(32);
+    const data = {
+      [MASTER_KEY_ENTRY]: b64(v1),
+      [masterKeyEntry(2)]: b64(v2),
+      [MASTER_KEY_CURRENT_ENTRY]: b64(Buffer.from('2')),
+    };
+    const held = masterKeysFromSecret({ data });
+    const after = withoutMasterKeyVersions(data, held, new Set([1, 2]));
+    // The current version is never retired; version 1's key is gone, its audit key kept.
+    expect(after[MASTER_KEY_ENTRY]).toBeUndefined();
+    expect(after[masterKeyEntry(2)]).toBe(b64(v2));
+    expect(JSON.stringify(after)).not.toContain(b64(v1));
+    const kept = retiredAuditKeysFromSecret({ data: after });
+    const expected = checkpointKeyMaterial(v1);
+    expect(kept).toHaveLength(1);
+    expect(kept[0]?.version).toBe(1);
+    expect(kept[0]?.id).toBe(expected.id);
+    expect(kept[0]?.key.equals(Buffer.from(expected.key))).toBe(true);
+    // The Secret still parses as master keys (the audit entry is not one).
+    expect(masterKeysFromSecret({ data: after }).versions).toEqual([2]);
+  });
+
+  it('refuses a malformed kept audit key, naming the entry, not bytes', () => {
+    expect(() => retiredAuditKeysFromSecret({ data: { 'audit.key.v1': b64(Buffer.alloc(12, 9)) } })).toThrow(
+      'the master-key Secret must hold 40 bytes in data["audit.key.v1"]',
+    );
+    expect(() => retiredAuditKeysFromSecret({ data: { 'audit.key.vx': b64(Buffer.alloc(40)) } })).toThrow(
+      /malformed entry data\["audit.key.vx"\]/,
+    );
   });
 });

@@ -6,7 +6,11 @@
  * `data` entries:
  * - `master.key`: master-key version 1 (32 bytes), the only entry before master-key rotation;
  * - `master.key.v<N>`: master-key version N ≥ 2, added by a cluster master-key rotation;
- * - `current`: the version that wraps new material (decimal); absent: the highest version held.
+ * - `current`: the version that wraps new material (decimal); absent: the highest version held;
+ * - `audit.key.v<N>`: kept when master-key version N is retired: its audit checkpoint key (32
+ *   bytes) ‖ its key id (8 bytes), both HKDF of the retired key (engine/audit/checkpoint-key.ts),
+ *   so `keyward audit verify --master-key-secret` still verifies checkpoints made under N. They
+ *   unwrap nothing; like the standalone master-key file format 2.
  *
  * Each material Secret records the key-check value (engine/crypto/master-keys.ts) of every
  * master-key version its blobs are wrapped under (`StoredKey.masterKeyChecks`). A master-key
@@ -16,6 +20,7 @@
  */
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
+import { checkpointKeyMaterial } from '../audit/checkpoint-key.ts';
 import {
   isMasterKeyVersion,
   MASTER_KEY_BYTES,
@@ -196,9 +201,55 @@ export function withNewMasterKeyVersion(
   };
 }
 
+/** The `data` entry keeping the audit checkpoint key of retired master-key version `version`. */
+export function auditKeyEntry(version: number): string {
+  return `${AUDIT_KEY_PREFIX}${version}`;
+}
+const AUDIT_KEY_PREFIX = 'audit.key.v';
+const AUDIT_KEY_BYTES = 32;
+const AUDIT_ID_BYTES = 8;
+
+/** The audit checkpoint key kept for a retired master-key version. */
+export interface RetiredAuditKey {
+  version: number;
+  /** 32 bytes (a copy: zero it after use). */
+  key: Buffer;
+  /** 16 hex characters, the id its checkpoints carry. */
+  id: string;
+}
+
 /**
- * The Secret's `data` without the master-key versions in `retire` (never the current one).
- * Pure.
+ * The audit checkpoint keys a master-key Secret keeps for retired versions (`audit.key.v<N>`).
+ * Throws on a malformed entry, naming it, never bytes.
+ */
+export function retiredAuditKeysFromSecret(secret: V1Secret): RetiredAuditKey[] {
+  const out: RetiredAuditKey[] = [];
+  for (const [entry, value] of Object.entries(secret.data ?? {})) {
+    if (!entry.startsWith(AUDIT_KEY_PREFIX)) continue;
+    const version = Number(entry.slice(AUDIT_KEY_PREFIX.length));
+    const raw = Buffer.from(value, 'base64');
+    if (!/^[0-9]{1,10}$/.test(entry.slice(AUDIT_KEY_PREFIX.length)) || !isMasterKeyVersion(version)) {
+      raw.fill(0);
+      throw new Error(`the master-key Secret has a malformed entry data["${entry}"]`);
+    }
+    if (raw.length !== AUDIT_KEY_BYTES + AUDIT_ID_BYTES) {
+      raw.fill(0);
+      throw new Error(`the master-key Secret must hold 40 bytes in data["${entry}"]`);
+    }
+    out.push({
+      version,
+      key: Buffer.from(raw.subarray(0, AUDIT_KEY_BYTES)),
+      id: raw.subarray(AUDIT_KEY_BYTES).toString('hex'),
+    });
+    raw.fill(0);
+  }
+  return out.sort((a, b) => a.version - b.version);
+}
+
+/**
+ * The Secret's `data` without the master-key versions in `retire` (never the current one), each
+ * replaced by its audit checkpoint key (`audit.key.v<N>`, see the module comment): the key
+ * itself is erased, checkpoints made under it stay verifiable. Pure.
  */
 export function withoutMasterKeyVersions(
   data: Record<string, string>,
@@ -206,7 +257,18 @@ export function withoutMasterKeyVersions(
   retire: ReadonlySet<number>,
 ): Record<string, string> {
   const out = { ...data };
-  for (const v of retire) if (v !== held.current) delete out[masterKeyEntry(v)];
+  for (const v of retire) {
+    if (v === held.current) continue;
+    const master = held.key(v);
+    if (master !== undefined) {
+      const { key, id } = checkpointKeyMaterial(master);
+      const kept = Buffer.concat([key, Buffer.from(id, 'hex')]);
+      out[auditKeyEntry(v)] = kept.toString('base64');
+      kept.fill(0);
+      key.fill(0);
+    }
+    delete out[masterKeyEntry(v)];
+  }
   return out;
 }
 

@@ -392,9 +392,20 @@ export class CryptoPool {
   }
 }
 
+const REVOKED_MESSAGE = 'the key was disabled or destroyed while the operation was pending';
+
 /** A task whose key was disabled or destroyed before a worker could register it. */
 export function keyRevoked(): KeywardError {
-  return new KeywardError('KEY_STATE', 'the key was disabled or destroyed while the operation was pending');
+  return new KeywardError('KEY_STATE', REVOKED_MESSAGE);
+}
+
+/**
+ * True for `keyRevoked()`'s error: the ring an operation held was revoked meanwhile. That also
+ * happens when the same material was only replaced (a cluster engine re-reads a key re-wrapped
+ * under a new master-key version), so the backend looks again before it answers (crypto-backend.ts).
+ */
+export function isKeyRevoked(err: unknown): boolean {
+  return err instanceof KeywardError && err.code === 'KEY_STATE' && err.message === REVOKED_MESSAGE;
 }
 
 function unpackOutcomes(result: ArrayBuffer): ItemOutcome[] {

@@ -22,6 +22,7 @@ import type {
 } from '../engine.ts';
 import type { KeyOperation } from '../keys/model.ts';
 import { countsNonces } from '../keys/nonce-budget.ts';
+import { isKeyRevoked } from '../pool/crypto-pool.ts';
 
 /** See the module comment. Subclasses supply `usableRing` and `recordUse`. */
 export abstract class CryptoBackend {
@@ -51,7 +52,19 @@ export abstract class CryptoBackend {
     operation: KeyOperation,
     run: (ring: KeyRing) => Promise<T> | T,
   ): Promise<T> {
-    const out = await run(this.usableRing(namespace, name));
+    const ring = this.usableRing(namespace, name);
+    let out: T;
+    try {
+      out = await run(ring);
+    } catch (err) {
+      // The ring was revoked while the operation waited. If the key is still usable under a new
+      // ring (its material was re-read: a master-key rotation re-wrapped it), run once more;
+      // a key really disabled or destroyed makes usableRing throw why.
+      if (!isKeyRevoked(err)) throw err;
+      const again = this.usableRing(namespace, name);
+      if (again === ring) throw err;
+      out = await run(again);
+    }
     this.recordUse(namespace, name, operation, 1);
     return out;
   }
@@ -131,11 +144,40 @@ export abstract class CryptoBackend {
     op: O,
     items: BatchInputs[O][],
   ): Promise<BatchItemResult<BatchOutputs[O]>[]> {
-    let ring = this.usableRing(namespace, name);
-    // Random nonces are counted before the encryptions run (an over-count when items fail).
-    if (op === 'encrypt' || op === 're-encrypt')
-      ring = await this.#sealing(namespace, name, ring, items.length);
-    const results = await this.engine.batch(op, ring, items);
+    const run = async (ring: KeyRing, of: BatchInputs[O][]): Promise<BatchItemResult<BatchOutputs[O]>[]> => {
+      // Random nonces are counted before the encryptions run (an over-count when items fail).
+      const sealing =
+        op === 'encrypt' || op === 're-encrypt'
+          ? await this.#sealing(namespace, name, ring, of.length)
+          : ring;
+      return this.engine.batch(op, sealing, of);
+    };
+    const ring = this.usableRing(namespace, name);
+    let results: BatchItemResult<BatchOutputs[O]>[];
+    try {
+      results = await run(ring, items);
+    } catch (err) {
+      // As in #used: a ring replaced meanwhile (same material re-read) runs once more.
+      if (!isKeyRevoked(err)) throw err;
+      const again = this.usableRing(namespace, name);
+      if (again === ring) throw err;
+      results = await run(again, items);
+    }
+    // Items refused because the ring was revoked in the queue: once more on the new ring, if any.
+    const revoked = results.flatMap((r, i) => (!r.ok && isKeyRevoked(r.error) ? [i] : []));
+    if (revoked.length > 0) {
+      const again = this.usableRing(namespace, name);
+      if (again !== ring) {
+        const retried = await run(
+          again,
+          revoked.map((i) => items[i]!),
+        );
+        results = [...results];
+        revoked.forEach((i, j) => {
+          results[i] = retried[j]!;
+        });
+      }
+    }
     let ok = 0;
     for (const r of results) if (r.ok) ok++;
     if (ok > 0) this.recordUse(namespace, name, op, ok);

@@ -257,6 +257,12 @@ describe('master-key rotation in the cluster', () => {
       }
     })();
     const before = await core().readNamespacedSecret({ name: MASTER_KEY_SECRET, namespace: opNs });
+    // Status shows the master-key version that wraps each key (version 1 before the rotation).
+    for (const name of ['rka', 'rkb']) {
+      const key = await getKey(ns, name);
+      expect(key?.status?.masterKeyVersion).toBe(1);
+      expect(key?.status?.versions?.map((v) => v.masterKeyVersion)).toEqual([1]);
+    }
     await kubectl(['annotate', 'secret', MASTER_KEY_SECRET, '-n', opNs, 'keyward.io/rotate-master-key=r1']);
     // Version 2 is added and current; every material Secret is re-wrapped under it; version 1,
     // with nothing wrapped under it any more, leaves the Secret.
@@ -279,6 +285,32 @@ describe('master-key rotation in the cluster', () => {
       const key = await getKey(ns, name);
       expect(isReady(key!)).toBe(true);
     }
+    // Every Key of the namespace (the earlier tests' too) shows the new master-key version, in its
+    // status, in `kubectl get keys -o wide`, and through the engine's key get.
+    const names = JSON.parse((await kubectl(['get', 'keys', '-n', ns, '-o', 'json'])).stdout).items.map(
+      (k: { metadata: { name: string } }) => k.metadata.name,
+    ) as string[];
+    expect(names.length).toBeGreaterThanOrEqual(6);
+    for (const name of names) {
+      const key = await waitForKey(
+        ns,
+        name,
+        'status shows master-key version 2',
+        (k) => k.status?.masterKeyVersion === 2,
+      );
+      for (const v of key.status?.versions ?? []) expect(v.masterKeyVersion, `${name} v${v.version}`).toBe(2);
+    }
+    const wide = (await kubectl(['get', 'keys', '-n', ns, '-o', 'wide'])).stdout;
+    expect(wide.split('\n')[0]).toMatch(/MASTER-KEY/);
+    expect(wide).toMatch(/\brka\b.*\s2\s/);
+    const got = await waitFor('engine shows master-key version 2', async () => {
+      const r = await call(engine, 'GET', keyPath(ns, 'rkb', ''), { token });
+      return r.status === 200 &&
+        r.body.versions.every((v: { masterKeyVersion: number }) => v.masterKeyVersion === 2)
+        ? r
+        : undefined;
+    });
+    expect(got.body.versions.length).toBeGreaterThanOrEqual(1);
     stop = true;
     await traffic;
     expect(failures).toEqual([]);
