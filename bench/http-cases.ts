@@ -111,6 +111,8 @@ async function startServers(): Promise<Servers> {
   const engine = spawn(
     process.execPath,
     [
+      // Node flags for the engine process only (`--cpu-prof --cpu-prof-dir=DIR` for a profile).
+      ...(process.env.BENCH_ENGINE_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
       MAIN,
       'serve',
       '--data-dir',

@@ -2,7 +2,7 @@
  * `npm run bench`: every case against its baseline in the same run, interleaved rounds, medians
  * and ratios (PRODUCT.md §9). Writes bench/results/latest.json.
  *
- * Usage: npm run bench [-- --rounds N --duration MS --only name1,name2]
+ * Usage: npm run bench [-- --rounds N --duration MS --only name1,name2 --side engine|baseline]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -47,27 +47,33 @@ async function optionalCases(moduleName: string, exportName: string): Promise<Be
   }
 }
 
-async function runCase(c: BenchCase, rounds: number, durationMs: number): Promise<CaseResult> {
+/** `--side engine|baseline` runs one side only (for profiles); ratios are then meaningless. */
+type Side = 'engine' | 'baseline' | undefined;
+
+async function runCase(c: BenchCase, rounds: number, durationMs: number, side: Side): Promise<CaseResult> {
   await c.setup?.();
+  const idle = async (): Promise<BenchSample> => ({ opsPerSec: Number.NaN });
+  const runEngine = side === 'baseline' ? idle : (ms: number) => c.engine(ms);
+  const runBaseline = side === 'engine' ? idle : (ms: number) => c.baseline(ms);
   const engine: BenchSample[] = [];
   const baseline: BenchSample[] = [];
   const ratios: number[] = [];
   try {
     // Untimed warm-up of both sides, so no round measures JIT compilation or worker start-up.
     if (c.warmUp !== false) {
-      await c.engine(Math.min(500, durationMs));
-      await c.baseline(Math.min(500, durationMs));
+      await runEngine(Math.min(500, durationMs));
+      await runBaseline(Math.min(500, durationMs));
     }
     for (let r = 0; r < rounds; r++) {
       // Alternate which side goes first so slow drift of a shared machine hits both alike.
       let e: BenchSample;
       let b: BenchSample;
       if (r % 2 === 0) {
-        e = await c.engine(durationMs);
-        b = await c.baseline(durationMs);
+        e = await runEngine(durationMs);
+        b = await runBaseline(durationMs);
       } else {
-        b = await c.baseline(durationMs);
-        e = await c.engine(durationMs);
+        b = await runBaseline(durationMs);
+        e = await runEngine(durationMs);
       }
       engine.push(e);
       baseline.push(b);
@@ -133,11 +139,15 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '3' },
       duration: { type: 'string', default: '1500' },
       only: { type: 'string' },
+      side: { type: 'string' },
     },
   });
   const rounds = Math.max(3, Number(values.rounds));
   const durationMs = Number(values.duration);
   const only = values.only?.split(',');
+  if (values.side !== undefined && values.side !== 'engine' && values.side !== 'baseline')
+    throw new Error('--side must be engine or baseline');
+  const side = values.side as Side;
   const cases = [
     ...engineCases(),
     ...(await optionalCases('./http-cases.ts', 'httpCases')),
@@ -150,7 +160,7 @@ async function main(): Promise<void> {
   try {
     for (const c of cases) {
       process.stderr.write(`${c.name}\n`);
-      results.push(await runCase(c, rounds, durationMs));
+      results.push(await runCase(c, rounds, durationMs, side));
     }
   } finally {
     await closeEngineCases();

@@ -5,7 +5,8 @@
  */
 import { assertAad, assertContext, assertPlaintextSize, assertSignData } from './crypto/assert.ts';
 import { formatCiphertext, parseCiphertext } from './crypto/format.ts';
-import { DATA_KEY_BITS } from './crypto/limits.ts';
+import { DATA_KEY_BITS, MAX_AES_PLAINTEXT } from './crypto/limits.ts';
+import { RSA_OAEP_BODY_LENGTH } from './crypto/rsa-oaep.ts';
 import type { SignatureAlgorithm } from './crypto/signing.ts';
 import { invalidArgument, invalidCiphertext, KeywardError } from './errors.ts';
 import type { KeyOperation, KeyUsage } from './keys/model.ts';
@@ -96,6 +97,9 @@ export interface Plan<T> {
   /** Phantom: the result type. */
   readonly _result?: T;
 }
+
+/** The longest ciphertext body of any key: an AES-GCM seal of the largest plaintext. */
+const MAX_CIPHERTEXT_BODY = MAX_AES_PLAINTEXT + 12 + 16;
 
 /** Turns a worker outcome into the API result of `plan`, or throws the item's error. */
 export function finishPlan<T>(plan: Plan<T>, outcome: ItemOutcome): T {
@@ -215,6 +219,9 @@ export function planDecrypt(ring: KeyRing, input: DecryptInput): Plan<PlaintextO
   checkAad(ring, input.aad);
   checkContext(ring, input.context);
   const { version, body } = parseCiphertext(input.ciphertext);
+  // Longer than any ciphertext the key can make: as invalid as tampered bytes, and refused before
+  // it takes room in the pool (which sizes every item's task by its input).
+  if (body.length > MAX_CIPHERTEXT_BODY) throw invalidCiphertext();
   const key = taskKey(ring, version);
   if (key === undefined) throw invalidCiphertext();
   const op: WorkerOp =
@@ -274,6 +281,8 @@ export function planVerify(ring: KeyRing, input: VerifyInput): Plan<VerifyOutput
   } catch {
     return { valid: false };
   }
+  // No signature of these keys is longer (RSA-2048: 256 bytes; P-256 DER: at most 72).
+  if (parsed.body.length > RSA_OAEP_BODY_LENGTH) return { valid: false };
   const key = taskKey(ring, parsed.version);
   if (key === undefined) return { valid: false };
   return {

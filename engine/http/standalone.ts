@@ -69,6 +69,12 @@ export interface StandaloneOptions {
   masterKeyFile?: string;
   /** `--nonce-budget`: random-nonce encryptions per key version before it rotates (default 2^30). */
   nonceBudget?: number;
+  /**
+   * The engine's fast paths, both on by default (docs/performance.md): single operations inline on
+   * this thread while the pool is idle, and whole batch requests parsed and answered in the
+   * workers. Tests turn each off to run the same cases on the other path.
+   */
+  paths?: { inline?: boolean; workerBatches?: boolean };
 }
 
 /** A running standalone engine. */
@@ -139,7 +145,10 @@ async function startLocked(
   if (opened.created)
     opts.logger.info({ file: opened.location.path }, 'created a new master key; back it up');
   const master = opened.keys;
-  const engine = new CryptoEngine(opts.threads === undefined ? {} : { threads: opts.threads });
+  const engine = new CryptoEngine({
+    ...(opts.threads === undefined ? {} : { threads: opts.threads }),
+    ...(opts.paths?.inline === false ? { inline: false as const } : {}),
+  });
   let service: KeyService;
   try {
     service = await KeyService.start({
@@ -179,6 +188,7 @@ async function startLocked(
     ...(audit ? { audit: audit.http } : {}),
     ...(opts.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: opts.requestTimeoutMs }),
     ...(opts.region === undefined ? {} : { region: opts.region }),
+    batchParsing: opts.paths?.workerBatches === false ? 'main' : 'worker',
   });
   let metricsListener: MetricsListener | undefined;
   try {

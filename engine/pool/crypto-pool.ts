@@ -1,7 +1,10 @@
 /**
  * The engine's worker pool (PRODUCT.md §5). Concurrent single operations on the same key version
- * and operation are coalesced into one batch, sent as one task with its payload packed in one
- * transferred ArrayBuffer. The number of items waiting or running is bounded: past the bound a
+ * and operation are coalesced into one batch, sent as one task whose items and outputs live in a
+ * region of a SharedArrayBuffer all threads see (arena.ts, layout.ts): a task message carries an
+ * offset, nothing is allocated or transferred per task, and what the pool holds in flight is
+ * bounded in bytes by the arena. Whole batch requests go to a worker as their raw body
+ * (request-runner.ts). What waits or runs is bounded in items and in bytes: past either bound a
  * caller gets OVERLOADED at once instead of a queue that grows without limit.
  *
  * Key material reaches a worker once per key version (protocol.ts `TaskKey`): tasks carry the
@@ -13,22 +16,33 @@
  */
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { BroadcastChannel } from 'node:worker_threads';
+import { BroadcastChannel, type ResourceLimits } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+import type { BatchOperation } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
-import { PackedBatch, packBatch } from './packing.ts';
+import { Arena } from './arena.ts';
+import { measureTask, TaskRegion, type TaskSize, writeTask } from './layout.ts';
+import { outputBound, PLAINTEXT_OUTPUTS } from './ops.ts';
 import {
-  type BatchResult,
-  type BatchTask,
   FIELDS_PER_OP,
+  type ItemTask,
   type PoolBroadcast,
+  type PoolWorkerData,
+  type RequestTask,
   type TaskKey,
   type TaskParams,
   type WireKey,
+  type WorkerHeap,
   type WorkerOp,
+  type WorkerTask,
 } from './protocol.ts';
+import type { RequestOutcome, WireError, WireRing } from './request-runner.ts';
 
-/** An item's outcome: its output bytes, or a status code (ITEM_INVALID, ITEM_FAILED). */
+/**
+ * An item's outcome: its output bytes, or a status code (ITEM_INVALID, ITEM_FAILED). Output bytes
+ * of ops that are not plaintext are a view into shared memory, valid only during the `finish`
+ * call that receives them; plaintext outputs are a copy of their own.
+ */
 export type ItemOutcome = Buffer | number;
 
 /** Fields of one item, in the order FIELDS_PER_OP gives. */
@@ -43,15 +57,30 @@ export interface WorkerCache {
   contexts: number;
   /** Key registrations since it started. */
   registrations: number;
+  /** Its V8 heap. */
+  heap: WorkerHeap;
 }
 
 export interface CryptoPoolOptions {
   /** Worker threads; default: the machine's available parallelism. */
   threads?: number;
-  /** Largest batch sent as one task. */
+  /** Most items in one item task. */
   maxBatch?: number;
   /** Items waiting or running before new work is refused with OVERLOADED. */
   maxPendingItems?: number;
+  /**
+   * Bytes waiting or running (inputs and output space of items, bodies of batch requests) before
+   * new work is refused with OVERLOADED.
+   */
+  maxPendingBytes?: number;
+  /** Size of the shared arena that holds the item tasks in flight. */
+  arenaBytes?: number;
+  /** Key versions each worker keeps (FIFO beyond). */
+  maxWorkerKeys?: number;
+  /** Convergent derived-key sets each worker keeps (FIFO beyond). */
+  maxDerivedKeys?: number;
+  /** V8 heap limits of each worker (docs/performance.md: chosen on measurement). */
+  resourceLimits?: ResourceLimits;
   /**
    * Told when a worker dies outside a task (Piscina's `error` event; the worker is replaced). By
    * default a process warning is written to stderr: a crash is never silent.
@@ -59,16 +88,54 @@ export interface CryptoPoolOptions {
   onWorkerError?: (err: Error) => void;
 }
 
-interface Pending {
+/** Default bounds; docs/performance.md says how they were chosen. */
+export const POOL_DEFAULTS = {
+  maxBatch: 512,
+  maxPendingItems: 65_536,
+  maxPendingBytes: 64 * 1024 * 1024,
+  arenaBytes: 16 * 1024 * 1024,
+  maxWorkerKeys: 2048,
+  maxDerivedKeys: 4096,
+} as const;
+
+/** Calls back with one item's outcome while its bytes are valid (see ItemOutcome). */
+type Finish = (outcome: ItemOutcome, index: number) => void;
+
+interface Coalescing {
   op: WorkerOp;
   key: TaskKey;
   params: TaskParams;
   items: ItemFields[];
-  resolvers: Array<(outcome: ItemOutcome) => void>;
+  bytes: number[];
+  finishers: Array<(outcome: ItemOutcome) => void>;
   rejecters: Array<(error: KeywardError) => void>;
   /** When the first item arrived (performance.now()), to bound its wait. */
   since: number;
 }
+
+/** An item task waiting for a task slot and arena space, or running. */
+interface ItemJob {
+  kind: 'items';
+  op: WorkerOp;
+  key: TaskKey;
+  params: TaskParams;
+  items: readonly ItemFields[];
+  /** Reserved bytes of these items (released when the task settles). */
+  bytes: number;
+  finish: Finish;
+  resolve: () => void;
+  reject: (error: KeywardError) => void;
+}
+
+/** A request task waiting for a task slot, or running. */
+interface RequestJob {
+  kind: 'request';
+  task: RequestTask;
+  resolve: (outcome: RequestOutcome) => void;
+  reject: (error: KeywardError) => void;
+}
+
+type Job = ItemJob | RequestJob;
 
 // The smallest share of a burst worth a task of its own: below it, the message round trip costs
 // more than the work it spreads.
@@ -79,21 +146,34 @@ const MAX_WAIT_MS = 1;
 
 const WORKER_URL = new URL('./worker.ts', import.meta.url).href;
 
+/** Bytes an item holds while queued or running: its inputs and its output space. */
+export function itemBytes(op: WorkerOp, params: TaskParams, fields: ItemFields): number {
+  let input = 0;
+  for (const f of fields) input += f?.byteLength ?? 0;
+  return input + outputBound(op, params, input);
+}
+
 /** Runs batches of crypto on worker threads; see the module comment. */
 export class CryptoPool {
   readonly maxBatch: number;
   readonly maxPendingItems: number;
-  readonly #piscina: Piscina<BatchTask, BatchResult>;
-  readonly #coalescing = new Map<string, Pending>();
+  readonly maxPendingBytes: number;
+  readonly #maxTaskBytes: number;
+  readonly #piscina: Piscina<WorkerTask, unknown>;
+  readonly #arena: Arena;
+  readonly #coalescing = new Map<string, Coalescing>();
+  readonly #ready: Job[] = [];
   readonly #inFlight = new Set<Promise<unknown>>();
   /** Tasks the workers can hold at once: one running and one queued behind it per thread. */
   readonly #taskSlots: number;
   #tasksInFlight = 0;
   #tasksDispatched = 0;
   #pendingItems = 0;
+  #pendingBytes = 0;
   #flushScheduled = false;
   #waitTimer: ReturnType<typeof setTimeout> | undefined;
   #closing = false;
+  #workerErrors = 0;
   readonly #channel: BroadcastChannel;
   readonly #threads: number;
   #censusRequest = 0;
@@ -112,8 +192,18 @@ export class CryptoPool {
       if (message.type === 'census-reply') this.#census.get(message.request)?.(message);
     };
     this.#channel.unref();
-    this.maxBatch = options.maxBatch ?? 512;
-    this.maxPendingItems = options.maxPendingItems ?? 65_536;
+    this.maxBatch = options.maxBatch ?? POOL_DEFAULTS.maxBatch;
+    this.maxPendingItems = options.maxPendingItems ?? POOL_DEFAULTS.maxPendingItems;
+    this.maxPendingBytes = options.maxPendingBytes ?? POOL_DEFAULTS.maxPendingBytes;
+    this.#arena = new Arena(options.arenaBytes ?? POOL_DEFAULTS.arenaBytes);
+    // Every task slot can hold a task at once, with room to spare for fragmentation.
+    this.#maxTaskBytes = Math.floor(this.#arena.size / (this.#taskSlots * 2));
+    const workerData: PoolWorkerData = {
+      channel,
+      memory: this.#arena.buffer,
+      maxKeys: options.maxWorkerKeys ?? POOL_DEFAULTS.maxWorkerKeys,
+      maxDerivedKeys: options.maxDerivedKeys ?? POOL_DEFAULTS.maxDerivedKeys,
+    };
     this.#piscina = new Piscina({
       filename: WORKER_URL,
       minThreads: threads,
@@ -122,13 +212,13 @@ export class CryptoPool {
       // A second task waits in each worker's port, so a worker never idles while the main thread
       // handles the result of the first (measured: +25% on 1 KiB AES batches).
       concurrentTasksPerWorker: TASKS_PER_WORKER,
-      // Our own item bound is the backpressure; Piscina's task queue stays small because tasks
-      // are batches.
+      // Our own bounds are the backpressure; no more than the task slots ever reach Piscina.
       maxQueue: Number.POSITIVE_INFINITY,
       // Idle workers wait on their event loop, not in Atomics.wait, so eviction broadcasts reach
       // them while they idle.
       atomics: 'disabled',
-      workerData: { channel },
+      workerData,
+      ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }),
     });
     // Piscina emits 'error' for a worker that dies with no task in flight; the worker is
     // replaced either way, and an unhandled 'error' event would kill the process. It is counted
@@ -140,6 +230,11 @@ export class CryptoPool {
       this.#workerErrors++;
       report(err instanceof Error ? err : new Error(String(err)));
     });
+  }
+
+  /** True once `close` was called: new work is refused. */
+  get closing(): boolean {
+    return this.#closing;
   }
 
   /** Workers that died outside a task since start (each was replaced). */
@@ -157,6 +252,16 @@ export class CryptoPool {
     return this.#pendingItems;
   }
 
+  /** Bytes of the items and requests waiting or running. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /** Bytes of the shared arena in use by tasks in flight, and its size. */
+  get arena(): { used: number; size: number } {
+    return { used: this.#arena.used, size: this.#arena.size };
+  }
+
   /** Worker threads, for tests that kill one mid-batch. */
   get threads(): readonly import('node:worker_threads').Worker[] {
     return this.#piscina.threads;
@@ -165,27 +270,48 @@ export class CryptoPool {
   /**
    * Queues one item to be coalesced with concurrent items of the same key version, operation and
    * parameters. `batchKey` must identify exactly those (the caller knows its parameters best).
+   * `finish` turns the outcome into the result while the outcome's bytes are valid; what it throws
+   * rejects the promise.
    */
-  submit(
+  submit<T>(
     op: WorkerOp,
     key: TaskKey,
     params: TaskParams,
     batchKey: string,
     fields: ItemFields,
-  ): Promise<ItemOutcome> {
-    this.#admit(1);
+    finish: (outcome: ItemOutcome) => T,
+  ): Promise<T> {
+    const bytes = itemBytes(op, params, fields);
+    this.#admit(1, bytes);
     let pending = this.#coalescing.get(batchKey);
     if (pending === undefined) {
-      pending = { op, key, params, items: [], resolvers: [], rejecters: [], since: performance.now() };
+      pending = {
+        op,
+        key,
+        params,
+        items: [],
+        bytes: [],
+        finishers: [],
+        rejecters: [],
+        since: performance.now(),
+      };
       this.#coalescing.set(batchKey, pending);
     }
-    const { promise, resolve, reject } = Promise.withResolvers<ItemOutcome>();
+    const { promise, resolve, reject } = Promise.withResolvers<T>();
     pending.items.push(fields);
-    pending.resolvers.push(resolve);
+    pending.bytes.push(bytes);
+    pending.finishers.push((outcome) => {
+      try {
+        resolve(finish(outcome));
+      } catch (error) {
+        reject(error);
+      }
+    });
     pending.rejecters.push(reject);
-    if (pending.items.length >= this.maxBatch && this.#tasksInFlight < this.#taskSlots) {
+    if (pending.items.length >= this.maxBatch && this.#freeSlots() > 0) {
       this.#coalescing.delete(batchKey);
-      this.#dispatch(pending, 0, pending.items.length);
+      this.#chunk(pending, 0, pending.items.length);
+      this.#pump();
     } else {
       this.#scheduleFlush();
     }
@@ -193,28 +319,120 @@ export class CryptoPool {
   }
 
   /**
-   * Reserves room for `count` items, or throws OVERLOADED (429; 503 while shutting down). A
-   * caller that reserves passes `reserved: true` to runBatch, so a request split into several
-   * tasks is admitted whole or refused whole.
+   * Reserves room for `count` items of `bytes` bytes, or throws OVERLOADED (429; 503 while
+   * shutting down). A caller that reserves passes `reserved: true` to runBatch, so a request split
+   * into several tasks is admitted whole or refused whole.
    */
-  reserve(count: number): void {
-    this.#admit(count);
+  reserve(count: number, bytes: number): void {
+    this.#admit(count, bytes);
   }
 
-  /** Runs a caller's batch (split into tasks of at most maxBatch), outcomes in order. */
-  async runBatch(
+  /**
+   * Runs a caller's batch (split into tasks of at most maxBatch items), calling `finish` with each
+   * item's outcome, in any order, while its bytes are valid. Resolves once every item finished;
+   * rejects (after which no more `finish` calls come for the failed task's items) when a task
+   * fails as a whole. With `reserved`, `bytes` must be what `reserve` was given for these items.
+   */
+  runBatch(
     op: WorkerOp,
     key: TaskKey,
     params: TaskParams,
     items: readonly ItemFields[],
-    options: { reserved?: boolean } = {},
-  ): Promise<ItemOutcome[]> {
-    if (options.reserved !== true) this.#admit(items.length);
-    const chunks: Promise<ItemOutcome[]>[] = [];
-    for (let start = 0; start < items.length; start += this.maxBatch) {
-      chunks.push(this.#runTask(op, key, params, items.slice(start, start + this.maxBatch)));
+    finish: Finish,
+    options: { reserved?: boolean; bytes?: number } = {},
+  ): Promise<void> {
+    const sizes = items.map((fields) => itemBytes(op, params, fields));
+    const total = sizes.reduce((a, b) => a + b, 0);
+    if (options.reserved !== true) this.#admit(items.length, total);
+    const tasks: Promise<void>[] = [];
+    let start = 0;
+    while (start < items.length) {
+      let end = start;
+      let bytes = 0;
+      while (end < items.length && end - start < this.maxBatch) {
+        if (end > start && bytes + sizes[end]! > this.#maxTaskBytes) break;
+        bytes += sizes[end]!;
+        end++;
+      }
+      const offset = start;
+      const { promise, resolve, reject } = Promise.withResolvers<void>();
+      this.#ready.push({
+        kind: 'items',
+        op,
+        key,
+        params,
+        items: items.slice(start, end),
+        bytes,
+        finish: (outcome, i) => finish(outcome, offset + i),
+        resolve,
+        reject,
+      });
+      tasks.push(promise);
+      start = end;
     }
-    return (await Promise.all(chunks)).flat();
+    this.#pump();
+    return Promise.all(tasks).then(() => undefined);
+  }
+
+  /**
+   * Runs a whole batch request in a worker (request-runner.ts) and returns its outcome. The task
+   * starts knowing the versions `known`; the versions the worker asks for are resolved by
+   * `resolveVersion` (a TaskKey, null for no such version, or the version's error), and every
+   * known version's material goes along with the next try. `itemsBound` is the most items the
+   * body can hold (admission counts it).
+   */
+  async runRequest(
+    op: BatchOperation,
+    shape: Omit<WireRing, 'versions'>,
+    known: readonly number[],
+    body: ArrayBuffer,
+    itemsBound: number,
+    resolveVersion: (version: number) => TaskKey | null | WireError,
+  ): Promise<Extract<RequestOutcome, { type: 'done' | 'error' }>> {
+    // Its body, and as much again for the response it builds.
+    const bytes = body.byteLength * 2;
+    this.#admit(itemsBound, bytes);
+    const keys = new Map<string, TaskKey>();
+    const versions = new Map<number, string | null | WireError>();
+    const learn = (version: number): void => {
+      const resolved = resolveVersion(version);
+      if (resolved !== null && 'id' in resolved) {
+        versions.set(version, resolved.id);
+        keys.set(resolved.id, resolved);
+      } else versions.set(version, resolved);
+    };
+    let material: WireKey[] | undefined;
+    let payload = body;
+    try {
+      for (const version of known) learn(version);
+      for (let attempt = 0; attempt < 4; attempt++) {
+        const task: RequestTask = {
+          kind: 'request',
+          op,
+          ring: { ...shape, versions: [...versions] },
+          body: payload,
+          ...(material === undefined ? {} : { keys: material }),
+        };
+        const outcome = await this.#runRequestJob(task, attempt === 0);
+        if (outcome.type !== 'need') return outcome;
+        payload = outcome.body;
+        for (const version of outcome.versions) learn(version);
+        // Every version this task knows goes along: the next try may land on the other worker.
+        material = [];
+        for (const [id, key] of keys) {
+          const exported = key.exportMaterial();
+          if (exported === undefined) throw keyRevoked();
+          material.push({ id, usage: key.usage, convergent: key.convergent, material: exported });
+        }
+      }
+      throw new KeywardError('INTERNAL', 'the crypto worker did not register the key');
+    } finally {
+      this.#release(itemsBound, bytes);
+      // Revoked while the task waited: its eviction may have reached a worker before the
+      // registration did. Evict again, now that the worker has it.
+      const revoked = [...keys.values()].filter((k) => k.revoked).map((k) => k.id);
+      if (revoked.length > 0) this.evict(revoked);
+    }
   }
 
   /**
@@ -226,16 +444,17 @@ export class CryptoPool {
   }
 
   /**
-   * Asks every worker which key ids it holds (diagnostics and tests). Resolves with the replies
-   * that arrived within `timeoutMs`, one per live worker when all answered.
+   * Asks every worker which key ids it holds, and its heap (diagnostics, metrics and tests).
+   * Resolves with the replies that arrived within `timeoutMs`, one per live worker when all
+   * answered.
    */
   async workerCaches(timeoutMs = 5_000): Promise<WorkerCache[]> {
     const request = ++this.#censusRequest;
     const replies: WorkerCache[] = [];
     const { promise, resolve } = Promise.withResolvers<void>();
     this.#census.set(request, (reply) => {
-      const { threadId, ids, contexts, registrations } = reply;
-      replies.push({ threadId, ids, contexts, registrations });
+      const { threadId, ids, contexts, registrations, heap } = reply;
+      replies.push({ threadId, ids, contexts, registrations, heap });
       if (replies.length >= this.#threads) resolve();
     });
     this.#channel.postMessage({ type: 'census', request } satisfies PoolBroadcast);
@@ -250,22 +469,39 @@ export class CryptoPool {
   async close(): Promise<void> {
     this.#closing = true;
     this.#flush();
-    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+    while (this.#inFlight.size > 0 || this.#ready.length > 0) {
+      this.#pump();
+      await Promise.allSettled([...this.#inFlight]);
+    }
     await this.#piscina.close();
     this.#channel.close();
   }
 
-  #admit(count: number): void {
+  #admit(count: number, bytes: number): void {
     if (this.#closing) {
       throw new KeywardError('OVERLOADED', 'the engine is shutting down', {
         status: 503,
         retryAfterSeconds: 1,
       });
     }
-    if (this.#pendingItems + count > this.maxPendingItems) {
+    if (
+      this.#pendingItems + count > this.maxPendingItems ||
+      // One request larger than the whole bound still runs when nothing else waits.
+      (this.#pendingBytes > 0 && this.#pendingBytes + bytes > this.maxPendingBytes)
+    ) {
       throw new KeywardError('OVERLOADED', 'the engine is overloaded; retry later', { retryAfterSeconds: 1 });
     }
     this.#pendingItems += count;
+    this.#pendingBytes += bytes;
+  }
+
+  #release(count: number, bytes: number): void {
+    this.#pendingItems -= count;
+    this.#pendingBytes -= bytes;
+  }
+
+  #freeSlots(): number {
+    return this.#taskSlots - this.#tasksInFlight - this.#ready.length;
   }
 
   #armWaitTimer(): void {
@@ -294,8 +530,8 @@ export class CryptoPool {
     this.#flushScheduled = false;
     const now = performance.now();
     for (const [batchKey, pending] of this.#coalescing) {
-      const idle = this.#taskSlots - this.#tasksInFlight;
-      if (idle <= 0 && !this.#closing) return;
+      const idle = this.#freeSlots();
+      if (idle <= 0 && !this.#closing) break;
       const count = pending.items.length;
       // While other work runs, a small batch waits (at most MAX_WAIT_MS) for company: a task per
       // handful of items spends more on the thread hop than on the crypto. An idle pool sends at
@@ -316,74 +552,160 @@ export class CryptoPool {
       );
       const size = Math.ceil(count / chunks);
       for (let start = 0; start < count; start += size)
-        this.#dispatch(pending, start, Math.min(count, start + size));
+        this.#chunk(pending, start, Math.min(count, start + size));
     }
+    this.#pump();
   };
 
-  #dispatch(pending: Pending, start: number, end: number): void {
-    const resolvers = pending.resolvers.slice(start, end);
-    const rejecters = pending.rejecters.slice(start, end);
-    this.#runTask(pending.op, pending.key, pending.params, pending.items.slice(start, end)).then(
-      (outcomes) => {
-        for (let i = 0; i < outcomes.length; i++) resolvers[i]!(outcomes[i]!);
-      },
-      (error: KeywardError) => {
-        for (const reject of rejecters) reject(error);
-      },
-    );
+  /** Queues items [start, end) of a coalesced batch as item tasks (split further by bytes). */
+  #chunk(pending: Coalescing, start: number, end: number): void {
+    while (start < end) {
+      let stop = start;
+      let bytes = 0;
+      while (stop < end && (stop === start || bytes + pending.bytes[stop]! <= this.#maxTaskBytes)) {
+        bytes += pending.bytes[stop]!;
+        stop++;
+      }
+      const finishers = pending.finishers.slice(start, stop);
+      const rejecters = pending.rejecters.slice(start, stop);
+      this.#ready.push({
+        kind: 'items',
+        op: pending.op,
+        key: pending.key,
+        params: pending.params,
+        items: pending.items.slice(start, stop),
+        bytes,
+        finish: (outcome, i) => finishers[i]!(outcome),
+        resolve: () => {},
+        reject: (error) => {
+          for (const reject of rejecters) reject(error);
+        },
+      });
+      start = stop;
+    }
   }
 
-  /** Sends one batch; items leave the pending count when it settles. */
-  #runTask(
-    op: WorkerOp,
-    key: TaskKey,
-    params: TaskParams,
-    items: readonly ItemFields[],
-  ): Promise<ItemOutcome[]> {
-    const fields = FIELDS_PER_OP[op];
-    const payload = packBatch(items.length, fields, (i, f) => items[i]![f]);
-    const task = this.#send(op, key, params, payload)
-      .then(unpackOutcomes)
-      .finally(() => {
-        this.#pendingItems -= items.length;
-        this.#tasksInFlight--;
-        this.#inFlight.delete(task);
-        if (this.#coalescing.size > 0) this.#scheduleFlush();
-      });
+  /** Starts queued tasks while task slots and arena space allow, in order. */
+  #pump(): void {
+    while (this.#ready.length > 0 && this.#tasksInFlight < this.#taskSlots) {
+      const job = this.#ready[0]!;
+      if (job.kind === 'request') {
+        this.#ready.shift();
+        this.#startRequest(job);
+        continue;
+      }
+      const fields = FIELDS_PER_OP[job.op];
+      const read = (i: number, f: number) => job.items[i]![f];
+      const bound = (input: number) => outputBound(job.op, job.params, input);
+      const size = measureTask(job.items.length, fields, read, bound);
+      if (size.bytes > this.#arena.size) {
+        this.#ready.shift();
+        this.#release(job.items.length, job.bytes);
+        job.reject(new KeywardError('PAYLOAD_TOO_LARGE', 'the operation is too large for the engine'));
+        continue;
+      }
+      const offset = this.#arena.alloc(size.bytes);
+      // No room now: a task in flight frees some when it settles, and pumps again.
+      if (offset === undefined) return;
+      this.#ready.shift();
+      writeTask(this.#arena.buffer, offset, size, read, bound);
+      this.#startItems(job, offset, size);
+    }
+  }
+
+  /** Counts a task in flight until `run` (which settles its callers) and `settle` are done. */
+  #track(run: Promise<void>, settle: () => void): void {
     this.#tasksInFlight++;
     this.#tasksDispatched++;
-    this.#inFlight.add(task);
-    return task;
+    const tracked = run.finally(() => {
+      this.#tasksInFlight--;
+      settle();
+      this.#inFlight.delete(tracked);
+      this.#pump();
+      if (this.#coalescing.size > 0) this.#scheduleFlush();
+    });
+    this.#inFlight.add(tracked);
+  }
+
+  #startItems(job: ItemJob, offset: number, size: TaskSize): void {
+    const plaintext = PLAINTEXT_OUTPUTS.has(job.op);
+    // The outcomes are read before the region is freed (settle runs after).
+    const run = this.#sendItems(job, offset).then(
+      () => {
+        const region = new TaskRegion(this.#arena.buffer, offset);
+        for (let i = 0; i < region.count; i++) {
+          const status = region.status(i);
+          if (status !== 0) job.finish(status, i);
+          else if (!plaintext) job.finish(region.output(i), i);
+          else {
+            // A copy of its own, never in Buffer's shared pool: the caller zeroes it when done.
+            const view = region.output(i);
+            const copy = Buffer.allocUnsafeSlow(view.length);
+            copy.set(view);
+            job.finish(copy, i);
+          }
+        }
+        job.resolve();
+      },
+      (error: KeywardError) => job.reject(error),
+    );
+    this.#track(run, () => {
+      this.#arena.free(offset, size.bytes);
+      this.#release(job.items.length, job.bytes);
+    });
   }
 
   /**
-   * Sends a task naming its key by id; when the worker does not hold the key (it hands the
-   * payload back), sends it once more with the material, which it registers.
+   * Sends an item task naming its key by id; when the worker does not hold the key (it answers
+   * false), sends it once more with the material, which it registers.
    */
-  async #send(op: WorkerOp, key: TaskKey, params: TaskParams, payload: ArrayBuffer): Promise<ArrayBuffer> {
-    const wire: WireKey = { id: key.id, usage: key.usage, convergent: key.convergent };
-    let result = await this.#run({ op, key: wire, params, payload }, [payload]);
-    if (result instanceof ArrayBuffer) return result;
-    const material = key.exportMaterial();
+  async #sendItems(job: ItemJob, offset: number): Promise<void> {
+    const wire: WireKey = { id: job.key.id, usage: job.key.usage, convergent: job.key.convergent };
+    const task: ItemTask = { kind: 'items', op: job.op, key: wire, params: job.params, offset };
+    if ((await this.#run(task, [])) === true) return;
+    const material = job.key.exportMaterial();
     if (material === undefined) throw keyRevoked();
+    let done: unknown;
     try {
-      const returned = result.buffer as ArrayBuffer;
-      result = await this.#run({ op, key: { ...wire, material }, params, payload: returned }, [
-        returned,
-        material.buffer as ArrayBuffer,
-      ]);
+      done = await this.#run({ ...task, key: { ...wire, material } }, [material.buffer as ArrayBuffer]);
     } finally {
       // Transferred: detached here, nothing to wipe. Still here (the task never left): wipe it.
       if (material.byteLength > 0) material.fill(0);
     }
     // Revoked while this task waited in Piscina's queue: its eviction may have reached the worker
     // before the registration did. Evict again, now that the worker has it.
-    if (key.revoked) this.evict([key.id]);
-    if (result instanceof ArrayBuffer) return result;
-    throw new KeywardError('INTERNAL', 'the crypto worker did not register the key');
+    if (job.key.revoked) this.evict([job.key.id]);
+    if (done !== true) throw new KeywardError('INTERNAL', 'the crypto worker did not register the key');
   }
 
-  async #run(task: BatchTask, transferList: ArrayBuffer[]): Promise<BatchResult> {
+  /** Queues one send of a request task (admission is the caller's, once for all its tries). */
+  #runRequestJob(task: RequestTask, first: boolean): Promise<RequestOutcome> {
+    const { promise, resolve, reject } = Promise.withResolvers<RequestOutcome>();
+    const job: RequestJob = { kind: 'request', task, resolve, reject };
+    // A second try goes first: its request is already half done.
+    if (first) this.#ready.push(job);
+    else this.#ready.unshift(job);
+    this.#pump();
+    return promise;
+  }
+
+  #startRequest(job: RequestJob): void {
+    const transfer: ArrayBuffer[] = [job.task.body];
+    for (const k of job.task.keys ?? [])
+      if (k.material !== undefined) transfer.push(k.material.buffer as ArrayBuffer);
+    const run = this.#run(job.task, transfer).then(
+      (outcome) => job.resolve(outcome as RequestOutcome),
+      (error: KeywardError) => job.reject(error),
+    );
+    this.#track(run, () => {
+      // Material that never left (a failed send) is wiped here.
+      for (const k of job.task.keys ?? []) {
+        if (k.material !== undefined && k.material.byteLength > 0) k.material.fill(0);
+      }
+    });
+  }
+
+  async #run(task: WorkerTask, transferList: ArrayBuffer[]): Promise<unknown> {
     try {
       return await this.#piscina.run(task, { transferList });
     } catch (cause) {
@@ -395,15 +717,6 @@ export class CryptoPool {
 /** A task whose key was disabled or destroyed before a worker could register it. */
 export function keyRevoked(): KeywardError {
   return new KeywardError('KEY_STATE', 'the key was disabled or destroyed while the operation was pending');
-}
-
-function unpackOutcomes(result: ArrayBuffer): ItemOutcome[] {
-  const packed = new PackedBatch(result);
-  const count = packed.count - 1;
-  const status = packed.field(count, 0);
-  const outcomes: ItemOutcome[] = new Array(count);
-  for (let i = 0; i < count; i++) outcomes[i] = status[i] === 0 ? packed.field(i, 0) : status[i]!;
-  return outcomes;
 }
 
 // A worker that died mid-batch (crash, OOM, terminate) fails its callers with a retryable error;

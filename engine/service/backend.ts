@@ -10,6 +10,7 @@ import type {
   BatchInputs,
   BatchOperation,
   BatchOutputs,
+  BatchRequestOutcome,
   BatchItemResult as BatchResult,
   CiphertextOutput,
   DataKeyInput,
@@ -102,6 +103,7 @@ export type {
   BatchItemResult as BatchResult,
   BatchOperation,
   BatchOutputs,
+  BatchRequestOutcome,
   CiphertextOutput,
   DataKeyInput,
   DecryptInput,
@@ -151,6 +153,17 @@ export interface KeyBackend {
     op: O,
     items: BatchInputs[O][],
   ): Promise<BatchResult<BatchOutputs[O]>[]>;
+  /**
+   * Runs one whole batch request from its raw JSON body in a crypto worker (parsing, checks,
+   * crypto and the response body happen there). The same key-level checks as `batch` throw first;
+   * a body that is not a valid batch comes back as `{type: 'error'}`.
+   */
+  batchRequest(
+    namespace: string,
+    name: string,
+    op: BatchOperation,
+    body: Uint8Array,
+  ): Promise<BatchRequestOutcome>;
   /**
    * The stored `namespace/name` of the key `name` (any case the backend accepts) when it exists,
    * else undefined: the only `key` label /metrics may carry, so callers cannot add series.

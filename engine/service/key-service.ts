@@ -369,6 +369,14 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     return entry.nonces.spend(this.#nonceOwner(entry), ring, count);
   }
 
+  /** Gives back counted encryptions a batch request did not run (see CryptoBackend.batchRequest). */
+  protected override returnNonces(namespace: string, name: string, ring: KeyRing, count: number): void {
+    const entry = this.#entries.get(indexKey(namespace, name));
+    // A key destroyed and created again meanwhile is another incarnation: leave its count alone.
+    if (entry === undefined || entry.cache.ring().id !== ring.id) return;
+    entry.nonces.refund(ring.currentVersion, count);
+  }
+
   #nonceOwner(entry: Entry): NonceLedgerOwner {
     return {
       budget: this.#lifecycle.nonceBudget!,

@@ -108,7 +108,7 @@ describe('CryptoPool', () => {
   }, 120_000);
 
   it('coalesces concurrent single calls into shared batches', async () => {
-    const engine = newEngine({ threads: 1 });
+    const engine = newEngine({ threads: 1, inline: false });
     const before = engine.pool.tasksDispatched;
     const ops = Array.from({ length: 300 }, () => engine.encrypt(aes, { plaintext: Buffer.from('x') }));
     expect(engine.pool.pendingItems).toBe(300);
@@ -120,7 +120,7 @@ describe('CryptoPool', () => {
   });
 
   it('spreads a burst of single calls over the idle workers', async () => {
-    const engine = newEngine({ threads: 2 });
+    const engine = newEngine({ threads: 2, inline: false });
     await engine.encrypt(aes, { plaintext: Buffer.from('warm') });
     const before = engine.pool.tasksDispatched;
     await Promise.all(
@@ -169,7 +169,8 @@ describe('CryptoPool', () => {
   }, 60_000);
 
   it('answers OVERLOADED with Retry-After when the queue is full, and never queues past the bound', async () => {
-    const engine = newEngine({ threads: 1, maxPendingItems: 100 });
+    // The pool's own bound: nothing runs inline (pool/inline.ts), so every call queues here.
+    const engine = newEngine({ threads: 1, maxPendingItems: 100, inline: false });
     const calls = Array.from({ length: 150 }, (_, i) =>
       engine.encrypt(aes, { plaintext: Buffer.from(`p${i}`) }).then(
         () => 'ok',
