@@ -308,7 +308,7 @@ export class CryptoEngine {
     plan: (input: In, index: number) => Plan<Out> | Out,
   ): Promise<BatchItemResult<Out>[]> {
     const results: BatchItemResult<Out>[] = new Array(inputs.length);
-    const groups = new Map<string, { plans: Plan<Out>[]; indexes: number[]; bytes: number }>();
+    const groups = new Map<string, { plans: Plan<Out>[]; indexes: number[]; sizes: number[] }>();
     let planned = 0;
     let bytes = 0;
     for (let index = 0; index < inputs.length; index++) {
@@ -320,13 +320,13 @@ export class CryptoEngine {
         }
         let group = groups.get(p.batchKey);
         if (group === undefined) {
-          group = { plans: [], indexes: [], bytes: 0 };
+          group = { plans: [], indexes: [], sizes: [] };
           groups.set(p.batchKey, group);
         }
         const size = itemBytes(p.op, p.params, p.fields);
         group.plans.push(p);
         group.indexes.push(index);
-        group.bytes += size;
+        group.sizes.push(size);
         planned++;
         bytes += size;
       } catch (error) {
@@ -336,7 +336,7 @@ export class CryptoEngine {
     // The request is admitted whole or refused whole: OVERLOADED rejects the call itself.
     if (planned > 0) this.pool.reserve(planned, bytes);
     await Promise.all(
-      [...groups.values()].map(async ({ plans, indexes, bytes }) => {
+      [...groups.values()].map(async ({ plans, indexes, sizes }) => {
         const first = plans[0]!;
         try {
           await this.pool.runBatch(
@@ -351,7 +351,7 @@ export class CryptoEngine {
                 results[indexes[j]!] = { ok: false, error: asKeywardError(error) };
               }
             },
-            { reserved: true, bytes },
+            { reserved: true, sizes },
           );
         } catch (error) {
           for (const index of indexes) {

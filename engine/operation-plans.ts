@@ -5,7 +5,7 @@
  */
 import { assertAad, assertContext, assertPlaintextSize, assertSignData } from './crypto/assert.ts';
 import { formatCiphertext, parseCiphertext } from './crypto/format.ts';
-import { DATA_KEY_BITS, MAX_AES_PLAINTEXT } from './crypto/limits.ts';
+import { DATA_KEY_BITS, MAX_AES_PLAINTEXT, SIGNATURE_ALGORITHM_NAMES } from './crypto/limits.ts';
 import { RSA_OAEP_BODY_LENGTH } from './crypto/rsa-oaep.ts';
 import type { SignatureAlgorithm } from './crypto/signing.ts';
 import { invalidArgument, invalidCiphertext, KeywardError } from './errors.ts';
@@ -131,6 +131,23 @@ function finishAny(plan: Plan<unknown>, outcome: ItemOutcome): unknown {
   }
 }
 
+// Batch keys are made once per key version and kind, not per item: a template string per item
+// costs a concatenation and a flattening on every Map lookup of the batch.
+const batchKeys = new WeakMap<TaskKey, Map<string, string>>();
+function batchKeyOf(key: TaskKey, kind: string): string {
+  let keys = batchKeys.get(key);
+  if (keys === undefined) {
+    keys = new Map();
+    batchKeys.set(key, keys);
+  }
+  let batchKey = keys.get(kind);
+  if (batchKey === undefined) {
+    batchKey = `${key.id}|${kind}`;
+    keys.set(kind, batchKey);
+  }
+  return batchKey;
+}
+
 /** Which usages allow which operation (PRODUCT.md §2). */
 const ALLOWED: Readonly<Record<KeyUsage, readonly KeyOperation[]>> = {
   AES256: ['encrypt', 'decrypt', 're-encrypt', 'generate-data-key'],
@@ -204,7 +221,7 @@ export function planEncrypt(ring: KeyRing, input: EncryptInput): Plan<Ciphertext
     op,
     key,
     params: {},
-    batchKey: `${key.id}|${op}`,
+    batchKey: batchKeyOf(key, op),
     fields: op === 'rsa-encrypt' ? [input.plaintext] : [input.plaintext, input.aad, input.context],
     result: 'ciphertext',
     version,
@@ -230,7 +247,7 @@ export function planDecrypt(ring: KeyRing, input: DecryptInput): Plan<PlaintextO
     op,
     key,
     params: {},
-    batchKey: `${key.id}|${op}`,
+    batchKey: batchKeyOf(key, op),
     fields: op === 'rsa-decrypt' ? [body] : [body, input.aad, input.context],
     result: 'plaintext',
     version,
@@ -250,6 +267,13 @@ function signatureParams(ring: KeyRing, input: SignInput): TaskParams & { algori
   return { algorithm, prehashed };
 }
 
+const kinds = (op: string): Record<SignatureAlgorithm, readonly [string, string]> =>
+  Object.fromEntries(
+    SIGNATURE_ALGORITHM_NAMES.map((a) => [a, [`${op}|${a}|false`, `${op}|${a}|true`] as const]),
+  ) as Record<SignatureAlgorithm, readonly [string, string]>;
+const SIGN_KINDS = kinds('sign');
+const VERIFY_KINDS = kinds('verify');
+
 /** Plans a signature under the current version. */
 export function planSign(ring: KeyRing, input: SignInput): Plan<SignatureOutput> {
   assertUsage(ring, 'sign');
@@ -260,7 +284,7 @@ export function planSign(ring: KeyRing, input: SignInput): Plan<SignatureOutput>
     op: 'sign',
     key,
     params,
-    batchKey: `${key.id}|sign|${params.algorithm}|${params.prehashed}`,
+    batchKey: batchKeyOf(key, SIGN_KINDS[params.algorithm][params.prehashed ? 1 : 0]),
     fields: [input.data],
     result: 'signature',
     version,
@@ -289,7 +313,7 @@ export function planVerify(ring: KeyRing, input: VerifyInput): Plan<VerifyOutput
     op: 'verify',
     key,
     params,
-    batchKey: `${key.id}|verify|${params.algorithm}|${params.prehashed}`,
+    batchKey: batchKeyOf(key, VERIFY_KINDS[params.algorithm][params.prehashed ? 1 : 0]),
     fields: [input.data, parsed.body],
     result: 'verify',
     version: parsed.version,
@@ -315,7 +339,7 @@ export function planDataKey(ring: KeyRing, input: DataKeyInput): Plan<DataKeyOut
     op: 'data-key',
     key,
     params: { dataKeyBytes: bytes },
-    batchKey: `${key.id}|data-key|${bytes}`,
+    batchKey: batchKeyOf(key, `data-key|${bytes}`),
     fields: [input.aad, input.context],
     result: 'data-key',
     version,

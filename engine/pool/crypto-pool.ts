@@ -1,11 +1,10 @@
 /**
  * The engine's worker pool (PRODUCT.md §5). Concurrent single operations on the same key version
- * and operation are coalesced into one batch, sent as one task whose items and outputs live in a
- * region of a SharedArrayBuffer all threads see (arena.ts, layout.ts): a task message carries an
- * offset, nothing is allocated or transferred per task, and what the pool holds in flight is
- * bounded in bytes by the arena. Whole batch requests go to a worker as their raw body
- * (request-runner.ts). What waits or runs is bounded in items and in bytes: past either bound a
- * caller gets OVERLOADED at once instead of a queue that grows without limit.
+ * and operation are coalesced into one batch, sent as one task whose items and outputs live in
+ * one buffer that is transferred to the worker and back and then recycled (buffers.ts,
+ * layout.ts): under load nothing is allocated per task. Whole batch requests go to a worker as
+ * their raw body (request-runner.ts). What waits or runs is bounded in items and in bytes: past
+ * either bound a caller gets OVERLOADED at once instead of a queue that grows without limit.
  *
  * Key material reaches a worker once per key version (protocol.ts `TaskKey`): tasks carry the
  * key's id; a worker that lacks it hands the task back, and the pool sends it again with a copy
@@ -20,11 +19,12 @@ import { BroadcastChannel, type ResourceLimits } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { BatchOperation } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
-import { Arena } from './arena.ts';
+import { BufferPool } from './buffers.ts';
 import { measureTask, TaskRegion, type TaskSize, writeTask } from './layout.ts';
 import { outputBound, PLAINTEXT_OUTPUTS } from './ops.ts';
 import {
   FIELDS_PER_OP,
+  type ItemResult,
   type ItemTask,
   type PoolBroadcast,
   type PoolWorkerData,
@@ -73,8 +73,10 @@ export interface CryptoPoolOptions {
    * new work is refused with OVERLOADED.
    */
   maxPendingBytes?: number;
-  /** Size of the shared arena that holds the item tasks in flight. */
-  arenaBytes?: number;
+  /** Largest item task, in bytes (a task holds at most this much of items and output space). */
+  maxTaskBytes?: number;
+  /** Bytes of task buffers kept for reuse. */
+  retainedBytes?: number;
   /** Key versions each worker keeps (FIFO beyond). */
   maxWorkerKeys?: number;
   /** Convergent derived-key sets each worker keeps (FIFO beyond). */
@@ -93,7 +95,8 @@ export const POOL_DEFAULTS = {
   maxBatch: 512,
   maxPendingItems: 65_536,
   maxPendingBytes: 64 * 1024 * 1024,
-  arenaBytes: 16 * 1024 * 1024,
+  maxTaskBytes: 2 * 1024 * 1024,
+  retainedBytes: 8 * 1024 * 1024,
   maxWorkerKeys: 2048,
   maxDerivedKeys: 4096,
 } as const;
@@ -113,7 +116,7 @@ interface Coalescing {
   since: number;
 }
 
-/** An item task waiting for a task slot and arena space, or running. */
+/** An item task waiting for a task slot, or running. */
 interface ItemJob {
   kind: 'items';
   op: WorkerOp;
@@ -160,7 +163,7 @@ export class CryptoPool {
   readonly maxPendingBytes: number;
   readonly #maxTaskBytes: number;
   readonly #piscina: Piscina<WorkerTask, unknown>;
-  readonly #arena: Arena;
+  readonly #buffers: BufferPool;
   readonly #coalescing = new Map<string, Coalescing>();
   readonly #ready: Job[] = [];
   readonly #inFlight = new Set<Promise<unknown>>();
@@ -195,12 +198,10 @@ export class CryptoPool {
     this.maxBatch = options.maxBatch ?? POOL_DEFAULTS.maxBatch;
     this.maxPendingItems = options.maxPendingItems ?? POOL_DEFAULTS.maxPendingItems;
     this.maxPendingBytes = options.maxPendingBytes ?? POOL_DEFAULTS.maxPendingBytes;
-    this.#arena = new Arena(options.arenaBytes ?? POOL_DEFAULTS.arenaBytes);
-    // Every task slot can hold a task at once, with room to spare for fragmentation.
-    this.#maxTaskBytes = Math.floor(this.#arena.size / (this.#taskSlots * 2));
+    this.#buffers = new BufferPool(options.retainedBytes ?? POOL_DEFAULTS.retainedBytes);
+    this.#maxTaskBytes = options.maxTaskBytes ?? POOL_DEFAULTS.maxTaskBytes;
     const workerData: PoolWorkerData = {
       channel,
-      memory: this.#arena.buffer,
       maxKeys: options.maxWorkerKeys ?? POOL_DEFAULTS.maxWorkerKeys,
       maxDerivedKeys: options.maxDerivedKeys ?? POOL_DEFAULTS.maxDerivedKeys,
     };
@@ -257,9 +258,9 @@ export class CryptoPool {
     return this.#pendingBytes;
   }
 
-  /** Bytes of the shared arena in use by tasks in flight, and its size. */
-  get arena(): { used: number; size: number } {
-    return { used: this.#arena.used, size: this.#arena.size };
+  /** Bytes of task buffers kept for reuse. */
+  get retainedBytes(): number {
+    return this.#buffers.retained;
   }
 
   /** Worker threads, for tests that kill one mid-batch. */
@@ -331,7 +332,8 @@ export class CryptoPool {
    * Runs a caller's batch (split into tasks of at most maxBatch items), calling `finish` with each
    * item's outcome, in any order, while its bytes are valid. Resolves once every item finished;
    * rejects (after which no more `finish` calls come for the failed task's items) when a task
-   * fails as a whole. With `reserved`, `bytes` must be what `reserve` was given for these items.
+   * fails as a whole. With `reserved`, `sizes` must be the `itemBytes` of each item, and their sum
+   * what `reserve` was given.
    */
   runBatch(
     op: WorkerOp,
@@ -339,11 +341,14 @@ export class CryptoPool {
     params: TaskParams,
     items: readonly ItemFields[],
     finish: Finish,
-    options: { reserved?: boolean; bytes?: number } = {},
+    options: { reserved?: boolean; sizes?: readonly number[] } = {},
   ): Promise<void> {
-    const sizes = items.map((fields) => itemBytes(op, params, fields));
-    const total = sizes.reduce((a, b) => a + b, 0);
-    if (options.reserved !== true) this.#admit(items.length, total);
+    const sizes = options.sizes ?? items.map((fields) => itemBytes(op, params, fields));
+    if (options.reserved !== true) {
+      let total = 0;
+      for (const size of sizes) total += size;
+      this.#admit(items.length, total);
+    }
     const tasks: Promise<void>[] = [];
     let start = 0;
     while (start < items.length) {
@@ -585,12 +590,11 @@ export class CryptoPool {
     }
   }
 
-  /** Starts queued tasks while task slots and arena space allow, in order. */
+  /** Starts queued tasks while task slots allow, in order. */
   #pump(): void {
     while (this.#ready.length > 0 && this.#tasksInFlight < this.#taskSlots) {
-      const job = this.#ready[0]!;
+      const job = this.#ready.shift()!;
       if (job.kind === 'request') {
-        this.#ready.shift();
         this.#startRequest(job);
         continue;
       }
@@ -598,18 +602,9 @@ export class CryptoPool {
       const read = (i: number, f: number) => job.items[i]![f];
       const bound = (input: number) => outputBound(job.op, job.params, input);
       const size = measureTask(job.items.length, fields, read, bound);
-      if (size.bytes > this.#arena.size) {
-        this.#ready.shift();
-        this.#release(job.items.length, job.bytes);
-        job.reject(new KeywardError('PAYLOAD_TOO_LARGE', 'the operation is too large for the engine'));
-        continue;
-      }
-      const offset = this.#arena.alloc(size.bytes);
-      // No room now: a task in flight frees some when it settles, and pumps again.
-      if (offset === undefined) return;
-      this.#ready.shift();
-      writeTask(this.#arena.buffer, offset, size, read, bound);
-      this.#startItems(job, offset, size);
+      const buffer = this.#buffers.take(size.bytes);
+      writeTask(buffer, size, read, bound);
+      this.#startItems(job, buffer, size);
     }
   }
 
@@ -627,47 +622,57 @@ export class CryptoPool {
     this.#inFlight.add(tracked);
   }
 
-  #startItems(job: ItemJob, offset: number, size: TaskSize): void {
+  #startItems(job: ItemJob, buffer: ArrayBuffer, size: TaskSize): void {
     const plaintext = PLAINTEXT_OUTPUTS.has(job.op);
-    // The outcomes are read before the region is freed (settle runs after).
-    const run = this.#sendItems(job, offset).then(
-      () => {
-        const region = new TaskRegion(this.#arena.buffer, offset);
-        for (let i = 0; i < region.count; i++) {
-          const status = region.status(i);
-          if (status !== 0) job.finish(status, i);
-          else if (!plaintext) job.finish(region.output(i), i);
-          else {
-            // A copy of its own, never in Buffer's shared pool: the caller zeroes it when done.
-            const view = region.output(i);
-            const copy = Buffer.allocUnsafeSlow(view.length);
-            copy.set(view);
-            job.finish(copy, i);
+    const run = this.#sendItems(job, buffer).then(
+      (returned) => {
+        const region = new TaskRegion(returned);
+        try {
+          for (let i = 0; i < region.count; i++) {
+            const status = region.status(i);
+            if (status !== 0) job.finish(status, i);
+            else if (!plaintext) job.finish(region.output(i), i);
+            else {
+              // A copy of its own, never in Buffer's shared pool: the caller zeroes it when done.
+              const view = region.output(i);
+              const copy = Buffer.allocUnsafeSlow(view.length);
+              copy.set(view);
+              job.finish(copy, i);
+            }
           }
+          job.resolve();
+        } catch {
+          job.reject(new KeywardError('INTERNAL', 'the operation failed'));
+        } finally {
+          this.#buffers.give(returned, Math.max(region.used, size.bytes));
         }
-        job.resolve();
       },
       (error: KeywardError) => job.reject(error),
     );
-    this.#track(run, () => {
-      this.#arena.free(offset, size.bytes);
-      this.#release(job.items.length, job.bytes);
-    });
+    this.#track(run, () => this.#release(job.items.length, job.bytes));
   }
 
   /**
    * Sends an item task naming its key by id; when the worker does not hold the key (it answers
-   * false), sends it once more with the material, which it registers.
+   * `ran: false`), sends it once more with the material, which it registers. Resolves with the
+   * task's buffer, moved back, outputs in it.
    */
-  async #sendItems(job: ItemJob, offset: number): Promise<void> {
+  async #sendItems(job: ItemJob, buffer: ArrayBuffer): Promise<ArrayBuffer> {
     const wire: WireKey = { id: job.key.id, usage: job.key.usage, convergent: job.key.convergent };
-    const task: ItemTask = { kind: 'items', op: job.op, key: wire, params: job.params, offset };
-    if ((await this.#run(task, [])) === true) return;
+    const task: ItemTask = { kind: 'items', op: job.op, key: wire, params: job.params, buffer };
+    const first = (await this.#run(task, [buffer])) as ItemResult;
+    if (first.ran) return first.buffer;
     const material = job.key.exportMaterial();
-    if (material === undefined) throw keyRevoked();
-    let done: unknown;
+    if (material === undefined) {
+      this.#buffers.give(first.buffer);
+      throw keyRevoked();
+    }
+    let second: ItemResult;
     try {
-      done = await this.#run({ ...task, key: { ...wire, material } }, [material.buffer as ArrayBuffer]);
+      second = (await this.#run({ ...task, key: { ...wire, material }, buffer: first.buffer }, [
+        first.buffer,
+        material.buffer as ArrayBuffer,
+      ])) as ItemResult;
     } finally {
       // Transferred: detached here, nothing to wipe. Still here (the task never left): wipe it.
       if (material.byteLength > 0) material.fill(0);
@@ -675,7 +680,9 @@ export class CryptoPool {
     // Revoked while this task waited in Piscina's queue: its eviction may have reached the worker
     // before the registration did. Evict again, now that the worker has it.
     if (job.key.revoked) this.evict([job.key.id]);
-    if (done !== true) throw new KeywardError('INTERNAL', 'the crypto worker did not register the key');
+    if (second.ran) return second.buffer;
+    this.#buffers.give(second.buffer);
+    throw new KeywardError('INTERNAL', 'the crypto worker did not register the key');
   }
 
   /** Queues one send of a request task (admission is the caller's, once for all its tries). */

@@ -1,10 +1,11 @@
 /**
- * The layout of one task's region in the pool's shared arena (arena.ts): the items' input fields,
- * and a slot per item for its output, sized by `outputBound` before the task is sent. The main
- * thread writes the inputs and the slot table; the worker reads the inputs and writes each item's
- * output, length and status; the main thread reads the outputs back and frees the region.
+ * The layout of one item task's buffer (buffers.ts): the items' input fields, and a slot per item
+ * for its output, sized by `outputBound` before the task is sent. The main thread writes the
+ * inputs and the slot table; the worker reads the inputs and writes each item's output, length
+ * and status into the same buffer, which moves back; the main thread reads the outputs and
+ * recycles the buffer.
  *
- * Layout (u32 little-endian words, from the region's start):
+ * Layout (u32 little-endian words, from the buffer's start):
  *   count, fields,
  *   inputOffsets[count * fields + 1]   field f of item i: [in[i*fields+f], in[i*fields+f+1])
  *   outputOffsets[count + 1]           item i's slot: [out[i], out[i+1])
@@ -12,7 +13,7 @@
  *   status[count] (bytes), padded to 8
  *   input bytes, then output bytes.
  */
-import { ARENA_ALIGN } from './arena.ts';
+const ALIGN = 8;
 
 /** Reads one field of one item; undefined is an empty field. */
 export type FieldReader = (item: number, field: number) => Uint8Array | undefined;
@@ -21,7 +22,7 @@ const EMPTY = Buffer.alloc(0);
 
 function headerBytes(count: number, fields: number): number {
   const words = 2 + (count * fields + 1) + (count + 1) + count;
-  return Math.ceil((words * 4 + count) / ARENA_ALIGN) * ARENA_ALIGN;
+  return Math.ceil((words * 4 + count) / ALIGN) * ALIGN;
 }
 
 /** Sizes of a task before it is written: what to allocate. */
@@ -54,18 +55,17 @@ export function measureTask(
   return { count, fields, input, output, bytes: headerBytes(count, fields) + input + output };
 }
 
-/** Writes a measured task into the region at `offset` (the arena's memory, zeroed). */
+/** Writes a measured task into `memory` (zeroed, at least `size.bytes` long). */
 export function writeTask(
-  memory: SharedArrayBuffer,
-  offset: number,
+  memory: ArrayBuffer,
   size: TaskSize,
   read: FieldReader,
   bound: (inputBytes: number) => number,
 ): void {
   const { count, fields } = size;
   const head = headerBytes(count, fields);
-  const words = new Uint32Array(memory, offset, 2 + (count * fields + 1) + (count + 1));
-  const input = new Uint8Array(memory, offset + head, size.input);
+  const words = new Uint32Array(memory, 0, 2 + (count * fields + 1) + (count + 1));
+  const input = new Uint8Array(memory, head, size.input);
   words[0] = count;
   words[1] = fields;
   const inBase = 2;
@@ -89,11 +89,11 @@ export function writeTask(
   words[outBase + count] = out;
 }
 
-/** A task's region as a worker or the main thread sees it. */
+/** A task's buffer as a worker or the main thread sees it. */
 export class TaskRegion {
   readonly count: number;
   readonly fields: number;
-  readonly #memory: SharedArrayBuffer;
+  readonly #memory: ArrayBuffer;
   readonly #words: Uint32Array;
   readonly #lengths: Uint32Array;
   readonly #status: Uint8Array;
@@ -101,22 +101,22 @@ export class TaskRegion {
   readonly #outStart: number;
   readonly #outBase: number;
 
-  constructor(memory: SharedArrayBuffer, offset: number) {
-    const head = new Uint32Array(memory, offset, 2);
+  constructor(memory: ArrayBuffer) {
+    const head = new Uint32Array(memory, 0, 2);
     this.count = head[0]!;
     this.fields = head[1]!;
     const { count, fields } = this;
     const offsetWords = 2 + (count * fields + 1) + (count + 1);
     this.#memory = memory;
-    this.#words = new Uint32Array(memory, offset, offsetWords);
-    this.#lengths = new Uint32Array(memory, offset + offsetWords * 4, count);
-    this.#status = new Uint8Array(memory, offset + (offsetWords + count) * 4, count);
+    this.#words = new Uint32Array(memory, 0, offsetWords);
+    this.#lengths = new Uint32Array(memory, offsetWords * 4, count);
+    this.#status = new Uint8Array(memory, (offsetWords + count) * 4, count);
     this.#outBase = 2 + count * fields + 1;
-    this.#inStart = offset + headerBytes(count, fields);
+    this.#inStart = headerBytes(count, fields);
     this.#outStart = this.#inStart + this.#words[2 + count * fields]!;
   }
 
-  /** Field `field` of item `item`: a view into shared memory (empty when absent). */
+  /** Field `field` of item `item`: a view into the buffer (empty when absent). */
   field(item: number, field: number): Buffer {
     const slot = 2 + item * this.fields + field;
     const start = this.#words[slot]!;
@@ -143,10 +143,15 @@ export class TaskRegion {
     return this.#status[item]!;
   }
 
-  /** Item `item`'s output: a view into shared memory, valid until the region is freed. */
+  /** Item `item`'s output: a view into the buffer, valid until it is recycled. */
   output(item: number): Buffer {
     const start = this.#words[this.#outBase + item]!;
     return Buffer.from(this.#memory, this.#outStart + start, this.#lengths[item]!);
+  }
+
+  /** Bytes in use: the header, the inputs and the outputs written. */
+  get used(): number {
+    return this.#outStart + this.#words[this.#outBase + this.count]!;
   }
 
   /** Zeroes the inputs (they may be plaintexts) once the worker has run them. */

@@ -1,8 +1,8 @@
 /**
  * The messages between the engine's main thread and its crypto workers. An item task is one batch
- * of one operation under one key version, its items and outputs in a region of the pool's shared
- * arena (arena.ts, layout.ts); a request task is a whole batch request, its raw body transferred
- * (request-runner.ts).
+ * of one operation under one key version, its items and outputs in one buffer that moves to the
+ * worker and back (buffers.ts, layout.ts); a request task is a whole batch request, its raw body
+ * transferred (request-runner.ts).
  */
 import type { PreparedKey } from '../crypto/prepared-key.ts';
 import type { SignatureAlgorithm } from '../crypto/signing.ts';
@@ -86,15 +86,21 @@ export interface TaskParams {
 }
 
 /**
- * An item task: one op over items of one key version, laid out in a region of the pool's shared
- * arena at `offset` (layout.ts). The worker writes each item's output and status there.
+ * An item task: one op over items of one key version, laid out in `buffer` (layout.ts), which is
+ * transferred. The worker writes each item's output and status into it and moves it back.
  */
 export interface ItemTask {
   kind: 'items';
   op: WorkerOp;
   key: WireKey;
   params: TaskParams;
-  offset: number;
+  buffer: ArrayBuffer;
+}
+
+/** An item task's answer: its buffer back, and whether it ran (false: the key was missing). */
+export interface ItemResult {
+  ran: boolean;
+  buffer: ArrayBuffer;
 }
 
 /** A whole batch request (request-runner.ts). `body` is transferred. */
@@ -114,8 +120,6 @@ export type WorkerTask = ItemTask | RequestTask;
 export interface PoolWorkerData {
   /** The BroadcastChannel of evictions and census requests. */
   channel: string;
-  /** The shared arena of item tasks. */
-  memory: SharedArrayBuffer;
   /** Bounds of the worker's caches: key versions, and convergent keys derived per context. */
   maxKeys: number;
   maxDerivedKeys: number;

@@ -1,6 +1,6 @@
 /**
  * The crypto worker. Two kinds of task (protocol.ts): an item task runs a batch of one op whose
- * items and outputs live in a region of the pool's shared arena (layout.ts); a request task runs
+ * items and outputs live in one buffer that comes and goes back (layout.ts); a request task runs
  * a whole batch request from its raw body (request-runner.ts).
  *
  * Key versions are registered once per worker, under the id of their material (protocol.ts
@@ -16,8 +16,8 @@
  * the start of every task too, so no task runs on a key evicted before it was sent.
  *
  * Plaintexts are zeroed as soon as they are used: the task's inputs once the batch ran, decrypted
- * plaintexts and data keys once copied into the shared region (the main thread zeroes the region
- * when it frees it).
+ * plaintexts and data keys once copied into the task's buffer (the main thread zeroes the buffer
+ * once it has read the outputs).
  */
 import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import {
@@ -43,6 +43,7 @@ import {
   FIELDS_PER_OP,
   ITEM_FAILED,
   ITEM_INVALID,
+  type ItemResult,
   type ItemTask,
   type PoolBroadcast,
   type PoolWorkerData,
@@ -54,7 +55,6 @@ import {
 import { type RequestOutcome, runRequest } from './request-runner.ts';
 
 const data = workerData as PoolWorkerData;
-const memory = data.memory;
 const keys = new Map<string, HeldKey>();
 const ctx: ItemContext = { nonces: new NonceSource(), derived: new DerivedKeyCache(data.maxDerivedKeys) };
 let registrations = 0;
@@ -129,12 +129,12 @@ function registerAll(brought: readonly WireKey[] | undefined): void {
   }
 }
 
-/** Runs an item task in its shared region; false when this worker lacks the key (send again). */
+/** Runs an item task in its buffer; false when this worker lacks the key (send again). */
 function runItems(task: ItemTask): boolean {
   registerAll(task.key.material === undefined ? undefined : [task.key]);
   const entry = keys.get(task.key.id);
   if (entry === undefined) return false;
-  const region = new TaskRegion(memory, task.offset);
+  const region = new TaskRegion(task.buffer);
   if (region.fields !== FIELDS_PER_OP[task.op]) throw new RangeError('task field count does not match op');
   const plaintextOut = PLAINTEXT_OUTPUTS.has(task.op);
   const three = region.fields === 3;
@@ -169,27 +169,27 @@ function runItems(task: ItemTask): boolean {
   return true;
 }
 
-/** A result whose body moves back to the main thread instead of being copied. */
-function moved(outcome: RequestOutcome): unknown {
-  if (outcome.type === 'error') return outcome;
-  return move({
-    [Piscina.transferableSymbol]: [outcome.body],
-    [Piscina.valueSymbol]: outcome,
-  } as never);
+/** `value`, with `buffer` moved (not copied) back to the main thread. */
+function moved<T>(value: T, buffer: ArrayBuffer): unknown {
+  return move({ [Piscina.transferableSymbol]: [buffer], [Piscina.valueSymbol]: value } as never);
 }
 
 /**
- * Piscina entry point. An item task returns true once its outputs are in its region, or false
- * when this worker does not hold the task's key and the task brought no material. A request task
- * returns its RequestOutcome, the body transferred.
+ * Piscina entry point. An item task returns its buffer (moved back) with `ran` true once the
+ * outputs are in it, or false when this worker does not hold the task's key and the task brought
+ * no material. A request task returns its RequestOutcome, the body moved back.
  */
-export default function runTask(task: WorkerTask): boolean | unknown {
+export default function runTask(task: WorkerTask): unknown {
   drainBroadcasts();
-  if (task.kind === 'items') return runItems(task);
+  if (task.kind === 'items') {
+    const result: ItemResult = { ran: runItems(task), buffer: task.buffer };
+    return moved(result, task.buffer);
+  }
   return runRequestTask(task);
 }
 
 function runRequestTask(task: RequestTask): unknown {
   registerAll(task.keys);
-  return moved(runRequest(task.op, task.ring, task.body, (id) => keys.get(id), ctx));
+  const outcome: RequestOutcome = runRequest(task.op, task.ring, task.body, (id) => keys.get(id), ctx);
+  return outcome.type === 'error' ? outcome : moved(outcome, outcome.body);
 }

@@ -197,6 +197,87 @@ describe('CryptoPool', () => {
     ).rejects.toMatchObject({ code: 'OVERLOADED' });
   });
 
+  it('runs a sequential caller inline while the pool is idle (no task sent)', async () => {
+    const engine = newEngine({ threads: 1 });
+    const before = engine.pool.tasksDispatched;
+    for (let i = 0; i < 50; i++) {
+      const { ciphertext } = await engine.encrypt(aes, { plaintext: Buffer.from(`seq ${i}`) });
+      expect(openInline(ciphertext, aesMaterial).toString()).toBe(`seq ${i}`);
+    }
+    expect(engine.pool.tasksDispatched).toBe(before);
+    expect(engine.inline!.ops).toBe(50);
+    // Not eligible (an RSA private-key operation): pooled even when idle.
+    await engine.sign(rsa, { data: Buffer.from('x') });
+    expect(engine.pool.tasksDispatched).toBe(before + 1);
+  });
+
+  it('never lets inline crypto take more than its share of the main thread under sustained load', async () => {
+    const engine = newEngine({ threads: 1, inline: { share: 0.2, burstMs: 2 } });
+    const start = performance.now();
+    let calls = 0;
+    // ECDSA signs (~30 µs each) back to back from 8 callers for half a second.
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (performance.now() - start < 500) {
+          await engine.sign(ec, { data: Buffer.from('load') });
+          calls++;
+        }
+      }),
+    );
+    const elapsed = performance.now() - start;
+    const gate = engine.inline!;
+    // Budget: 20 % of the time, the 2 ms burst and one operation over (module comment of inline.ts).
+    expect(gate.ms).toBeLessThanOrEqual(0.2 * elapsed + 2 + 5);
+    expect(gate.ops).toBeGreaterThan(0);
+    // The rest went to the pool.
+    expect(calls - gate.ops).toBeGreaterThan(0);
+  });
+
+  it('bounds what waits in bytes too, not only in items', async () => {
+    // 1 MiB of pending bytes: ten 32 KiB plaintexts (with their output space) fill it.
+    const engine = newEngine({ threads: 1, maxPendingBytes: 1 << 20, inline: false });
+    const big = Buffer.alloc(32 * 1024, 1);
+    const calls = Array.from({ length: 40 }, () =>
+      engine.encrypt(aes, { plaintext: big }).then(
+        () => 'ok',
+        (error: KeywardError) => error.code,
+      ),
+    );
+    expect(engine.pool.pendingBytes).toBeLessThanOrEqual(1 << 20);
+    const results = await Promise.all(calls);
+    const ok = results.filter((r) => r === 'ok').length;
+    expect(ok).toBeGreaterThan(0);
+    expect(ok).toBeLessThanOrEqual(16);
+    expect(results.filter((r) => r === 'OVERLOADED')).toHaveLength(40 - ok);
+    // Small items still fit where large ones did not.
+    expect(engine.pool.pendingBytes).toBe(0);
+    await expect(engine.batch('encrypt', aes, [{ plaintext: Buffer.alloc(100) }])).resolves.toHaveLength(1);
+  });
+
+  it('gives plaintexts that stay intact after their task buffer is reused', async () => {
+    const engine = newEngine({ threads: 2, inline: false, retainedBytes: 1 << 20 });
+    const sealed = await engine.batch(
+      'encrypt',
+      aes,
+      Array.from({ length: 300 }, (_, i) => ({ plaintext: Buffer.from(`plaintext number ${i}`) })),
+    );
+    const opened = await engine.batch(
+      'decrypt',
+      aes,
+      sealed.map((r) => ({ ciphertext: r.ok ? r.value.ciphertext : '' })),
+    );
+    // Many more tasks through the same recycled buffers.
+    for (let round = 0; round < 5; round++) {
+      await Promise.all(
+        Array.from({ length: 200 }, () => engine.encrypt(aes, { plaintext: Buffer.alloc(64, 0xee) })),
+      );
+    }
+    opened.forEach((r, i) => {
+      expect(r.ok && r.value.plaintext.toString()).toBe(`plaintext number ${i}`);
+    });
+    expect(engine.pool.retainedBytes).toBeLessThanOrEqual(1 << 20);
+  });
+
   it('drains queued work on close, then refuses new work', async () => {
     const engine = new CryptoEngine({ threads: 1 });
     const pending = Array.from({ length: 50 }, () => engine.sign(rsa, { data: Buffer.from('drain') }));
