@@ -6,7 +6,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import type { BenchCase, BenchSample } from './case.ts';
+import type { BenchCase, BenchSample, CaseMemory } from './case.ts';
 import { closeEngineCases, engineCases } from './engine-cases.ts';
 
 interface CaseResult {
@@ -22,6 +22,11 @@ interface CaseResult {
   baselineP99Ms?: number;
   /** Medians of the engine side's extra figures (memory, times). */
   extra?: Record<string, number>;
+  /** Latency cases: median over rounds of the engine's p50 ÷ the baseline's p50. */
+  p50Ratio?: number;
+  /** Ratios of every round, for the spread. */
+  roundRatios: number[];
+  memory?: CaseMemory;
 }
 
 function median(values: number[]): number {
@@ -58,7 +63,10 @@ async function runCase(c: BenchCase, rounds: number, durationMs: number, side: S
   const engine: BenchSample[] = [];
   const baseline: BenchSample[] = [];
   const ratios: number[] = [];
+  const p50Ratios: number[] = [];
+  let memory: CaseMemory | undefined;
   try {
+    c.beginMemory?.();
     // Untimed warm-up of both sides, so no round measures JIT compilation or worker start-up.
     if (c.warmUp !== false) {
       await runEngine(Math.min(500, durationMs));
@@ -78,10 +86,13 @@ async function runCase(c: BenchCase, rounds: number, durationMs: number, side: S
       engine.push(e);
       baseline.push(b);
       ratios.push(e.opsPerSec / b.opsPerSec);
+      if (c.latency && e.p50Ms !== undefined && b.p50Ms !== undefined) p50Ratios.push(e.p50Ms / b.p50Ms);
       process.stderr.write(
-        `  ${c.name} round ${r + 1}/${rounds}: ${e.opsPerSec.toFixed(0)} vs ${b.opsPerSec.toFixed(0)} ops/s\n`,
+        `  ${c.name} round ${r + 1}/${rounds}: ${e.opsPerSec.toFixed(0)} vs ${b.opsPerSec.toFixed(0)} ops/s` +
+          `${c.latency ? `, p50 ${e.p50Ms?.toFixed(3)} vs ${b.p50Ms?.toFixed(3)} ms` : ''}\n`,
       );
     }
+    memory = await c.memory?.();
   } finally {
     await c.teardown?.();
   }
@@ -92,6 +103,9 @@ async function runCase(c: BenchCase, rounds: number, durationMs: number, side: S
     ratio: Number(median(ratios).toFixed(3)),
     baselineLabel: c.baselineLabel,
     rounds,
+    roundRatios: ratios.map((r) => Number(r.toFixed(3))),
+    ...(p50Ratios.length > 0 ? { p50Ratio: Number(median(p50Ratios).toFixed(3)) } : {}),
+    ...(memory === undefined ? {} : { memory }),
   };
   const extras = {
     p50Ms: medianOf(engine, 'p50Ms'),
@@ -112,15 +126,33 @@ async function runCase(c: BenchCase, rounds: number, durationMs: number, side: S
 }
 
 function printTable(results: CaseResult[]): void {
+  const mib = (m: CaseMemory | undefined) =>
+    m === undefined
+      ? ''
+      : `${m.engine.peakMiB}/${m.engine.settledMiB} (${m.baseline.peakMiB}/${m.baseline.settledMiB})`;
   const rows = results.map((r) => [
     r.name,
     r.opsPerSec.toLocaleString('en-US'),
     r.baseline.toLocaleString('en-US'),
     `${r.ratio.toFixed(2)}×`,
-    r.p50Ms === undefined ? '' : `${r.p50Ms.toFixed(2)}/${r.p99Ms?.toFixed(2)} ms`,
+    r.p50Ms === undefined
+      ? ''
+      : `${r.p50Ms.toFixed(2)}/${r.p99Ms?.toFixed(2)} ms` +
+        (r.p50Ratio === undefined
+          ? ''
+          : ` (base ${r.baselineP50Ms?.toFixed(2)}/${r.baselineP99Ms?.toFixed(2)}; p50 ${r.p50Ratio.toFixed(2)}×)`),
+    mib(r.memory),
     r.baselineLabel,
   ]);
-  const head = ['case', 'engine ops/s', 'baseline ops/s', 'ratio', 'p50/p99', 'baseline'];
+  const head = [
+    'case',
+    'engine ops/s',
+    'baseline ops/s',
+    'ratio',
+    'p50/p99',
+    'RSS MiB peak/settled (base)',
+    'baseline',
+  ];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   console.log(line(head));

@@ -219,10 +219,8 @@ export class CryptoEngine {
     const gate = this.inline;
     if (
       gate !== undefined &&
-      this.pool.pendingItems === 0 &&
-      !this.pool.closing &&
       inlineEligible(plan.op, plan.key, plan.params) &&
-      gate.admit()
+      gate.admit(this.pool.pendingItems === 0 && !this.pool.closing)
     ) {
       const prepared = plan.key.prepared();
       if (prepared === undefined) throw keyRevoked();

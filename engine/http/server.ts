@@ -62,6 +62,42 @@ export interface ServerOptions {
    * give the same answers (tests run both).
    */
   batchParsing?: 'worker' | 'main';
+  /** Kept up to date with the requests that arrive (the engine's inline path asks it; see inline.ts). */
+  load?: RequestLoad;
+}
+
+/**
+ * Whether a server has other work than the request at hand: other requests in flight (counted when
+ * they arrive, uncounted when their response closes), or more than one request arriving in one
+ * turn of the event loop, this turn or the last. A request handled from start to finish within
+ * one turn (inline crypto makes it so) never overlaps another; several of them arriving per turn
+ * is what load looks like then.
+ */
+export class RequestLoad {
+  inFlight = 0;
+  #thisTurn = 0;
+  #lastTurn = 0;
+  #turnScheduled = false;
+  readonly #endTurn = (): void => {
+    this.#lastTurn = this.#thisTurn;
+    this.#thisTurn = 0;
+    this.#turnScheduled = false;
+  };
+
+  /** Counts a request that arrives now. */
+  arrived(): void {
+    this.inFlight++;
+    this.#thisTurn++;
+    if (!this.#turnScheduled) {
+      this.#turnScheduled = true;
+      setImmediate(this.#endTurn);
+    }
+  }
+
+  /** True while anything but the one request at hand is going on. */
+  busy(): boolean {
+    return this.inFlight > 1 || this.#thisTurn > 1 || this.#lastTurn > 1;
+  }
 }
 
 const NAMESPACE = new RegExp(NAMESPACE_PATTERN);
@@ -163,10 +199,24 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
   );
   app.setNotFoundHandler(notFound);
   // Callback style, not async: these run on every request and a promise per hook costs throughput.
-  app.addHook('onRequest', (_request, reply, done) => {
-    reply.headers(headers);
-    done();
-  });
+  const load = opts.load;
+  if (load === undefined) {
+    app.addHook('onRequest', (_request, reply, done) => {
+      reply.headers(headers);
+      done();
+    });
+  } else {
+    // 'close' comes exactly once per response, sent or abandoned.
+    const uncount = (): void => {
+      load.inFlight--;
+    };
+    app.addHook('onRequest', (_request, reply, done) => {
+      load.arrived();
+      reply.raw.once('close', uncount);
+      reply.headers(headers);
+      done();
+    });
+  }
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url;
     if (route !== undefined) {

@@ -23,7 +23,7 @@ import { ADMIN_TOKEN_FILE, loadOrCreateAdminToken } from './admin-token.ts';
 import { TokenAuthenticator } from './auth.ts';
 import { makeDataDir } from './data-dir.ts';
 import { listenMetrics, type MetricsListener } from './metrics-server.ts';
-import { buildServer } from './server.ts';
+import { buildServer, RequestLoad } from './server.ts';
 import { isLoopback, loadCertFiles, loadOrCreateAutoCert, type TlsMaterial, type TlsMode } from './tls.ts';
 
 /** The default port of `keyward serve`. */
@@ -145,9 +145,11 @@ async function startLocked(
   if (opened.created)
     opts.logger.info({ file: opened.location.path }, 'created a new master key; back it up');
   const master = opened.keys;
+  // The inline path runs only while this server has no other request in flight (pool/inline.ts).
+  const load = new RequestLoad();
   const engine = new CryptoEngine({
     ...(opts.threads === undefined ? {} : { threads: opts.threads }),
-    ...(opts.paths?.inline === false ? { inline: false as const } : {}),
+    inline: opts.paths?.inline === false ? false : { busy: () => load.busy() },
   });
   let service: KeyService;
   try {
@@ -189,6 +191,7 @@ async function startLocked(
     ...(opts.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: opts.requestTimeoutMs }),
     ...(opts.region === undefined ? {} : { region: opts.region }),
     batchParsing: opts.paths?.workerBatches === false ? 'main' : 'worker',
+    load,
   });
   let metricsListener: MetricsListener | undefined;
   try {

@@ -62,6 +62,20 @@ describe('InlineGate', () => {
     expect(gate.ops).toBe(10_000);
   });
 
+  it('leaves operations to the pool while anything else is in flight', () => {
+    const clock = { t: 0 };
+    let busy = false;
+    const gate = new InlineGate({ busy: () => busy, now: () => clock.t });
+    expect(gate.admit(true)).toBe(true);
+    // The pool holds work.
+    expect(gate.admit(false)).toBe(false);
+    // The host has other requests in flight.
+    busy = true;
+    expect(gate.admit(true)).toBe(false);
+    busy = false;
+    expect(gate.admit(true)).toBe(true);
+  });
+
   it('is off with share 0', () => {
     const gate = new InlineGate({ share: 0 });
     expect(gate.admit()).toBe(false);
