@@ -3,7 +3,7 @@
  * own file): per file, the busy share and the functions with the most self time, with their
  * share of the thread's busy time. Used for the profiles in docs/performance.md.
  *
- * Usage: node bench/profile-summary.ts DIR [--top N] [--match TEXT] [--callers FUNCTION]
+ * Usage: node bench/profile-summary.ts DIR [--top N] [--match TEXT] [--callers FUNCTION] [--areas]
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -66,6 +66,50 @@ export function callers(p: Profile, name: string, top: number): string[] {
   ];
 }
 
+/** Areas of the code, by the first JavaScript frame (from the leaf up) whose URL matches. */
+const AREAS: Array<[string, RegExp]> = [
+  ['audit log', /\/engine\/audit\/|hash-wasm/],
+  ['metrics (prom-client)', /prom-client/],
+  ['fastify', /node_modules\/(fastify|find-my-way|avvio|fast-json-stringify|@fastify|light-my-request|pino)/],
+  ['keyward http layer', /\/engine\/http\//],
+  ['key service and engine', /\/engine\/(service|pool|crypto|keys|engine|operation-plans|key-ring)/],
+  ['node http and net', /node:(_http|net|internal\/streams|internal\/stream_base|events|internal\/http)/],
+  ['piscina', /piscina/],
+];
+
+/** Self time per area (see AREAS); natives count for the JavaScript frame that called them. */
+export function byArea(p: Profile): string[] {
+  const self = selfTimes(p);
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const totals = new Map<string, number>();
+  let busy = 0;
+  for (const n of p.nodes) {
+    const t = self.get(n.id) ?? 0;
+    const name = n.callFrame.functionName;
+    if (name === '(idle)') continue;
+    busy += t;
+    let area =
+      name === '(garbage collector)' ? 'garbage collector' : name === '(program)' ? '(program)' : 'other';
+    if (area === 'other') {
+      for (let x: number | undefined = n.id; x !== undefined; x = parent.get(x)) {
+        const url = byId.get(x)!.callFrame.url;
+        if (url === '') continue;
+        area = AREAS.find(([, re]) => re.test(url))?.[0] ?? 'other';
+        break;
+      }
+    }
+    totals.set(area, (totals.get(area) ?? 0) + t);
+  }
+  return [
+    `busy ${(busy / 1e6).toFixed(2)} s`,
+    ...[...totals]
+      .sort((a, b) => b[1] - a[1])
+      .map(([area, t]) => `  ${((100 * t) / busy).toFixed(1).padStart(5)} %  ${area}`),
+  ];
+}
+
 /** One thread's summary lines. */
 export function summarize(p: Profile, top: number, match?: string): string[] {
   const self = selfTimes(p);
@@ -103,6 +147,7 @@ async function main(): Promise<void> {
       top: { type: 'string', default: '25' },
       match: { type: 'string' },
       callers: { type: 'string' },
+      areas: { type: 'boolean' },
     },
   });
   const dir = positionals[0];
@@ -110,8 +155,9 @@ async function main(): Promise<void> {
   for (const file of (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile')).sort()) {
     const p = JSON.parse(await readFile(join(dir, file), 'utf8')) as Profile;
     console.log(`== ${basename(file)}`);
-    const lines =
-      values.callers === undefined
+    const lines = values.areas
+      ? byArea(p)
+      : values.callers === undefined
         ? summarize(p, Number(values.top), values.match)
         : callers(p, values.callers, Number(values.top));
     for (const line of lines) console.log(line);
