@@ -181,7 +181,6 @@ export class CryptoPool {
   readonly #threads: number;
   #censusRequest = 0;
   readonly #census = new Map<number, (reply: Extract<PoolBroadcast, { type: 'census-reply' }>) => void>();
-  #workerErrors = 0;
 
   constructor(options: CryptoPoolOptions = {}) {
     const threads = options.threads ?? availableParallelism();
