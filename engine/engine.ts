@@ -50,6 +50,8 @@ export type { InlineOptions } from './pool/inline.ts';
 /** Options of the engine: its pool, and the inline fast path (false: every operation pooled). */
 export interface CryptoEngineOptions extends CryptoPoolOptions {
   inline?: InlineOptions | false;
+  /** Public keys kept exported (FIFO beyond; default 1024). */
+  maxPublicKeys?: number;
 }
 
 /** What a batch request run in a worker gives back (pool/request-runner.ts). */
@@ -94,15 +96,18 @@ export class CryptoEngine {
   readonly pool: CryptoPool;
   /** The inline fast path's budget; undefined when it is off. */
   readonly inline: InlineGate | undefined;
-  // Public keys are exported on the main thread (cheap, and cached): no worker round trip.
+  // Public keys are exported on the main thread (cheap, and cached, FIFO-bounded): no worker round trip.
   readonly #publicKeys = new Map<string, PublicKeyOutput>();
   /** Nonces of inline encryptions (never the workers' ones: each thread draws its own). */
   readonly #inlineContext: ItemContext = { nonces: new NonceSource(), derived: new DerivedKeyCache(0) };
   /** Versions a ring's batch requests needed beyond the current one, so later ones bring them. */
   readonly #requestVersions = new WeakMap<KeyRing, Set<number>>();
 
+  readonly #maxPublicKeys: number;
+
   constructor(options: CryptoEngineOptions = {}) {
-    const { inline, ...pool } = options;
+    const { inline, maxPublicKeys, ...pool } = options;
+    this.#maxPublicKeys = maxPublicKeys ?? 1024;
     this.pool = new CryptoPool(pool);
     this.inline = inline === false ? undefined : new InlineGate(inline);
   }
@@ -160,7 +165,8 @@ export class CryptoEngine {
     const prepared = key.prepared();
     if (prepared === undefined) throw keyRevoked();
     const out: PublicKeyOutput = { keyVersion: version, ...exportPublicKey(prepared) };
-    if (this.#publicKeys.size >= 1024) this.#publicKeys.delete(this.#publicKeys.keys().next().value!);
+    if (this.#publicKeys.size >= this.#maxPublicKeys)
+      this.#publicKeys.delete(this.#publicKeys.keys().next().value!);
     this.#publicKeys.set(key.id, out);
     return out;
   }
@@ -247,6 +253,11 @@ export class CryptoEngine {
     return this.pool.submit(plan.op, plan.key, plan.params, plan.batchKey, plan.fields, (outcome) =>
       finishPlan(plan, outcome),
     );
+  }
+
+  /** Public keys held exported now (the cache is bounded by `maxPublicKeys`). */
+  get publicKeysCached(): number {
+    return this.#publicKeys.size;
   }
 
   /**

@@ -225,7 +225,11 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
       return existing;
     }
     existing?.cache.destroy();
-    const entry: Entry = { resourceVersion: rv, stored, cache: new MaterialCache(master, r) };
+    const entry: Entry = {
+      resourceVersion: rv,
+      stored,
+      cache: new MaterialCache(master, r, this.loadedKeys),
+    };
     this.#entries.set(secretName, entry);
     return entry;
   }

@@ -113,6 +113,7 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
   const metrics = new HttpMetrics(
     () => backend.queueDepth(),
     () => backend.workerErrors?.() ?? 0,
+    backend.poolMemory === undefined ? undefined : () => backend.poolMemory!(),
   );
   const requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   // Node checks both timeouts every CONNECTION_CHECK_MS; the headers bound never exceeds the whole.

@@ -101,6 +101,10 @@ export const POOL_DEFAULTS = {
   maxDerivedKeys: 4096,
 } as const;
 
+const EXPERIMENT_LIMITS = process.env.G_YOUNG
+  ? { maxYoungGenerationSizeMb: Number(process.env.G_YOUNG) }
+  : {};
+
 /** Calls back with one item's outcome while its bytes are valid (see ItemOutcome). */
 type Finish = (outcome: ItemOutcome, index: number) => void;
 
@@ -218,7 +222,7 @@ export class CryptoPool {
       // them while they idle.
       atomics: 'disabled',
       workerData,
-      ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }),
+      resourceLimits: options.resourceLimits ?? EXPERIMENT_LIMITS,
     });
     // Piscina emits 'error' for a worker that dies with no task in flight; the worker is
     // replaced either way, and an unhandled 'error' event would kill the process. It is counted

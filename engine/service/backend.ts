@@ -21,6 +21,7 @@ import type {
   VerifyInput,
 } from '../engine.ts';
 import type { KeyBoundary, KeyOperation, KeyState, KeyUsage, RotationPolicy } from '../keys/model.ts';
+import type { WorkerCache } from '../pool/crypto-pool.ts';
 
 /** A key as the API shows it (PRODUCT.md §6). Times are ISO-8601 strings; never material. */
 export interface KeyView {
@@ -175,4 +176,16 @@ export interface KeyBackend {
   queueDepth(): number;
   /** Crypto workers that died outside a task since start, for /metrics. */
   workerErrors?(): number;
+  /** The pool's bytes and each worker's heap, for /metrics. */
+  poolMemory?(): Promise<PoolMemory>;
+}
+
+/** What `KeyBackend.poolMemory` reports. */
+export interface PoolMemory {
+  /** Bytes of items and requests waiting or running (bounded by the pool's maxPendingBytes). */
+  pendingBytes: number;
+  /** Bytes of task buffers kept for reuse (bounded by the pool's retainedBytes). */
+  retainedBytes: number;
+  /** Each worker's caches and V8 heap. */
+  workers: WorkerCache[];
 }

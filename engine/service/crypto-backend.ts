@@ -24,6 +24,8 @@ import type {
 } from '../engine.ts';
 import type { KeyOperation } from '../keys/model.ts';
 import { countsNonces } from '../keys/nonce-budget.ts';
+import type { PoolMemory } from './backend.ts';
+import { DEFAULT_MAX_LOADED_VERSIONS, LoadedKeyBudget } from './loaded-keys.ts';
 
 /**
  * The most items a raw batch body can hold: one per `{` after the body's own (every item that
@@ -43,9 +45,12 @@ export function batchItemsBound(body: Uint8Array): number {
 /** See the module comment. Subclasses supply `usableRing` and `recordUse`. */
 export abstract class CryptoBackend {
   protected readonly engine: CryptoEngine;
+  /** The bound on key versions unwrapped on the main thread, shared by the backend's caches. */
+  readonly loadedKeys: LoadedKeyBudget;
 
-  constructor(engine: CryptoEngine) {
+  constructor(engine: CryptoEngine, maxLoadedVersions = DEFAULT_MAX_LOADED_VERSIONS) {
     this.engine = engine;
+    this.loadedKeys = new LoadedKeyBudget(maxLoadedVersions, (ids) => engine.evict(ids));
   }
 
   /**
@@ -105,6 +110,16 @@ export abstract class CryptoBackend {
   /** Crypto workers that died outside a task since start, for /metrics. */
   workerErrors(): number {
     return this.engine.pool.workerErrors;
+  }
+
+  /** The pool's bytes and each worker's heap, for /metrics (docs/performance.md, memory). */
+  async poolMemory(): Promise<PoolMemory> {
+    const pool = this.engine.pool;
+    return {
+      pendingBytes: pool.pendingBytes,
+      retainedBytes: pool.retainedBytes,
+      workers: await pool.workerCaches(1_000),
+    };
   }
 
   async encrypt(namespace: string, name: string, input: EncryptInput): Promise<CiphertextOutput> {

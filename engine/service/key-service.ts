@@ -54,6 +54,8 @@ export interface KeyServiceOptions {
   master: MasterKeys;
   engine: CryptoEngine;
   logger: Logger;
+  /** Key versions kept unwrapped on the main thread (loaded-keys.ts; default 4096). */
+  maxLoadedVersions?: number;
   /** The region this engine serves (`--region`); Isolated keys of other regions are refused. */
   region?: string;
   /** Deletion delay; 72 h unless a test shortens it. */
@@ -102,7 +104,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   #closed = false;
 
   private constructor(opts: KeyServiceOptions) {
-    super(opts.engine);
+    super(opts.engine, opts.maxLoadedVersions);
     this.#store = opts.store;
     this.#master = opts.master;
     this.#log = opts.logger;
@@ -131,7 +133,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     for (const record of await opts.store.list()) {
       const entry: Entry = {
         record,
-        cache: new MaterialCache(opts.master, record),
+        cache: new MaterialCache(opts.master, record, service.loadedKeys),
         nonces: new NonceLedger(),
       };
       // Every version is unwrapped once now: a damaged one is reported here, and the key fails
@@ -220,7 +222,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
         await this.#store.create(record);
         const entry: Entry = {
           record,
-          cache: new MaterialCache(this.#master, record),
+          cache: new MaterialCache(this.#master, record, this.loadedKeys),
           fingerprint: { version: 1, value },
           nonces: new NonceLedger(),
         };
