@@ -37,6 +37,7 @@ import {
   type WorkerTask,
 } from './protocol.ts';
 import type { RequestOutcome, WireError, WireRing } from './request-runner.ts';
+import { workerSources } from './worker-sources.ts';
 
 /**
  * An item's outcome: its output bytes, or a status code (ITEM_INVALID, ITEM_FAILED). Output bytes
@@ -101,9 +102,10 @@ export const POOL_DEFAULTS = {
   maxDerivedKeys: 4096,
 } as const;
 
-const EXPERIMENT_LIMITS = process.env.G_YOUNG
-  ? { maxYoungGenerationSizeMb: Number(process.env.G_YOUNG) }
-  : {};
+const EXPERIMENT_LIMITS = {
+  ...(process.env.G_YOUNG ? { maxYoungGenerationSizeMb: Number(process.env.G_YOUNG) } : {}),
+  ...(process.env.G_OLD ? { maxOldGenerationSizeMb: Number(process.env.G_OLD) } : {}),
+};
 
 /** Calls back with one item's outcome while its bytes are valid (see ItemOutcome). */
 type Finish = (outcome: ItemOutcome, index: number) => void;
@@ -151,7 +153,9 @@ const TASKS_PER_WORKER = 2;
 // The longest an item waits to be batched (PRODUCT.md §5: a millisecond or less).
 const MAX_WAIT_MS = 1;
 
-const WORKER_URL = new URL('./worker.ts', import.meta.url).href;
+// The entry serves the worker's modules pre-stripped (worker-sources.ts).
+const WORKER_URL = new URL('./worker-entry.mjs', import.meta.url).href;
+const WORKER_MODULE = new URL('./worker.ts', import.meta.url);
 
 /** Bytes an item holds while queued or running: its inputs and its output space. */
 export function itemBytes(op: WorkerOp, params: TaskParams, fields: ItemFields): number {
@@ -205,6 +209,7 @@ export class CryptoPool {
     this.#maxTaskBytes = options.maxTaskBytes ?? POOL_DEFAULTS.maxTaskBytes;
     const workerData: PoolWorkerData = {
       channel,
+      sources: workerSources(WORKER_MODULE),
       maxKeys: options.maxWorkerKeys ?? POOL_DEFAULTS.maxWorkerKeys,
       maxDerivedKeys: options.maxDerivedKeys ?? POOL_DEFAULTS.maxDerivedKeys,
     };

@@ -120,6 +120,8 @@ export type WorkerTask = ItemTask | RequestTask;
 export interface PoolWorkerData {
   /** The BroadcastChannel of evictions and census requests. */
   channel: string;
+  /** The worker's modules, types stripped, by file URL (worker-entry.mjs). */
+  sources: Record<string, string>;
   /** Bounds of the worker's caches: key versions, and convergent keys derived per context. */
   maxKeys: number;
   maxDerivedKeys: number;
