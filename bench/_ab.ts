@@ -15,7 +15,7 @@ const argOf = (flag: string) => {
 };
 const autocannon = createRequire(join(rootA!, 'package.json'))('autocannon');
 const token = `ab-${randomBytes(16).toString('hex')}`;
-async function start(root: string, nodeArgs: string[], extra: string[]) {
+async function start(root: string, nodeArgs: string[], extra: string[], env: string[] = []) {
   const dir = await mkdtemp(join(tmpdir(), 'g-ab-'));
   const child = spawn(
     join(root, 'node_modules/node/bin/node'),
@@ -34,7 +34,12 @@ async function start(root: string, nodeArgs: string[], extra: string[]) {
       ...extra,
     ],
     {
-      env: { ...process.env, KEYWARD_TOKEN: token, KEYWARD_LOG_LEVEL: 'warn' },
+      env: {
+        ...process.env,
+        ...Object.fromEntries(env.map((kv) => kv.split('=') as [string, string])),
+        KEYWARD_TOKEN: token,
+        KEYWARD_LOG_LEVEL: 'warn',
+      },
       stdio: ['ignore', 'pipe', 'inherit'],
     },
   );
@@ -110,8 +115,8 @@ const cpu = async (pid: number) => {
   const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
 };
-const a = await start(rootA!, argOf('--a-node'), argOf('--a-args'));
-const b = await start(rootB!, argOf('--b-node'), argOf('--b-args'));
+const a = await start(rootA!, argOf('--a-node'), argOf('--a-args'), argOf('--a-env'));
+const b = await start(rootB!, argOf('--b-node'), argOf('--b-args'), argOf('--b-env'));
 await load(a.url, 1000);
 await load(b.url, 1000);
 const ratios: number[] = [];

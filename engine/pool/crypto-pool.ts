@@ -82,7 +82,7 @@ export interface CryptoPoolOptions {
   maxWorkerKeys?: number;
   /** Convergent derived-key sets each worker keeps (FIFO beyond). */
   maxDerivedKeys?: number;
-  /** V8 heap limits of each worker (docs/performance.md: chosen on measurement). */
+  /** V8 heap limits of each worker (default POOL_DEFAULTS.workerResourceLimits, chosen on measurement). */
   resourceLimits?: ResourceLimits;
   /**
    * Told when a worker dies outside a task (Piscina's `error` event; the worker is replaced). By
@@ -100,12 +100,14 @@ export const POOL_DEFAULTS = {
   retainedBytes: 8 * 1024 * 1024,
   maxWorkerKeys: 2048,
   maxDerivedKeys: 4096,
+  /**
+   * A worker's young generation: V8's default let each worker's grow to 64 MiB under load; 12
+   * keeps it at 8 (measured with bench/soak.ts; docs/performance.md, memory). The old generation
+   * keeps V8's limit: a 16 MiB batch body needs several times that while it is parsed, and a
+   * worker over its limit dies.
+   */
+  workerResourceLimits: { maxYoungGenerationSizeMb: 12 },
 } as const;
-
-const EXPERIMENT_LIMITS = {
-  ...(process.env.G_YOUNG ? { maxYoungGenerationSizeMb: Number(process.env.G_YOUNG) } : {}),
-  ...(process.env.G_OLD ? { maxOldGenerationSizeMb: Number(process.env.G_OLD) } : {}),
-};
 
 /** Calls back with one item's outcome while its bytes are valid (see ItemOutcome). */
 type Finish = (outcome: ItemOutcome, index: number) => void;
@@ -227,7 +229,7 @@ export class CryptoPool {
       // them while they idle.
       atomics: 'disabled',
       workerData,
-      resourceLimits: options.resourceLimits ?? EXPERIMENT_LIMITS,
+      resourceLimits: options.resourceLimits ?? POOL_DEFAULTS.workerResourceLimits,
     });
     // Piscina emits 'error' for a worker that dies with no task in flight; the worker is
     // replaced either way, and an unhandled 'error' event would kill the process. It is counted

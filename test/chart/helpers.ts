@@ -160,6 +160,8 @@ export const NON_DEFAULT = {
     metricsPort: 9090,
     extraArgs: ['--workers=4'],
     extraEnv: [{ name: 'EXTRA', value: 'x' }],
+    nodeOptions: '',
+    mallocArenaMax: 0,
     nodeSelector: { 'kubernetes.io/os': 'linux' },
     tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'keyward', effect: 'NoSchedule' }],
     podDisruptionBudget: { enabled: false },

@@ -204,6 +204,9 @@ describe('helm template with the default values', () => {
       const c = d.spec.template.spec.containers[0];
       expect(c.image).toBe('ghcr.io/keyward/keyward:0.1.0');
       expect(c.env).toContainEqual({ name: 'KEYWARD_LOG_LEVEL', value: 'info' });
+      // Heap flags and malloc arenas chosen on measurement (docs/performance.md, memory).
+      expect(c.env).toContainEqual({ name: 'NODE_OPTIONS', value: '--max-semi-space-size=4' });
+      expect(c.env).toContainEqual({ name: 'MALLOC_ARENA_MAX', value: '2' });
       expect(c.env).toContainEqual({
         name: 'POD_NAME',
         valueFrom: { fieldRef: { fieldPath: 'metadata.name' } },
@@ -384,6 +387,10 @@ describe('helm template with non-default values', () => {
     expect(op.spec.template.spec.tolerations).toHaveLength(1);
     expect(op.spec.template.spec.imagePullSecrets).toEqual([{ name: 'regcred' }]);
     expect(op.spec.template.spec.containers[0].env).toContainEqual({ name: 'EXTRA', value: 'x' });
+    // Empty node options and 0 arenas: Node's and glibc's defaults, no variable set.
+    const opEnv = op.spec.template.spec.containers[0].env.map((e: { name: string }) => e.name);
+    expect(opEnv).not.toContain('NODE_OPTIONS');
+    expect(opEnv).not.toContain('MALLOC_ARENA_MAX');
     const en = find(objects, 'Deployment', ENGINE);
     // The HPA owns the replica count.
     expect(en.spec.replicas).toBeUndefined();
