@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchCase, BenchSample, CaseMemory, SideMemory } from './case.ts';
+import { KEYWARD_ENV } from './keyward-env.ts';
 
 interface AutocannonResult {
   requests: { average: number };
@@ -124,10 +125,8 @@ async function startServers(): Promise<Servers> {
       'off',
       ...(process.env.BENCH_ENGINE_THREADS ? ['--threads', process.env.BENCH_ENGINE_THREADS] : []),
     ],
-    {
-      env,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
+    // The engine runs as shipped (keyward-env.ts); the bare baseline with Node's defaults.
+    { env: { ...env, ...KEYWARD_ENV }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   await waitForLine(engine);
   const info = JSON.parse(await readFile(join(dataDir, 'server.json'), 'utf8')) as { url: string };

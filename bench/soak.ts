@@ -7,7 +7,9 @@
  * growth after the first minute, settled) and writes the samples to `--out` as JSON.
  *
  * Usage: node bench/soak.ts [--minutes 10] [--settle 30] [--node-args "--max-semi-space-size=8"]
- *        [--threads 2] [--no-audit] [--out bench/results/soak.json]
+ *        [--threads 2] [--no-audit] [--node-defaults] [--out bench/results/soak.json]
+ * The engine runs with the flags and malloc settings it ships with (keyward-env.ts), or with
+ * Node's and glibc's defaults (`--node-defaults`); `--node-args` come on top.
  * The audit log is on, as by default.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -18,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { KEYWARD_ENV } from './keyward-env.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MAIN = join(ROOT, 'engine/cli/main.ts');
@@ -85,6 +88,7 @@ async function start(
   threads: number,
   nodeArgs: string[],
   audit: boolean,
+  shipped: boolean,
 ): Promise<{ child: ChildProcess; dir: string; url: string; metricsUrl: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'keyward-soak-'));
   const child = spawn(
@@ -104,7 +108,13 @@ async function start(
       ...(audit ? [] : ['--no-audit']),
     ],
     {
-      env: { ...process.env, KEYWARD_TOKEN: TOKEN, KEYWARD_LOG_LEVEL: 'warn' },
+      // As shipped (keyward-env.ts), unless --node-defaults.
+      env: {
+        ...process.env,
+        ...(shipped ? KEYWARD_ENV : {}),
+        KEYWARD_TOKEN: TOKEN,
+        KEYWARD_LOG_LEVEL: 'warn',
+      },
       stdio: ['ignore', 'ignore', 'inherit'],
     },
   );
@@ -127,12 +137,13 @@ async function main(): Promise<void> {
       threads: { type: 'string', default: '2' },
       'node-args': { type: 'string', default: '' },
       'no-audit': { type: 'boolean', default: false },
+      'node-defaults': { type: 'boolean', default: false },
       out: { type: 'string', default: join(ROOT, 'bench/results/soak.json') },
     },
   });
   const minutes = Number(values.minutes);
   const nodeArgs = values['node-args']!.split(' ').filter(Boolean);
-  const server = await start(Number(values.threads), nodeArgs, !values['no-audit']);
+  const server = await start(Number(values.threads), nodeArgs, !values['no-audit'], !values['node-defaults']);
   const pid = server.child.pid!;
   const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
   for (const [name, usage] of [
@@ -202,6 +213,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     loadavg: (await readFile('/proc/loadavg', 'utf8')).trim(),
     nodeArgs,
+    env: values['node-defaults'] ? 'node defaults' : KEYWARD_ENV,
     threads: Number(values.threads),
     minutes,
     idleMiB: Number(idleMiB.toFixed(1)),

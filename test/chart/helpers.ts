@@ -162,6 +162,7 @@ export const NON_DEFAULT = {
     extraEnv: [{ name: 'EXTRA', value: 'x' }],
     nodeOptions: '',
     mallocArenaMax: 0,
+    mallocMmapThreshold: 0,
     nodeSelector: { 'kubernetes.io/os': 'linux' },
     tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'keyward', effect: 'NoSchedule' }],
     podDisruptionBudget: { enabled: false },

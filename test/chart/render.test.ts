@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isMap, isScalar, isSeq, parse, parseDocument, type YAMLMap } from 'yaml';
+import { KEYWARD_ENV } from '../../bench/keyward-env.ts';
 import { CRD_CHART_DIR, crdDrift } from '../../scripts/chart-sync-crds.ts';
 import { REPO_ROOT } from '../../scripts/cluster/cluster.ts';
 import { helm } from '../cluster/harness.ts';
@@ -205,8 +206,8 @@ describe('helm template with the default values', () => {
       expect(c.image).toBe('ghcr.io/keyward/keyward:0.1.0');
       expect(c.env).toContainEqual({ name: 'KEYWARD_LOG_LEVEL', value: 'info' });
       // Heap flags and malloc arenas chosen on measurement (docs/performance.md, memory).
-      expect(c.env).toContainEqual({ name: 'NODE_OPTIONS', value: '--max-semi-space-size=4' });
-      expect(c.env).toContainEqual({ name: 'MALLOC_ARENA_MAX', value: '2' });
+      // The same the benches measure with (bench/keyward-env.ts).
+      for (const [name, value] of Object.entries(KEYWARD_ENV)) expect(c.env).toContainEqual({ name, value });
       expect(c.env).toContainEqual({
         name: 'POD_NAME',
         valueFrom: { fieldRef: { fieldPath: 'metadata.name' } },
@@ -391,6 +392,7 @@ describe('helm template with non-default values', () => {
     const opEnv = op.spec.template.spec.containers[0].env.map((e: { name: string }) => e.name);
     expect(opEnv).not.toContain('NODE_OPTIONS');
     expect(opEnv).not.toContain('MALLOC_ARENA_MAX');
+    expect(opEnv).not.toContain('MALLOC_MMAP_THRESHOLD_');
     const en = find(objects, 'Deployment', ENGINE);
     // The HPA owns the replica count.
     expect(en.spec.replicas).toBeUndefined();
