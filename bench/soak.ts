@@ -203,7 +203,8 @@ async function main(): Promise<void> {
   const underLoad = rss.filter(([t]) => t <= loadSeconds);
   const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1] ?? Number.NaN;
   const perMinute: number[] = [];
-  for (let m = 0; m < Math.ceil(loadSeconds / 60); m++)
+  // Whole minutes of load only (the last samples of a run may spill a second past them).
+  for (let m = 0; m < Math.floor(loadSeconds / 60); m++)
     perMinute.push(median(underLoad.filter(([t]) => t >= m * 60 && t < (m + 1) * 60).map(([, r]) => r)));
   const firstMinute = perMinute[0] ?? Number.NaN;
   const afterFirst = underLoad.filter(([t]) => t >= 60).map(([, r]) => r);
