@@ -12,3 +12,13 @@ export const KEYWARD_ENV = {
   // Blocks of 64 KiB and more are mapped and unmapped on their own, not kept in the heap.
   MALLOC_MMAP_THRESHOLD_: '65536',
 } as const;
+
+/**
+ * The operator's: the same, and its old generation capped at 512 MiB so that V8 collects before
+ * the heap nears the chart's limit (768Mi) instead of growing into it (at 10,000 Keys its heap in
+ * use was 116-377 MiB).
+ */
+export const KEYWARD_OPERATOR_ENV = {
+  ...KEYWARD_ENV,
+  NODE_OPTIONS: `${KEYWARD_ENV.NODE_OPTIONS} --max-old-space-size=512`,
+} as const;

@@ -41,7 +41,7 @@ import {
 } from '../scripts/cluster/cluster.ts';
 import { freePorts } from '../scripts/cluster/proc.ts';
 import type { BenchCase } from './case.ts';
-import { KEYWARD_ENV } from './keyward-env.ts';
+import { KEYWARD_ENV, KEYWARD_OPERATOR_ENV } from './keyward-env.ts';
 
 /** The result of one measurement. */
 export interface OperatorBenchResult {
@@ -116,7 +116,11 @@ function spawnKeyward(args: string[]): { child: ChildProcess; output: () => stri
   const child = spawn(process.execPath, [...profile, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     // As shipped (keyward-env.ts: the chart's heap flags and malloc settings).
-    env: { ...process.env, ...KEYWARD_ENV, KEYWARD_LOG_LEVEL: process.env.KEYWARD_BENCH_LOG ?? 'warn' },
+    env: {
+      ...process.env,
+      ...(args[0]?.includes('operator') ? KEYWARD_OPERATOR_ENV : KEYWARD_ENV),
+      KEYWARD_LOG_LEVEL: process.env.KEYWARD_BENCH_LOG ?? 'warn',
+    },
   });
   let out = '';
   const keep = (d: Buffer): void => {

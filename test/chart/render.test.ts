@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isMap, isScalar, isSeq, parse, parseDocument, type YAMLMap } from 'yaml';
-import { KEYWARD_ENV } from '../../bench/keyward-env.ts';
+import { KEYWARD_ENV, KEYWARD_OPERATOR_ENV } from '../../bench/keyward-env.ts';
 import { CRD_CHART_DIR, crdDrift } from '../../scripts/chart-sync-crds.ts';
 import { REPO_ROOT } from '../../scripts/cluster/cluster.ts';
 import { helm } from '../cluster/harness.ts';
@@ -207,7 +207,8 @@ describe('helm template with the default values', () => {
       expect(c.env).toContainEqual({ name: 'KEYWARD_LOG_LEVEL', value: 'info' });
       // Heap flags and malloc arenas chosen on measurement (docs/performance.md, memory).
       // The same the benches measure with (bench/keyward-env.ts).
-      for (const [name, value] of Object.entries(KEYWARD_ENV)) expect(c.env).toContainEqual({ name, value });
+      const shipped = d === op ? KEYWARD_OPERATOR_ENV : KEYWARD_ENV;
+      for (const [name, value] of Object.entries(shipped)) expect(c.env).toContainEqual({ name, value });
       expect(c.env).toContainEqual({
         name: 'POD_NAME',
         valueFrom: { fieldRef: { fieldPath: 'metadata.name' } },
