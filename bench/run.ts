@@ -2,7 +2,7 @@
  * `npm run bench`: every case against its baseline in the same run, interleaved rounds, medians
  * and ratios (PRODUCT.md §9). Writes bench/results/latest.json.
  *
- * Usage: npm run bench [-- --rounds N --duration MS --only name1,name2 --side engine|baseline]
+ * Usage: npm run bench [-- --rounds N --duration MS --only name1,name2 --skip name3 --side engine|baseline]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -171,12 +171,14 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '3' },
       duration: { type: 'string', default: '1500' },
       only: { type: 'string' },
+      skip: { type: 'string' },
       side: { type: 'string' },
     },
   });
   const rounds = Math.max(3, Number(values.rounds));
   const durationMs = Number(values.duration);
   const only = values.only?.split(',');
+  const skip = values.skip?.split(',') ?? [];
   if (values.side !== undefined && values.side !== 'engine' && values.side !== 'baseline')
     throw new Error('--side must be engine or baseline');
   const side = values.side as Side;
@@ -186,7 +188,7 @@ async function main(): Promise<void> {
     ...(await optionalCases('./operator-cases.ts', 'operatorCases')),
     ...(await optionalCases('./kms-cases.ts', 'kmsCases')),
     ...(await optionalCases('./audit-cases.ts', 'auditCases')),
-  ].filter((c) => only === undefined || only.includes(c.name));
+  ].filter((c) => (only === undefined || only.includes(c.name)) && !skip.includes(c.name));
 
   const results: CaseResult[] = [];
   try {
