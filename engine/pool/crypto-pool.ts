@@ -154,6 +154,9 @@ const MIN_CHUNK = 32;
 const TASKS_PER_WORKER = 2;
 // The longest an item waits to be batched (PRODUCT.md §5: a millisecond or less).
 const MAX_WAIT_MS = 1;
+// The longest items coalesce while every task slot is taken, before they queue behind the tasks
+// already waiting.
+const MAX_COALESCE_MS = 2;
 
 // The entry serves the worker's modules pre-stripped (worker-sources.ts).
 const WORKER_URL = new URL('./worker-entry.mjs', import.meta.url).href;
@@ -538,15 +541,22 @@ export class CryptoPool {
   /**
    * Sends what has been coalesced to the idle workers, spread over them so that a burst keeps
    * every thread busy (one batch per burst would leave the other workers and the main thread
-   * waiting). While every worker is busy, items stay here and keep coalescing: a settling task
-   * flushes again, so batches grow with load instead of queueing as many small tasks.
+   * waiting). While every worker is busy, items stay here and keep coalescing (a settling task
+   * flushes again, so batches grow with load instead of queueing as many small tasks), for
+   * MAX_COALESCE_MS at most: then they queue in turn behind what already waits.
    */
   readonly #flush = (): void => {
     this.#flushScheduled = false;
     const now = performance.now();
     for (const [batchKey, pending] of this.#coalescing) {
       const idle = this.#freeSlots();
-      if (idle <= 0 && !this.#closing) break;
+      // Every slot taken: the items keep coalescing, but for MAX_COALESCE_MS at most; then they
+      // join the queue in turn, so a stream of batch requests that keeps every slot busy cannot
+      // starve them (measured: single requests timed out behind batches in a mixed soak).
+      if (idle <= 0 && !this.#closing && now - pending.since < MAX_COALESCE_MS) {
+        this.#armWaitTimer();
+        continue;
+      }
       const count = pending.items.length;
       // While other work runs, a small batch waits (at most MAX_WAIT_MS) for company: a task per
       // handful of items spends more on the thread hop than on the crypto. An idle pool sends at

@@ -233,6 +233,40 @@ describe('CryptoPool', () => {
     expect(calls - gate.ops).toBeGreaterThan(0);
   });
 
+  it('never starves single operations behind a stream of batch requests that keeps every slot busy', async () => {
+    // Found in the memory soak: single requests mixed with batch requests timed out (over 10 s)
+    // while the batches kept the task slots and the queue full.
+    const engine = newEngine({ threads: 1, inline: false });
+    const item = { plaintext: Buffer.alloc(1024, 3).toString('base64') };
+    const body = (): ArrayBuffer => {
+      const bytes = Buffer.from(JSON.stringify({ requests: Array.from({ length: 100 }, () => item) }));
+      return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+    };
+    let stop = false;
+    let batches = 0;
+    const loop = async (): Promise<void> => {
+      while (!stop) {
+        await engine.batchRequest('encrypt', aes, body(), 100);
+        batches++;
+      }
+    };
+    const loops = Array.from({ length: 8 }, loop);
+    // Let the batches fill every slot and the queue first.
+    while (batches < 8) await new Promise((r) => setTimeout(r, 5));
+    const before = batches;
+    const deadline = setTimeout(() => {
+      stop = true;
+    }, 20_000);
+    const sealed = await engine.encrypt(aes, { plaintext: Buffer.from('not starved') });
+    const during = batches - before;
+    stop = true;
+    clearTimeout(deadline);
+    await Promise.all(loops);
+    expect(sealed.ciphertext).toMatch(/^keyward:v1:/);
+    // It waited for the tasks ahead of it in the queue (at most one per loop), not for the loops to end.
+    expect(during).toBeLessThanOrEqual(16);
+  });
+
   it('bounds what waits in bytes too, not only in items', async () => {
     // 1 MiB of pending bytes: ten 32 KiB plaintexts (with their output space) fill it.
     const engine = newEngine({ threads: 1, maxPendingBytes: 1 << 20, inline: false });
