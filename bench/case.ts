@@ -17,6 +17,29 @@ export interface BenchCase {
   baseline(durationMs: number): Promise<BenchSample>;
   /** Releases what setup made; called once after the rounds. */
   teardown?(): Promise<void>;
+  /**
+   * Latency cases: the ratio reported is the engine's p50 latency over the baseline's (lower is
+   * better), besides the throughput ratio.
+   */
+  latency?: boolean;
+  /** Starts measuring the memory of the processes the case loads (after setup, before warm-up). */
+  beginMemory?(): void;
+  /** The peak and settled resident memory of both sides since `beginMemory` (after the rounds). */
+  memory?(): Promise<CaseMemory>;
+}
+
+/** Resident memory (MiB) of one side of a case: its peak under load, and once settled. */
+export interface SideMemory {
+  peakMiB: number;
+  settledMiB: number;
+}
+
+/** What `BenchCase.memory` reports. */
+export interface CaseMemory {
+  engine: SideMemory;
+  baseline: SideMemory;
+  /** Seconds of idle before `settledMiB` was read. */
+  settleSeconds: number;
 }
 
 /** One round's measurement. Latencies are optional (HTTP cases report them). */

@@ -10,12 +10,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createCipheriv, createHash, createSecretKey, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { Agent, createServer, request } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BenchCase, BenchSample } from './case.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BenchCase, BenchSample, CaseMemory, SideMemory } from './case.ts';
+import { KEYWARD_ENV } from './keyward-env.ts';
 
 interface AutocannonResult {
   requests: { average: number };
@@ -111,6 +113,8 @@ async function startServers(): Promise<Servers> {
   const engine = spawn(
     process.execPath,
     [
+      // Node flags for the engine process only (`--cpu-prof --cpu-prof-dir=DIR` for a profile).
+      ...(process.env.BENCH_ENGINE_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
       MAIN,
       'serve',
       '--data-dir',
@@ -121,10 +125,8 @@ async function startServers(): Promise<Servers> {
       'off',
       ...(process.env.BENCH_ENGINE_THREADS ? ['--threads', process.env.BENCH_ENGINE_THREADS] : []),
     ],
-    {
-      env,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
+    // The engine runs as shipped (keyward-env.ts); the bare baseline with Node's defaults.
+    { env: { ...env, ...KEYWARD_ENV }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   await waitForLine(engine);
   const info = JSON.parse(await readFile(join(dataDir, 'server.json'), 'utf8')) as { url: string };
@@ -194,6 +196,96 @@ async function load(
   };
 }
 
+/**
+ * One connection, one request at a time, for `durationMs`: the latency a sequential caller sees
+ * (p50 and p99, measured here to the microsecond; autocannon rounds to whole milliseconds).
+ */
+async function sequential(url: string, body: string, durationMs: number): Promise<BenchSample> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const target = new URL(url);
+  const headers = {
+    authorization: `Bearer ${TOKEN}`,
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+  };
+  const once = (): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const start = performance.now();
+      const req = request(
+        { host: target.hostname, port: target.port, path: target.pathname, method: 'POST', headers, agent },
+        (res) => {
+          res.on('data', () => {});
+          res.on('end', () => {
+            if (res.statusCode !== 200) reject(new Error(`${url}: status ${res.statusCode}`));
+            else resolve(performance.now() - start);
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  const latencies: number[] = [];
+  const start = performance.now();
+  while (performance.now() - start < durationMs) latencies.push(await once());
+  const elapsed = performance.now() - start;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
+  return {
+    opsPerSec: (latencies.length * 1000) / elapsed,
+    p50Ms: Number(at(0.5).toFixed(3)),
+    p99Ms: Number(at(0.99).toFixed(3)),
+  };
+}
+
+// ---- resident memory of the two servers ---------------------------------------------------------------
+
+/** Resident memory of `pid` in MiB, or 0 once it is gone. */
+async function rssMiB(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return 0;
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const kib = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    return Math.round(kib / 1024);
+  } catch {
+    return 0;
+  }
+}
+
+/** Seconds without load before the settled figure is read. */
+const SETTLE_SECONDS = Number(process.env.BENCH_SETTLE_SECONDS ?? 5);
+let sampler: { timer: NodeJS.Timeout; peak: { engine: number; baseline: number } } | undefined;
+
+function beginMemory(): void {
+  if (sampler !== undefined) clearInterval(sampler.timer);
+  const peak = { engine: 0, baseline: 0 };
+  const sample = async () => {
+    const [engine, baseline] = await Promise.all([
+      rssMiB(servers?.children[0]?.pid),
+      rssMiB(servers?.children[1]?.pid),
+    ]);
+    peak.engine = Math.max(peak.engine, engine);
+    peak.baseline = Math.max(peak.baseline, baseline);
+  };
+  sampler = { timer: setInterval(() => void sample(), 100), peak };
+}
+
+async function memory(): Promise<CaseMemory> {
+  const s = sampler!;
+  clearInterval(s.timer);
+  sampler = undefined;
+  await sleep(SETTLE_SECONDS * 1000);
+  const side = async (peak: number, pid: number | undefined): Promise<SideMemory> => {
+    const settled = await rssMiB(pid);
+    return { peakMiB: Math.max(peak, settled), settledMiB: settled };
+  };
+  return {
+    engine: await side(s.peak.engine, servers?.children[0]?.pid),
+    baseline: await side(s.peak.baseline, servers?.children[1]?.pid),
+    settleSeconds: SETTLE_SECONDS,
+  };
+}
+
 const KEY_PATH = '/v1/namespaces/default/keys/bench';
 
 /** The HTTP cases for `npm run bench`. */
@@ -208,14 +300,29 @@ export function httpCases(): BenchCase[] {
       baselineLabel: 'bare node:http, inline AES-256-GCM, 64 connections',
       setup,
       teardown,
+      beginMemory,
+      memory,
       engine: (ms) => load(`${servers!.engineUrl}${KEY_PATH}/encrypt`, single, 64, ms, 1),
       baseline: (ms) => load(`${servers!.baselineUrl}${KEY_PATH}/encrypt`, single, 64, ms, 1),
+    },
+    {
+      name: 'http-encrypt-1k-single-seq',
+      baselineLabel: 'bare node:http, inline AES-256-GCM, 1 connection, one request at a time',
+      latency: true,
+      setup,
+      teardown,
+      beginMemory,
+      memory,
+      engine: (ms) => sequential(`${servers!.engineUrl}${KEY_PATH}/encrypt`, single, ms),
+      baseline: (ms) => sequential(`${servers!.baselineUrl}${KEY_PATH}/encrypt`, single, ms),
     },
     {
       name: 'http-encrypt-1k-batch100',
       baselineLabel: 'bare node:http, inline AES-256-GCM loop, batches of 100, 16 connections',
       setup,
       teardown,
+      beginMemory,
+      memory,
       engine: (ms) => load(`${servers!.engineUrl}${KEY_PATH}/batch/encrypt`, batch, 16, ms, 100),
       baseline: (ms) => load(`${servers!.baselineUrl}${KEY_PATH}/batch/encrypt`, batch, 16, ms, 100),
     },

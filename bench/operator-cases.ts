@@ -13,6 +13,9 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -38,6 +41,7 @@ import {
 } from '../scripts/cluster/cluster.ts';
 import { freePorts } from '../scripts/cluster/proc.ts';
 import type { BenchCase } from './case.ts';
+import { KEYWARD_ENV, KEYWARD_OPERATOR_ENV } from './keyward-env.ts';
 
 /** The result of one measurement. */
 export interface OperatorBenchResult {
@@ -54,6 +58,13 @@ export interface OperatorBenchResult {
   operatorHeapMiB?: number;
   /** Resident memory of the cluster engine with every Key cached (when it ran), MiB. */
   engineRssMiB?: number;
+  /** Under `engineLoadSeconds` of load: the engine's peak and median resident memory, MiB. */
+  engineLoadPeakMiB?: number;
+  engineLoadMedianMiB?: number;
+  /** ... and 10 s after the load. */
+  engineSettledMiB?: number;
+  /** Requests per second the engine served under that load (single, batch of 100). */
+  engineLoadRps?: { single: number; batch100: number };
   /** Seconds one full resync took (every Key reconciled once), when measured. */
   resyncSeconds?: number;
   /** Reconciles that failed and were retried (409s included), and reconciles in all. */
@@ -71,6 +82,11 @@ export interface OperatorBenchOptions {
   timeoutMs?: number;
   /** Also run the cluster engine and report its memory. */
   engine?: boolean;
+  /**
+   * Seconds of HTTPS load on the cluster engine (2 workers, TLS) once every Key is cached: single
+   * and batch encryptions over the first 100 Keys; its resident memory is sampled every second.
+   */
+  engineLoadSeconds?: number;
   /** Also time a full resync. */
   resync?: boolean;
 }
@@ -99,7 +115,12 @@ function spawnKeyward(args: string[]): { child: ChildProcess; output: () => stri
   const profile = PROFILE !== undefined && args[0]?.includes('operator') ? PROFILE : [];
   const child = spawn(process.execPath, [...profile, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, KEYWARD_LOG_LEVEL: process.env.KEYWARD_BENCH_LOG ?? 'warn' },
+    // As shipped (keyward-env.ts: the chart's heap flags and malloc settings).
+    env: {
+      ...process.env,
+      ...(args[0]?.includes('operator') ? KEYWARD_OPERATOR_ENV : KEYWARD_ENV),
+      KEYWARD_LOG_LEVEL: process.env.KEYWARD_BENCH_LOG ?? 'warn',
+    },
   });
   let out = '';
   const keep = (d: Buffer): void => {
@@ -191,10 +212,10 @@ export async function measureOperatorKeys(options: OperatorBenchOptions = {}): P
         '--port',
         '0',
         '--tls',
-        'off',
+        options.engineLoadSeconds ? 'auto' : 'off',
         '--insecure-no-auth',
         '--threads',
-        '1',
+        options.engineLoadSeconds ? '2' : '1',
         '--identity',
         'bench-engine',
       ]);
@@ -304,10 +325,16 @@ export async function measureOperatorKeys(options: OperatorBenchOptions = {}): P
       await waitUntil(async () => {
         const m = /"url":"([^"]+)"/.exec(enOutput());
         if (!m) return false;
-        const res = await fetch(`${m[1]}/v1/namespaces/${ns}/keys/${names.at(-1)}`).catch(() => undefined);
-        return res?.status === 200;
+        return (await status(`${m[1]}/v1/namespaces/${ns}/keys/${names.at(-1)}`)) === 200;
       }, 120_000);
       result.engineRssMiB = rssMiB(engine.pid);
+      if (options.engineLoadSeconds) {
+        const url = /"url":"([^"]+)"/.exec(enOutput())![1]!;
+        Object.assign(
+          result,
+          await loadEngine(url, ns, names.slice(0, 100), engine.pid!, options.engineLoadSeconds),
+        );
+      }
     }
     result.operatorRssMiB = rssMiB(operator.pid);
     if (Number.isFinite(port)) {
@@ -374,6 +401,63 @@ async function cleanup(custom: CustomObjectsApi, core: CoreV1Api, ns: string, op
   });
 }
 
+/** The status of a GET (TLS certificates unchecked: the engine's own self-signed one), or 0. */
+function status(url: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = (url.startsWith('https:') ? httpsGet : httpGet)(url, { rejectUnauthorized: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', () => resolve(0));
+  });
+}
+
+/** HTTPS load on the engine for `seconds`, its resident memory sampled every second. */
+async function loadEngine(
+  url: string,
+  ns: string,
+  names: string[],
+  pid: number,
+  seconds: number,
+): Promise<
+  Pick<
+    OperatorBenchResult,
+    'engineLoadPeakMiB' | 'engineLoadMedianMiB' | 'engineSettledMiB' | 'engineLoadRps'
+  >
+> {
+  const autocannon = createRequire(import.meta.url)('autocannon') as (
+    o: Record<string, unknown>,
+  ) => Promise<{ requests: { average: number }; non2xx: number }>;
+  const pt = randomBytes(1024).toString('base64');
+  const single = JSON.stringify({ plaintext: pt });
+  const batch = JSON.stringify({ requests: Array.from({ length: 100 }, () => ({ plaintext: pt })) });
+  const samples: number[] = [];
+  const timer = setInterval(() => samples.push(rssMiB(pid)), 1000);
+  const headers = { 'content-type': 'application/json' };
+  const run = (path: (name: string) => string, body: string, connections: number) =>
+    autocannon({
+      url,
+      method: 'POST',
+      connections,
+      duration: seconds,
+      requests: names.map((name) => ({ method: 'POST', path: path(name), headers, body })),
+    });
+  const [s, b] = await Promise.all([
+    run((n) => `/v1/namespaces/${ns}/keys/${n}/encrypt`, single, 32),
+    run((n) => `/v1/namespaces/${ns}/keys/${n}/batch/encrypt`, batch, 8),
+  ]);
+  clearInterval(timer);
+  if (s.non2xx > 0 || b.non2xx > 0) throw new Error(`engine load: ${s.non2xx + b.non2xx} failed requests`);
+  await new Promise((r) => setTimeout(r, 10_000));
+  const sorted = [...samples].sort((x, y) => x - y);
+  return {
+    engineLoadPeakMiB: sorted.at(-1)!,
+    engineLoadMedianMiB: sorted[sorted.length >> 1]!,
+    engineSettledMiB: rssMiB(pid),
+    engineLoadRps: { single: Math.round(s.requests.average), batch100: Math.round(b.requests.average) },
+  };
+}
+
 async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, intervalMs = 200): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -424,7 +508,15 @@ export function operatorCases(): BenchCase[] {
 
 if (import.meta.main) {
   const count = Number(process.argv[2] ?? 1000);
-  measureOperatorKeys({ count, engine: count >= 10_000, resync: count >= 10_000, timeoutMs: 900_000 }).then(
+  // `node bench/operator-cases.ts 10000 --engine-load 60`: also the engine's memory under load.
+  const load = process.argv.indexOf('--engine-load');
+  measureOperatorKeys({
+    count,
+    engine: count >= 10_000 || load > 0,
+    resync: count >= 10_000,
+    timeoutMs: 900_000,
+    ...(load > 0 ? { engineLoadSeconds: Number(process.argv[load + 1]) } : {}),
+  }).then(
     (r) => {
       process.stdout.write(`${JSON.stringify(r)}\n`);
       process.exit(0);

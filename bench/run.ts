@@ -2,11 +2,11 @@
  * `npm run bench`: every case against its baseline in the same run, interleaved rounds, medians
  * and ratios (PRODUCT.md §9). Writes bench/results/latest.json.
  *
- * Usage: npm run bench [-- --rounds N --duration MS --only name1,name2]
+ * Usage: npm run bench [-- --rounds N --duration MS --only name1,name2 --skip name3 --side engine|baseline]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import type { BenchCase, BenchSample } from './case.ts';
+import type { BenchCase, BenchSample, CaseMemory } from './case.ts';
 import { closeEngineCases, engineCases } from './engine-cases.ts';
 
 interface CaseResult {
@@ -22,6 +22,11 @@ interface CaseResult {
   baselineP99Ms?: number;
   /** Medians of the engine side's extra figures (memory, times). */
   extra?: Record<string, number>;
+  /** Latency cases: median over rounds of the engine's p50 ÷ the baseline's p50. */
+  p50Ratio?: number;
+  /** Ratios of every round, for the spread. */
+  roundRatios: number[];
+  memory?: CaseMemory;
 }
 
 function median(values: number[]): number {
@@ -47,35 +52,47 @@ async function optionalCases(moduleName: string, exportName: string): Promise<Be
   }
 }
 
-async function runCase(c: BenchCase, rounds: number, durationMs: number): Promise<CaseResult> {
+/** `--side engine|baseline` runs one side only (for profiles); ratios are then meaningless. */
+type Side = 'engine' | 'baseline' | undefined;
+
+async function runCase(c: BenchCase, rounds: number, durationMs: number, side: Side): Promise<CaseResult> {
   await c.setup?.();
+  const idle = async (): Promise<BenchSample> => ({ opsPerSec: Number.NaN });
+  const runEngine = side === 'baseline' ? idle : (ms: number) => c.engine(ms);
+  const runBaseline = side === 'engine' ? idle : (ms: number) => c.baseline(ms);
   const engine: BenchSample[] = [];
   const baseline: BenchSample[] = [];
   const ratios: number[] = [];
+  const p50Ratios: number[] = [];
+  let memory: CaseMemory | undefined;
   try {
+    c.beginMemory?.();
     // Untimed warm-up of both sides, so no round measures JIT compilation or worker start-up.
     if (c.warmUp !== false) {
-      await c.engine(Math.min(500, durationMs));
-      await c.baseline(Math.min(500, durationMs));
+      await runEngine(Math.min(500, durationMs));
+      await runBaseline(Math.min(500, durationMs));
     }
     for (let r = 0; r < rounds; r++) {
       // Alternate which side goes first so slow drift of a shared machine hits both alike.
       let e: BenchSample;
       let b: BenchSample;
       if (r % 2 === 0) {
-        e = await c.engine(durationMs);
-        b = await c.baseline(durationMs);
+        e = await runEngine(durationMs);
+        b = await runBaseline(durationMs);
       } else {
-        b = await c.baseline(durationMs);
-        e = await c.engine(durationMs);
+        b = await runBaseline(durationMs);
+        e = await runEngine(durationMs);
       }
       engine.push(e);
       baseline.push(b);
       ratios.push(e.opsPerSec / b.opsPerSec);
+      if (c.latency && e.p50Ms !== undefined && b.p50Ms !== undefined) p50Ratios.push(e.p50Ms / b.p50Ms);
       process.stderr.write(
-        `  ${c.name} round ${r + 1}/${rounds}: ${e.opsPerSec.toFixed(0)} vs ${b.opsPerSec.toFixed(0)} ops/s\n`,
+        `  ${c.name} round ${r + 1}/${rounds}: ${e.opsPerSec.toFixed(0)} vs ${b.opsPerSec.toFixed(0)} ops/s` +
+          `${c.latency ? `, p50 ${e.p50Ms?.toFixed(3)} vs ${b.p50Ms?.toFixed(3)} ms` : ''}\n`,
       );
     }
+    memory = await c.memory?.();
   } finally {
     await c.teardown?.();
   }
@@ -86,6 +103,9 @@ async function runCase(c: BenchCase, rounds: number, durationMs: number): Promis
     ratio: Number(median(ratios).toFixed(3)),
     baselineLabel: c.baselineLabel,
     rounds,
+    roundRatios: ratios.map((r) => Number(r.toFixed(3))),
+    ...(p50Ratios.length > 0 ? { p50Ratio: Number(median(p50Ratios).toFixed(3)) } : {}),
+    ...(memory === undefined ? {} : { memory }),
   };
   const extras = {
     p50Ms: medianOf(engine, 'p50Ms'),
@@ -106,15 +126,33 @@ async function runCase(c: BenchCase, rounds: number, durationMs: number): Promis
 }
 
 function printTable(results: CaseResult[]): void {
+  const mib = (m: CaseMemory | undefined) =>
+    m === undefined
+      ? ''
+      : `${m.engine.peakMiB}/${m.engine.settledMiB} (${m.baseline.peakMiB}/${m.baseline.settledMiB})`;
   const rows = results.map((r) => [
     r.name,
     r.opsPerSec.toLocaleString('en-US'),
     r.baseline.toLocaleString('en-US'),
     `${r.ratio.toFixed(2)}×`,
-    r.p50Ms === undefined ? '' : `${r.p50Ms.toFixed(2)}/${r.p99Ms?.toFixed(2)} ms`,
+    r.p50Ms === undefined
+      ? ''
+      : `${r.p50Ms.toFixed(2)}/${r.p99Ms?.toFixed(2)} ms` +
+        (r.p50Ratio === undefined
+          ? ''
+          : ` (base ${r.baselineP50Ms?.toFixed(2)}/${r.baselineP99Ms?.toFixed(2)}; p50 ${r.p50Ratio.toFixed(2)}×)`),
+    mib(r.memory),
     r.baselineLabel,
   ]);
-  const head = ['case', 'engine ops/s', 'baseline ops/s', 'ratio', 'p50/p99', 'baseline'];
+  const head = [
+    'case',
+    'engine ops/s',
+    'baseline ops/s',
+    'ratio',
+    'p50/p99',
+    'RSS MiB peak/settled (base)',
+    'baseline',
+  ];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   console.log(line(head));
@@ -133,24 +171,30 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '3' },
       duration: { type: 'string', default: '1500' },
       only: { type: 'string' },
+      skip: { type: 'string' },
+      side: { type: 'string' },
     },
   });
   const rounds = Math.max(3, Number(values.rounds));
   const durationMs = Number(values.duration);
   const only = values.only?.split(',');
+  const skip = values.skip?.split(',') ?? [];
+  if (values.side !== undefined && values.side !== 'engine' && values.side !== 'baseline')
+    throw new Error('--side must be engine or baseline');
+  const side = values.side as Side;
   const cases = [
     ...engineCases(),
     ...(await optionalCases('./http-cases.ts', 'httpCases')),
     ...(await optionalCases('./operator-cases.ts', 'operatorCases')),
     ...(await optionalCases('./kms-cases.ts', 'kmsCases')),
     ...(await optionalCases('./audit-cases.ts', 'auditCases')),
-  ].filter((c) => only === undefined || only.includes(c.name));
+  ].filter((c) => (only === undefined || only.includes(c.name)) && !skip.includes(c.name));
 
   const results: CaseResult[] = [];
   try {
     for (const c of cases) {
       process.stderr.write(`${c.name}\n`);
-      results.push(await runCase(c, rounds, durationMs));
+      results.push(await runCase(c, rounds, durationMs, side));
     }
   } finally {
     await closeEngineCases();

@@ -1,7 +1,9 @@
 /**
  * CryptoEngine: the operations of PRODUCT.md §4.1 on a KeyRing, run in the worker pool. Single
- * calls are coalesced into batches by the pool; `batch` runs a caller's batch with one result or
- * error per item, in order. The engine knows nothing of lifecycle states, stores or HTTP: the
+ * calls are coalesced into batches by the pool, or run inline on the main thread when the pool is
+ * idle and the operation is cheap (pool/inline.ts); `batch` runs a caller's batch with one result
+ * or error per item, in order; `batchRequest` hands a whole batch request's body to a worker
+ * (pool/request-runner.ts). The engine knows nothing of lifecycle states, stores or HTTP: the
  * service checks the key is Enabled before it calls in.
  */
 import type { JsonWebKey } from 'node:crypto';
@@ -29,10 +31,31 @@ import {
   type VerifyInput,
   type VerifyOutput,
 } from './operation-plans.ts';
-import { CryptoPool, type CryptoPoolOptions, keyRevoked } from './pool/crypto-pool.ts';
+import {
+  CryptoPool,
+  type CryptoPoolOptions,
+  type ItemOutcome,
+  itemBytes,
+  keyRevoked,
+} from './pool/crypto-pool.ts';
+import { InlineGate, type InlineOptions, inlineEligible } from './pool/inline.ts';
+import { DerivedKeyCache, type ItemContext, NonceSource, runItem } from './pool/ops.ts';
+import { ITEM_FAILED, ITEM_INVALID } from './pool/protocol.ts';
+import { type RequestOutcome, wireError } from './pool/request-runner.ts';
 
 export type * from './operation-plans.ts';
 export type { CryptoPoolOptions } from './pool/crypto-pool.ts';
+export type { InlineOptions } from './pool/inline.ts';
+
+/** Options of the engine: its pool, and the inline fast path (false: every operation pooled). */
+export interface CryptoEngineOptions extends CryptoPoolOptions {
+  inline?: InlineOptions | false;
+  /** Public keys kept exported (FIFO beyond; default 1024). */
+  maxPublicKeys?: number;
+}
+
+/** What a batch request run in a worker gives back (pool/request-runner.ts). */
+export type BatchRequestOutcome = Extract<RequestOutcome, { type: 'done' | 'error' }>;
 
 /** The operations a batch request may carry (PRODUCT.md §6). */
 export type BatchOperation = 'encrypt' | 'decrypt' | 're-encrypt' | 'sign' | 'verify';
@@ -71,11 +94,22 @@ function asKeywardError(error: unknown): KeywardError {
 /** See the module comment. */
 export class CryptoEngine {
   readonly pool: CryptoPool;
-  // Public keys are exported on the main thread (cheap, and cached): no worker round trip.
+  /** The inline fast path's budget; undefined when it is off. */
+  readonly inline: InlineGate | undefined;
+  // Public keys are exported on the main thread (cheap, and cached, FIFO-bounded): no worker round trip.
   readonly #publicKeys = new Map<string, PublicKeyOutput>();
+  /** Nonces of inline encryptions (never the workers' ones: each thread draws its own). */
+  readonly #inlineContext: ItemContext = { nonces: new NonceSource(), derived: new DerivedKeyCache(0) };
+  /** Versions a ring's batch requests needed beyond the current one, so later ones bring them. */
+  readonly #requestVersions = new WeakMap<KeyRing, Set<number>>();
 
-  constructor(options: CryptoPoolOptions = {}) {
-    this.pool = new CryptoPool(options);
+  readonly #maxPublicKeys: number;
+
+  constructor(options: CryptoEngineOptions = {}) {
+    const { inline, maxPublicKeys, ...pool } = options;
+    this.#maxPublicKeys = maxPublicKeys ?? 1024;
+    this.pool = new CryptoPool(pool);
+    this.inline = inline === false ? undefined : new InlineGate(inline);
   }
 
   // The operations are async so that a bad argument rejects like any other failure: callers
@@ -131,7 +165,8 @@ export class CryptoEngine {
     const prepared = key.prepared();
     if (prepared === undefined) throw keyRevoked();
     const out: PublicKeyOutput = { keyVersion: version, ...exportPublicKey(prepared) };
-    if (this.#publicKeys.size >= 1024) this.#publicKeys.delete(this.#publicKeys.keys().next().value!);
+    if (this.#publicKeys.size >= this.#maxPublicKeys)
+      this.#publicKeys.delete(this.#publicKeys.keys().next().value!);
     this.#publicKeys.set(key.id, out);
     return out;
   }
@@ -187,9 +222,78 @@ export class CryptoEngine {
   }
 
   async #single<T>(plan: Plan<T>): Promise<T> {
-    return finishPlan(
-      plan,
-      await this.pool.submit(plan.op, plan.key, plan.params, plan.batchKey, plan.fields),
+    const gate = this.inline;
+    if (
+      gate !== undefined &&
+      inlineEligible(plan.op, plan.key, plan.params) &&
+      gate.admit(this.pool.pendingItems === 0 && !this.pool.closing)
+    ) {
+      const prepared = plan.key.prepared();
+      if (prepared === undefined) throw keyRevoked();
+      const f = plan.fields;
+      const outcome = gate.run((): ItemOutcome => {
+        try {
+          return runItem(
+            plan.op,
+            plan.key.id,
+            { prepared },
+            plan.params,
+            f[0] ?? EMPTY,
+            f[1] ?? EMPTY,
+            f[2] ?? EMPTY,
+            this.#inlineContext,
+          );
+        } catch (err) {
+          // The same statuses a worker gives (pool/worker.ts), so both paths answer alike.
+          return (err as { code?: string }).code === 'INVALID_ARGUMENT' ? ITEM_INVALID : ITEM_FAILED;
+        }
+      });
+      return finishPlan(plan, outcome);
+    }
+    return this.pool.submit(plan.op, plan.key, plan.params, plan.batchKey, plan.fields, (outcome) =>
+      finishPlan(plan, outcome),
+    );
+  }
+
+  /** Public keys held exported now (the cache is bounded by `maxPublicKeys`). */
+  get publicKeysCached(): number {
+    return this.#publicKeys.size;
+  }
+
+  /**
+   * Runs a whole batch request of `op` in a worker, from its raw JSON body (an ArrayBuffer of its
+   * own, transferred): parsing, validation, crypto and the response body happen there
+   * (pool/request-runner.ts). `itemsBound` is the most items the body can hold. Key-level
+   * refusals (wrong usage) throw here, before the body is looked at.
+   */
+  async batchRequest(
+    operation: BatchOperation,
+    ring: KeyRing,
+    body: ArrayBuffer,
+    itemsBound: number,
+  ): Promise<BatchRequestOutcome> {
+    assertUsage(ring, operation);
+    let known = this.#requestVersions.get(ring);
+    if (known === undefined) {
+      known = new Set([ring.currentVersion]);
+      this.#requestVersions.set(ring, known);
+    }
+    const seen = known;
+    return this.pool.runRequest(
+      operation,
+      { usage: ring.usage, convergent: ring.convergent, currentVersion: ring.currentVersion },
+      [...known],
+      body,
+      itemsBound,
+      (version) => {
+        // Bounded by the key's versions: learned once per ring (a rotation makes a new one).
+        seen.add(version);
+        try {
+          return taskKey(ring, version) ?? null;
+        } catch (err) {
+          return wireError(err);
+        }
+      },
     );
   }
 
@@ -213,52 +317,60 @@ export class CryptoEngine {
     plan: (input: In, index: number) => Plan<Out> | Out,
   ): Promise<BatchItemResult<Out>[]> {
     const results: BatchItemResult<Out>[] = new Array(inputs.length);
-    const groups = new Map<string, { plans: Plan<Out>[]; indexes: number[] }>();
-    inputs.forEach((input, index) => {
+    const groups = new Map<string, { plans: Plan<Out>[]; indexes: number[]; sizes: number[] }>();
+    let planned = 0;
+    let bytes = 0;
+    for (let index = 0; index < inputs.length; index++) {
       try {
-        const planned = plan(input, index);
-        if (planned === null || typeof planned !== 'object' || !('batchKey' in planned)) {
-          results[index] = { ok: true, value: planned as Out };
-          return;
+        const p = plan(inputs[index]!, index);
+        if (p === null || typeof p !== 'object' || !('batchKey' in p)) {
+          results[index] = { ok: true, value: p as Out };
+          continue;
         }
-        let group = groups.get(planned.batchKey);
+        let group = groups.get(p.batchKey);
         if (group === undefined) {
-          group = { plans: [], indexes: [] };
-          groups.set(planned.batchKey, group);
+          group = { plans: [], indexes: [], sizes: [] };
+          groups.set(p.batchKey, group);
         }
-        group.plans.push(planned);
+        const size = itemBytes(p.op, p.params, p.fields);
+        group.plans.push(p);
         group.indexes.push(index);
+        group.sizes.push(size);
+        planned++;
+        bytes += size;
       } catch (error) {
         results[index] = { ok: false, error: asKeywardError(error) };
       }
-    });
+    }
     // The request is admitted whole or refused whole: OVERLOADED rejects the call itself.
-    let planned = 0;
-    for (const group of groups.values()) planned += group.plans.length;
-    if (planned > 0) this.pool.reserve(planned);
+    if (planned > 0) this.pool.reserve(planned, bytes);
     await Promise.all(
-      [...groups.values()].map(async ({ plans, indexes }) => {
+      [...groups.values()].map(async ({ plans, indexes, sizes }) => {
         const first = plans[0]!;
         try {
-          const outcomes = await this.pool.runBatch(
+          await this.pool.runBatch(
             first.op,
             first.key,
             first.params,
             plans.map((p) => p.fields),
-            { reserved: true },
+            (outcome: ItemOutcome, j: number) => {
+              try {
+                results[indexes[j]!] = { ok: true, value: finishPlan(plans[j]!, outcome) };
+              } catch (error) {
+                results[indexes[j]!] = { ok: false, error: asKeywardError(error) };
+              }
+            },
+            { reserved: true, sizes },
           );
-          outcomes.forEach((outcome, j) => {
-            try {
-              results[indexes[j]!] = { ok: true, value: finishPlan(plans[j]!, outcome) };
-            } catch (error) {
-              results[indexes[j]!] = { ok: false, error: asKeywardError(error) };
-            }
-          });
         } catch (error) {
-          for (const index of indexes) results[index] = { ok: false, error: asKeywardError(error) };
+          for (const index of indexes) {
+            results[index] ??= { ok: false, error: asKeywardError(error) };
+          }
         }
       }),
     );
     return results;
   }
 }
+
+const EMPTY = Buffer.alloc(0);

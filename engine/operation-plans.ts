@@ -5,7 +5,8 @@
  */
 import { assertAad, assertContext, assertPlaintextSize, assertSignData } from './crypto/assert.ts';
 import { formatCiphertext, parseCiphertext } from './crypto/format.ts';
-import { DATA_KEY_BITS } from './crypto/limits.ts';
+import { DATA_KEY_BITS, MAX_AES_PLAINTEXT, SIGNATURE_ALGORITHM_NAMES } from './crypto/limits.ts';
+import { RSA_OAEP_BODY_LENGTH } from './crypto/rsa-oaep.ts';
 import type { SignatureAlgorithm } from './crypto/signing.ts';
 import { invalidArgument, invalidCiphertext, KeywardError } from './errors.ts';
 import type { KeyOperation, KeyUsage } from './keys/model.ts';
@@ -97,6 +98,9 @@ export interface Plan<T> {
   readonly _result?: T;
 }
 
+/** The longest ciphertext body of any key: an AES-GCM seal of the largest plaintext. */
+const MAX_CIPHERTEXT_BODY = MAX_AES_PLAINTEXT + 12 + 16;
+
 /** Turns a worker outcome into the API result of `plan`, or throws the item's error. */
 export function finishPlan<T>(plan: Plan<T>, outcome: ItemOutcome): T {
   return finishAny(plan, outcome) as T;
@@ -125,6 +129,23 @@ function finishAny(plan: Plan<unknown>, outcome: ItemOutcome): unknown {
       return { ciphertext, keyVersion: plan.version };
     }
   }
+}
+
+// Batch keys are made once per key version and kind, not per item: a template string per item
+// costs a concatenation and a flattening on every Map lookup of the batch.
+const batchKeys = new WeakMap<TaskKey, Map<string, string>>();
+function batchKeyOf(key: TaskKey, kind: string): string {
+  let keys = batchKeys.get(key);
+  if (keys === undefined) {
+    keys = new Map();
+    batchKeys.set(key, keys);
+  }
+  let batchKey = keys.get(kind);
+  if (batchKey === undefined) {
+    batchKey = `${key.id}|${kind}`;
+    keys.set(kind, batchKey);
+  }
+  return batchKey;
 }
 
 /** Which usages allow which operation (PRODUCT.md §2). */
@@ -202,7 +223,7 @@ export function planEncrypt(ring: KeyRing, input: EncryptInput): Plan<Ciphertext
     op,
     key,
     params: {},
-    batchKey: `${key.id}|${op}`,
+    batchKey: batchKeyOf(key, op),
     fields: op === 'rsa-encrypt' ? [input.plaintext] : [input.plaintext, input.aad, input.context],
     result: 'ciphertext',
     version,
@@ -217,6 +238,9 @@ export function planDecrypt(ring: KeyRing, input: DecryptInput): Plan<PlaintextO
   checkAad(ring, input.aad);
   checkContext(ring, input.context);
   const { version, body } = parseCiphertext(input.ciphertext);
+  // Longer than any ciphertext the key can make: as invalid as tampered bytes, and refused before
+  // it takes room in the pool (which sizes every item's task by its input).
+  if (body.length > MAX_CIPHERTEXT_BODY) throw invalidCiphertext();
   const key = taskKey(ring, version);
   if (key === undefined) throw invalidCiphertext();
   const op: WorkerOp =
@@ -225,7 +249,7 @@ export function planDecrypt(ring: KeyRing, input: DecryptInput): Plan<PlaintextO
     op,
     key,
     params: {},
-    batchKey: `${key.id}|${op}`,
+    batchKey: batchKeyOf(key, op),
     fields: op === 'rsa-decrypt' ? [body] : [body, input.aad, input.context],
     result: 'plaintext',
     version,
@@ -245,6 +269,13 @@ function signatureParams(ring: KeyRing, input: SignInput): TaskParams & { algori
   return { algorithm, prehashed };
 }
 
+const kinds = (op: string): Record<SignatureAlgorithm, readonly [string, string]> =>
+  Object.fromEntries(
+    SIGNATURE_ALGORITHM_NAMES.map((a) => [a, [`${op}|${a}|false`, `${op}|${a}|true`] as const]),
+  ) as Record<SignatureAlgorithm, readonly [string, string]>;
+const SIGN_KINDS = kinds('sign');
+const VERIFY_KINDS = kinds('verify');
+
 /** Plans a signature under the current version. */
 export function planSign(ring: KeyRing, input: SignInput): Plan<SignatureOutput> {
   assertUsage(ring, 'sign');
@@ -255,7 +286,7 @@ export function planSign(ring: KeyRing, input: SignInput): Plan<SignatureOutput>
     op: 'sign',
     key,
     params,
-    batchKey: `${key.id}|sign|${params.algorithm}|${params.prehashed}`,
+    batchKey: batchKeyOf(key, SIGN_KINDS[params.algorithm][params.prehashed ? 1 : 0]),
     fields: [input.data],
     result: 'signature',
     version,
@@ -276,13 +307,15 @@ export function planVerify(ring: KeyRing, input: VerifyInput): Plan<VerifyOutput
   } catch {
     return { valid: false };
   }
+  // No signature of these keys is longer (RSA-2048: 256 bytes; P-256 DER: at most 72).
+  if (parsed.body.length > RSA_OAEP_BODY_LENGTH) return { valid: false };
   const key = taskKey(ring, parsed.version);
   if (key === undefined) return { valid: false };
   return {
     op: 'verify',
     key,
     params,
-    batchKey: `${key.id}|verify|${params.algorithm}|${params.prehashed}`,
+    batchKey: batchKeyOf(key, VERIFY_KINDS[params.algorithm][params.prehashed ? 1 : 0]),
     fields: [input.data, parsed.body],
     result: 'verify',
     version: parsed.version,
@@ -308,7 +341,7 @@ export function planDataKey(ring: KeyRing, input: DataKeyInput): Plan<DataKeyOut
     op: 'data-key',
     key,
     params: { dataKeyBytes: bytes },
-    batchKey: `${key.id}|data-key|${bytes}`,
+    batchKey: batchKeyOf(key, `data-key|${bytes}`),
     fields: [input.aad, input.context],
     result: 'data-key',
     version,

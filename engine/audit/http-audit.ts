@@ -94,6 +94,14 @@ export class HttpAudit {
     facts(request).principal = principalOf(principal);
   }
 
+  /**
+   * Records a batch's item counts, for a batch whose response body was serialized elsewhere (a
+   * worker): the preSerialization hook never sees such a body.
+   */
+  noteBatch(request: FastifyRequest, counts: { ok: number; failed: number }): void {
+    facts(request).batch = counts;
+  }
+
   /** Adds the hooks to `app` (before its routes are registered) and the metrics to `registry`. */
   install(app: FastifyInstance, registry?: Registry): void {
     app.decorateRequest('keywardAudit', null);

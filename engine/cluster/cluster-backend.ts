@@ -294,7 +294,11 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
       if (existing !== undefined && existing.materialError === undefined) return existing;
     }
     if (existing !== undefined) this.engine.evict(existing.cache.destroy());
-    const entry: Entry = { resourceVersion: rv, stored, cache: new MaterialCache(master, r) };
+    const entry: Entry = {
+      resourceVersion: rv,
+      stored,
+      cache: new MaterialCache(master, r, this.loadedKeys),
+    };
     if (mismatch !== undefined) {
       entry.materialError = mismatch;
       this.#log.error(

@@ -17,7 +17,7 @@ import { KeywardError } from '../errors.ts';
 import type { Authenticator } from '../http/auth.ts';
 import { createLogger } from '../http/logger.ts';
 import { defaultMetricsPort, listenMetrics } from '../http/metrics-server.ts';
-import { buildServer } from '../http/server.ts';
+import { buildServer, RequestLoad } from '../http/server.ts';
 import {
   isLoopback,
   loadCertFiles,
@@ -191,8 +191,11 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
     },
     options.nonceBudget ?? DEFAULT_NONCE_BUDGET,
   );
+  // The inline path runs only while this server has no other request in flight (pool/inline.ts).
+  const load = new RequestLoad();
   const engine = new CryptoEngine({
     ...(options.threads === undefined ? {} : { threads: options.threads }),
+    inline: { busy: () => load.busy() },
     onWorkerError: (err) => log.error({ err: err.message }, 'a crypto worker died; it was replaced'),
   });
   let backend: ClusterKeyBackend | undefined;
@@ -235,6 +238,7 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
     isDraining: () => draining,
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     ...(audit ? { audit: audit.http } : {}),
+    load,
   });
   const apiPort = options.port ?? DEFAULT_ENGINE_PORT;
   let metricsListener: Awaited<ReturnType<typeof listenMetrics>> | undefined;

@@ -4,58 +4,24 @@
  * others; key-level refusals (no such key, disabled, wrong region, wrong usage) fail the whole
  * request, and come first whatever the items hold: the backend is asked even when no item is valid.
  */
-import type { SignatureAlgorithm } from '../crypto/signing.ts';
+import type { BatchInputs, BatchOperation } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
-import type { BatchInputs, BatchOperation, BatchOutputs } from '../service/backend.ts';
-import { decodeBase64, decodeOptional } from './base64.ts';
+import { fromWire } from '../pool/request-runner.ts';
+import { BATCH_BODY, batchItemError, decodeBatchItem, encodeBatchOutput } from './batch-items.ts';
+import { parseJsonBody } from './json-body.ts';
 import type { RouteContext } from './routes.ts';
-import { batchItemSchemas } from './schemas.ts';
 import { check } from './validate.ts';
 
-type Item = Record<string, unknown>;
-type ErrorResult = { error: ReturnType<KeywardError['toJSON']> };
-
-function decodeItem<O extends BatchOperation>(op: O, item: Item): BatchInputs[O] {
-  const s = (k: string): string | undefined => item[k] as string | undefined;
-  switch (op) {
-    case 'encrypt':
-      return {
-        plaintext: decodeBase64(s('plaintext') ?? '', 'plaintext'),
-        aad: decodeOptional(s('aad'), 'aad'),
-        context: decodeOptional(s('context'), 'context'),
-      } as unknown as BatchInputs[O];
-    case 'decrypt':
-    case 're-encrypt':
-      return {
-        ciphertext: s('ciphertext') ?? '',
-        aad: decodeOptional(s('aad'), 'aad'),
-        context: decodeOptional(s('context'), 'context'),
-      } as unknown as BatchInputs[O];
-    default:
-      return {
-        data: decodeBase64(s('data') ?? '', 'data'),
-        prehashed: item.prehashed as boolean | undefined,
-        algorithm: s('algorithm') as SignatureAlgorithm | undefined, // the item schema allows only these
-        ...(op === 'verify' ? { signature: s('signature') ?? '' } : {}),
-      } as unknown as BatchInputs[O];
-  }
-}
-
-function encodeOutput(op: BatchOperation, value: BatchOutputs[BatchOperation]): object {
-  if (op === 'decrypt') {
-    // Encoded, then wiped: the response string is all that is left of the plaintext here.
-    const plaintext = (value as BatchOutputs['decrypt']).plaintext;
-    const text = plaintext.toString('base64');
-    plaintext.fill(0);
-    return { plaintext: text };
-  }
-  return value;
-}
-
-/** Runs one batch request; returns `{results}` in request order. */
-export async function runBatch(ctx: RouteContext, op: BatchOperation): Promise<{ results: object[] }> {
+/**
+ * Runs one batch request; returns `{results}` in request order, or, when the route got the raw
+ * body (`ctx.raw`), the response body the worker serialized.
+ */
+export async function runBatch(
+  ctx: RouteContext,
+  op: BatchOperation,
+): Promise<{ results: object[] } | Buffer> {
+  if (ctx.raw !== undefined) return runInWorker(ctx, op, ctx.raw);
   const requests = ctx.body.requests as unknown[];
-  const schema = batchItemSchemas[op];
   const results: Array<object | undefined> = new Array(requests.length);
   const good: BatchInputs[BatchOperation][] = [];
   const slots: number[] = [];
@@ -65,14 +31,12 @@ export async function runBatch(ctx: RouteContext, op: BatchOperation): Promise<{
   };
   for (let i = 0; i < requests.length; i++) {
     try {
-      const err = check(schema, requests[i]);
-      if (err) throw err;
-      good.push(decodeItem(op, requests[i] as Item));
+      good.push(decodeBatchItem(op, requests[i]));
       slots.push(i);
     } catch (err) {
-      const e = err instanceof KeywardError ? err : new KeywardError('INVALID_ARGUMENT', 'invalid item');
-      results[i] = { error: e.toJSON() } satisfies ErrorResult;
-      tally(e.code);
+      const result = batchItemError(err);
+      results[i] = result;
+      tally(result.error.code);
     }
   }
   ctx.observeBatch(op, requests.length);
@@ -82,7 +46,7 @@ export async function runBatch(ctx: RouteContext, op: BatchOperation): Promise<{
       const r = out[j]!;
       const slot = slots[j]!;
       if (r.ok) {
-        results[slot] = encodeOutput(op, r.value);
+        results[slot] = encodeBatchOutput(op, r.value);
         tally('ok');
       } else {
         results[slot] = { error: r.error.toJSON() };
@@ -94,5 +58,45 @@ export async function runBatch(ctx: RouteContext, op: BatchOperation): Promise<{
     throw err;
   }
   for (const [result, n] of counts) ctx.count(op, result, n);
+  ctx.noteBatch(counts.get('ok') ?? 0, requests.length - (counts.get('ok') ?? 0));
   return { results: results as object[] };
+}
+
+/**
+ * The same request, parsed, checked, run and serialized in a worker (issue #15): this thread does
+ * no per-item work. What the main-thread path above gives, this gives too: the body's own errors
+ * before a key refusal, per-item errors in `results`, metrics per item and result, the audit's
+ * batch counts.
+ */
+async function runInWorker(ctx: RouteContext, op: BatchOperation, raw: Buffer): Promise<Buffer> {
+  let outcome: Awaited<ReturnType<RouteContext['backend']['batchRequest']>>;
+  try {
+    outcome = await ctx.backend.batchRequest(ctx.namespace, ctx.name, op, raw);
+  } catch (err) {
+    // Refused before the body was looked at (no such key, not Enabled, wrong usage, overloaded).
+    // On the main thread the body is checked first, and a refusal counts every item: so here.
+    const requests = checkedRequests(raw);
+    ctx.observeBatch(op, requests.length);
+    ctx.count(op, err instanceof KeywardError ? err.code : 'INTERNAL', requests.length);
+    throw err;
+  } finally {
+    raw.fill(0); // it may hold plaintexts
+  }
+  if (outcome.type === 'error') throw fromWire(outcome.error);
+  ctx.observeBatch(op, outcome.items);
+  for (const [result, n] of Object.entries(outcome.results)) ctx.count(op, result, n);
+  const ok = outcome.results.ok ?? 0;
+  ctx.noteBatch(ok, outcome.items - ok);
+  const body = Buffer.from(outcome.body);
+  // Decrypted plaintexts are in it: zeroed once it has been handed to the socket.
+  if (op === 'decrypt') ctx.wipeAfterSend(body);
+  return body;
+}
+
+/** A raw batch body's items, or its error (the body's JSON and shape), as the server checks them. */
+function checkedRequests(raw: Buffer): unknown[] {
+  const value = parseJsonBody(raw.toString('utf8'));
+  const err = check(BATCH_BODY, value);
+  if (err) throw err;
+  return (value as { requests: unknown[] }).requests;
 }

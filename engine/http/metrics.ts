@@ -5,6 +5,7 @@
  * error code or `ok`), and routes are the route patterns, never raw URLs.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { PoolMemory } from '../service/backend.ts';
 
 /** The `key` label of operations on names that are not keys. */
 export const UNKNOWN_KEY = '(unknown)';
@@ -17,7 +18,11 @@ export class HttpMetrics {
   readonly latency: Histogram<'route' | 'method' | 'status'>;
   readonly queueDepth: Gauge;
 
-  constructor(queueDepth: () => number, workerErrors: () => number = () => 0) {
+  constructor(
+    queueDepth: () => number,
+    workerErrors: () => number = () => 0,
+    poolMemory?: () => Promise<PoolMemory>,
+  ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'keyward_' });
     this.operations = new Counter({
       name: 'keyward_operations_total',
@@ -56,6 +61,7 @@ export class HttpMetrics {
         this.inc(workerErrors());
       },
     });
+    if (poolMemory !== undefined) poolGauges(this.registry, poolMemory);
   }
 
   /**
@@ -65,4 +71,63 @@ export class HttpMetrics {
   count(key: string, operation: string, result: string, count = 1): void {
     this.operations.inc({ key, operation, result }, count);
   }
+}
+
+/**
+ * The pool's memory: its pending and retained bytes, and each worker's V8 heap (the main thread's
+ * is in the default `keyward_nodejs_heap_*` metrics). One census per scrape, shared by the gauges.
+ * Threads are labelled by their index in the census (bounded by the thread count), not their id.
+ */
+function poolGauges(registry: Registry, poolMemory: () => Promise<PoolMemory>): void {
+  let census: Promise<PoolMemory> | undefined;
+  const current = (): Promise<PoolMemory> => {
+    census ??= poolMemory().finally(() => {
+      setImmediate(() => {
+        census = undefined;
+      });
+    });
+    return census;
+  };
+  new Gauge({
+    name: 'keyward_engine_pool_bytes',
+    help: 'Bytes the crypto pool holds: pending (items and requests waiting or running) and retained (task buffers kept for reuse).',
+    labelNames: ['kind'],
+    registers: [registry],
+    async collect() {
+      const m = await current();
+      this.set({ kind: 'pending' }, m.pendingBytes);
+      this.set({ kind: 'retained' }, m.retainedBytes);
+    },
+  });
+  new Gauge({
+    name: 'keyward_engine_worker_heap_space_bytes',
+    help: 'Size of each V8 heap space of each crypto worker.',
+    labelNames: ['worker', 'space'],
+    registers: [registry],
+    async collect() {
+      const m = await current();
+      this.reset();
+      [...m.workers]
+        .sort((a, b) => a.threadId - b.threadId)
+        .forEach((w, i) => {
+          for (const [space, bytes] of Object.entries(w.heap.spaces))
+            this.set({ worker: String(i), space }, bytes);
+        });
+    },
+  });
+  new Gauge({
+    name: 'keyward_engine_worker_external_bytes',
+    help: 'External memory (ArrayBuffers, native objects) each crypto worker holds.',
+    labelNames: ['worker'],
+    registers: [registry],
+    async collect() {
+      const m = await current();
+      this.reset();
+      [...m.workers]
+        .sort((a, b) => a.threadId - b.threadId)
+        .forEach((w, i) => {
+          this.set({ worker: String(i) }, w.heap.external);
+        });
+    },
+  });
 }

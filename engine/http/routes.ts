@@ -57,6 +57,15 @@ export interface RouteContext {
   count(operation: string, result: string, n?: number): void;
   /** Records a batch's size for /metrics. */
   observeBatch(operation: string, size: number): void;
+  /**
+   * Batch routes whose whole request runs in a worker (the server's `batchParsing: 'worker'`):
+   * the raw body, unparsed (`body` is then empty).
+   */
+  raw?: Buffer;
+  /** Tells the audit log a batch's item counts (its record's `batch`). */
+  noteBatch(ok: number, failed: number): void;
+  /** Zeroes `bytes` once the response that carries them has been handed to the socket. */
+  wipeAfterSend(bytes: Buffer): void;
 }
 
 /** One API route. */
@@ -80,6 +89,7 @@ export interface RouteDef {
   status: number;
   response: Schema;
   bodyLimit: number;
+  /** Returns the response object, or a Buffer holding the serialized JSON response. */
   handler(ctx: RouteContext): Promise<unknown>;
 }
 

@@ -30,6 +30,7 @@ import {
   writeClientError,
 } from './edge.ts';
 import { errorHandler, sendError } from './errors.ts';
+import { parseJsonBody } from './json-body.ts';
 import { HttpMetrics, UNKNOWN_KEY } from './metrics.ts';
 import { buildOpenApi } from './openapi.ts';
 import { ROUTES, type RouteDef } from './routes.ts';
@@ -55,6 +56,48 @@ export interface ServerOptions {
    * served normally.
    */
   isDraining?: () => boolean;
+  /**
+   * Where batch requests are parsed, checked and serialized: `worker` (the default) hands the raw
+   * body to a crypto worker (engine/pool/request-runner.ts); `main` does it on this thread. Both
+   * give the same answers (tests run both).
+   */
+  batchParsing?: 'worker' | 'main';
+  /** Kept up to date with the requests that arrive (the engine's inline path asks it; see inline.ts). */
+  load?: RequestLoad;
+}
+
+/**
+ * Whether a server has other work than the request at hand: other requests in flight (counted when
+ * they arrive, uncounted when their response closes), or more than one request arriving in one
+ * turn of the event loop, this turn or the last. A request handled from start to finish within
+ * one turn (inline crypto makes it so) never overlaps another; several of them arriving per turn
+ * is what load looks like then.
+ */
+export class RequestLoad {
+  inFlight = 0;
+  #thisTurn = 0;
+  #lastTurn = 0;
+  #turnScheduled = false;
+  readonly #endTurn = (): void => {
+    this.#lastTurn = this.#thisTurn;
+    this.#thisTurn = 0;
+    this.#turnScheduled = false;
+  };
+
+  /** Counts a request that arrives now. */
+  arrived(): void {
+    this.inFlight++;
+    this.#thisTurn++;
+    if (!this.#turnScheduled) {
+      this.#turnScheduled = true;
+      setImmediate(this.#endTurn);
+    }
+  }
+
+  /** True while anything but the one request at hand is going on. */
+  busy(): boolean {
+    return this.inFlight > 1 || this.#thisTurn > 1 || this.#lastTurn > 1;
+  }
 }
 
 const NAMESPACE = new RegExp(NAMESPACE_PATTERN);
@@ -70,6 +113,7 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
   const metrics = new HttpMetrics(
     () => backend.queueDepth(),
     () => backend.workerErrors?.() ?? 0,
+    backend.poolMemory === undefined ? undefined : () => backend.poolMemory!(),
   );
   const requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   // Node checks both timeouts every CONNECTION_CHECK_MS; the headers bound never exceeds the whole.
@@ -103,21 +147,18 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
     },
   }) as unknown as FastifyInstance;
 
-  // JSON only, by our own parser: an empty body is `{}` (action routes accept it), bad JSON is a clear
-  // 400, and nothing else is done to the input. Every body is an object, so a JSON `null` is refused
-  // here (fastify hands a missing body to the validator as null too, so it could not tell them apart).
+  // JSON only, by our own parser (json-body.ts): an empty body is `{}` (action routes accept it), bad
+  // JSON is a clear 400, and nothing else is done to the input. Every body is an object, so a JSON
+  // `null` is refused here (fastify hands a missing body to the validator as null too, so it could
+  // not tell them apart).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    const text = body as string;
-    if (text.trim() === '') return done(null, {});
     let value: unknown;
     try {
-      value = JSON.parse(text);
-    } catch {
-      return done(invalidArgument('body', 'the body is not valid JSON'), undefined);
+      value = parseJsonBody(body as string);
+    } catch (err) {
+      return done(err as Error, undefined);
     }
-    if (value === null)
-      return done(invalidArgument('body', 'the body must be a JSON object, not null'), undefined);
     done(null, value);
   });
   // Every schema is checked by our validator (see validate.ts); querystrings are parsed by hand.
@@ -159,10 +200,24 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
   );
   app.setNotFoundHandler(notFound);
   // Callback style, not async: these run on every request and a promise per hook costs throughput.
-  app.addHook('onRequest', (_request, reply, done) => {
-    reply.headers(headers);
-    done();
-  });
+  const load = opts.load;
+  if (load === undefined) {
+    app.addHook('onRequest', (_request, reply, done) => {
+      reply.headers(headers);
+      done();
+    });
+  } else {
+    // 'close' comes exactly once per response, sent or abandoned.
+    const uncount = (): void => {
+      load.inFlight--;
+    };
+    app.addHook('onRequest', (_request, reply, done) => {
+      load.arrived();
+      reply.raw.once('close', uncount);
+      reply.headers(headers);
+      done();
+    });
+  }
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url;
     if (route !== undefined) {
@@ -192,7 +247,24 @@ export function buildServer(opts: ServerOptions): { app: FastifyInstance; metric
   app.get('/openapi.json', async () => openapi);
 
   opts.audit?.install(app, metrics.registry);
-  for (const route of ROUTES) registerRoute(app, route, backend, auth, metrics, opts.audit);
+  const workerBatches = opts.batchParsing !== 'main';
+  for (const route of ROUTES) {
+    if (!(workerBatches && route.tag === 'batch'))
+      registerRoute(app, route, backend, auth, metrics, opts.audit);
+  }
+  if (workerBatches) {
+    // Batch routes take their body raw: a worker parses and checks it (json-body.ts and the same
+    // schemas), so this thread never touches the items. Their own context, so only they do.
+    app.register(async (batches) => {
+      batches.removeAllContentTypeParsers();
+      batches.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
+        done(null, body);
+      });
+      for (const route of ROUTES) {
+        if (route.tag === 'batch') registerRoute(batches, route, backend, auth, metrics, opts.audit, true);
+      }
+    });
+  }
   return { app, metrics };
 }
 
@@ -203,6 +275,7 @@ function registerRoute(
   auth: Authenticator,
   metrics: HttpMetrics,
   audit: HttpAudit | undefined,
+  raw = false,
 ): void {
   const serializable = route.tag === 'crypto';
   app.route({
@@ -210,7 +283,8 @@ function registerRoute(
     url: toFastifyPath(route.path),
     bodyLimit: route.bodyLimit,
     schema: {
-      ...(route.body ? { body: route.body } : {}),
+      // A raw body is checked where it is parsed (in a worker), against the same schema.
+      ...(route.body && !raw ? { body: route.body } : {}),
       // fast-json-stringify for the hot single-operation routes.
       ...(serializable ? { response: { [route.status]: route.response } } : {}),
     },
@@ -243,12 +317,22 @@ function registerRoute(
         backend,
         namespace,
         name,
-        body: (request.body ?? {}) as Record<string, unknown>,
+        body: raw ? {} : ((request.body ?? {}) as Record<string, unknown>),
+        ...(raw ? { raw: (request.body as Buffer | undefined) ?? Buffer.alloc(0) } : {}),
         query: request.query as Record<string, unknown>,
         count: (operation, result, n = 1) => metrics.count(label(), operation, result, n),
         observeBatch: (operation, size) => metrics.batchSize.observe({ operation }, size),
+        noteBatch: (ok, failed) => audit?.noteBatch(request, { ok, failed }),
+        wipeAfterSend: (bytes) => {
+          const wipe = (): void => {
+            bytes.fill(0);
+          };
+          reply.raw.once('finish', wipe);
+          reply.raw.once('close', wipe);
+        },
       });
       reply.code(route.status);
+      if (Buffer.isBuffer(result)) reply.type('application/json; charset=utf-8');
       return result;
     },
   });

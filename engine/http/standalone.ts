@@ -27,7 +27,7 @@ import { ADMIN_TOKEN_FILE, loadOrCreateAdminToken } from './admin-token.ts';
 import { TokenAuthenticator } from './auth.ts';
 import { makeDataDir } from './data-dir.ts';
 import { listenMetrics, type MetricsListener } from './metrics-server.ts';
-import { buildServer } from './server.ts';
+import { buildServer, RequestLoad } from './server.ts';
 import { isLoopback, loadCertFiles, loadOrCreateAutoCert, type TlsMaterial, type TlsMode } from './tls.ts';
 
 /** The default port of `keyward serve`. */
@@ -73,6 +73,12 @@ export interface StandaloneOptions {
   masterKeyFile?: string;
   /** `--nonce-budget`: random-nonce encryptions per key version before it rotates (default 2^30). */
   nonceBudget?: number;
+  /**
+   * The engine's fast paths, both on by default (docs/performance.md): single operations inline on
+   * this thread while the pool is idle, and whole batch requests parsed and answered in the
+   * workers. Tests turn each off to run the same cases on the other path.
+   */
+  paths?: { inline?: boolean; workerBatches?: boolean };
 }
 
 /** A running standalone engine. */
@@ -143,7 +149,12 @@ async function startLocked(
   if (opened.created)
     opts.logger.info({ file: opened.location.path }, 'created a new master key; back it up');
   const master = opened.keys;
-  const engine = new CryptoEngine(opts.threads === undefined ? {} : { threads: opts.threads });
+  // The inline path runs only while this server has no other request in flight (pool/inline.ts).
+  const load = new RequestLoad();
+  const engine = new CryptoEngine({
+    ...(opts.threads === undefined ? {} : { threads: opts.threads }),
+    inline: opts.paths?.inline === false ? false : { busy: () => load.busy() },
+  });
   // Actions the service takes by itself (at start too, before the log is open) go to the log.
   const scheduled = new ScheduledActionRecords();
   let service: KeyService;
@@ -189,6 +200,8 @@ async function startLocked(
     ...(audit ? { audit: audit.http } : {}),
     ...(opts.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: opts.requestTimeoutMs }),
     ...(opts.region === undefined ? {} : { region: opts.region }),
+    batchParsing: opts.paths?.workerBatches === false ? 'main' : 'worker',
+    load,
   });
   let metricsListener: MetricsListener | undefined;
   try {

@@ -1,10 +1,14 @@
 /**
- * The messages between the engine's main thread and its crypto workers. One task is one batch:
- * one key version, one operation, items packed in a single transferred ArrayBuffer.
+ * The messages between the engine's main thread and its crypto workers. An item task is one batch
+ * of one operation under one key version, its items and outputs in one buffer that moves to the
+ * worker and back (buffers.ts, layout.ts); a request task is a whole batch request, its raw body
+ * transferred (request-runner.ts).
  */
 import type { PreparedKey } from '../crypto/prepared-key.ts';
 import type { SignatureAlgorithm } from '../crypto/signing.ts';
+import type { BatchOperation } from '../engine.ts';
 import type { KeyUsage } from '../keys/model.ts';
+import type { WireRing } from './request-runner.ts';
 
 /** The operations a worker runs. Each names the fields its items carry, in order. */
 export type WorkerOp =
@@ -81,12 +85,55 @@ export interface TaskParams {
   dataKeyBytes?: number;
 }
 
-/** One batch sent to a worker. `payload` is transferred. */
-export interface BatchTask {
+/**
+ * An item task: one op over items of one key version, laid out in `buffer` (layout.ts), which is
+ * transferred. The worker writes each item's output and status into it and moves it back.
+ */
+export interface ItemTask {
+  kind: 'items';
   op: WorkerOp;
   key: WireKey;
   params: TaskParams;
-  payload: ArrayBuffer;
+  buffer: ArrayBuffer;
+}
+
+/** An item task's answer: its buffer back, and whether it ran (false: the key was missing). */
+export interface ItemResult {
+  ran: boolean;
+  buffer: ArrayBuffer;
+}
+
+/** A whole batch request (request-runner.ts). `body` is transferred. */
+export interface RequestTask {
+  kind: 'request';
+  op: BatchOperation;
+  ring: WireRing;
+  body: ArrayBuffer;
+  /** Material of key ids the worker may lack (transferred, zeroed after use). */
+  keys?: WireKey[];
+}
+
+/** What the pool sends a worker. */
+export type WorkerTask = ItemTask | RequestTask;
+
+/** `workerData` of every pool worker. */
+export interface PoolWorkerData {
+  /** The BroadcastChannel of evictions and census requests. */
+  channel: string;
+  /** The worker's modules, types stripped, by file URL (worker-entry.mjs). */
+  sources: Record<string, string>;
+  /** Bounds of the worker's caches: key versions, and convergent keys derived per context. */
+  maxKeys: number;
+  maxDerivedKeys: number;
+}
+
+/** A worker's V8 heap, for the census (bytes). */
+export interface WorkerHeap {
+  used: number;
+  total: number;
+  external: number;
+  /** Size of each V8 heap space (`new_space`, `old_space`, ...). */
+  spaces: Record<string, number>;
 }
 
 // Per-item outcome in a batch result: 0 is success (the status buffer starts zeroed), else one of:
@@ -94,14 +141,6 @@ export interface BatchTask {
 export const ITEM_INVALID = 1;
 /** Anything else that failed for one item (reported without detail). */
 export const ITEM_FAILED = 2;
-
-/**
- * A batch result: a packed buffer of `count + 1` single-field items, where item `count` is
- * the status byte of every item (0 for success, ITEM_INVALID, ITEM_FAILED). A worker that does not hold
- * the task's key returns the task's own payload instead, as a Uint8Array view (moved back), and
- * the pool sends it again with the material.
- */
-export type BatchResult = ArrayBuffer | Uint8Array;
 
 /** Messages on the pool's BroadcastChannel (name in the workers' `workerData.channel`). */
 export type PoolBroadcast =
@@ -120,4 +159,5 @@ export type PoolBroadcast =
       contexts: number;
       /** Key registrations (material received and prepared) since the worker started. */
       registrations: number;
+      heap: WorkerHeap;
     };

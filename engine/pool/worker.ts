@@ -1,21 +1,25 @@
 /**
- * The crypto worker: runs one batch per task. Key versions are registered once per worker, under
- * the id of their material (protocol.ts `TaskKey`): a task names only the id, and a worker that
- * lacks it hands the task back to be sent again with the material. What the worker keeps of a key
- * is KeyObjects (OpenSSL memory), never the raw bytes: the material it receives is zeroed once
- * they are made. For convergent keys it keeps the HKDF pseudorandom key (another KeyObject), from
- * which each context's keys are expanded and cached by (key id, context digest).
+ * The crypto worker. Two kinds of task (protocol.ts): an item task runs a batch of one op whose
+ * items and outputs live in one buffer that comes and goes back (layout.ts); a request task runs
+ * a whole batch request from its raw body (request-runner.ts).
+ *
+ * Key versions are registered once per worker, under the id of their material (protocol.ts
+ * `TaskKey`): a task names only ids, and a worker that lacks one hands the task back to be sent
+ * again with the material. What the worker keeps of a key is KeyObjects (OpenSSL memory), never
+ * the raw bytes: the material it receives is zeroed once they are made. For convergent keys it
+ * keeps the HKDF pseudorandom key (another KeyObject), from which each context's keys are
+ * expanded and cached (ops.ts `DerivedKeyCache`). Both caches are bounded (FIFO).
  *
  * Eviction: the pool broadcasts the ids of disabled or destroyed keys on a BroadcastChannel; the
  * worker drops them and their derived keys as soon as its event loop turns (the pool runs Piscina
  * without its Atomics wait loop, so an idle worker gets the message), and drains the channel at
  * the start of every task too, so no task runs on a key evicted before it was sent.
  *
- * Plaintexts are zeroed as soon as they are packed: the request payload (plaintexts to encrypt,
- * ciphertexts) after the batch, and decrypted plaintexts and data keys after they are copied into
- * the result, which is transferred (moved, not copied) to the main thread.
+ * Plaintexts are zeroed as soon as they are used: the task's inputs once the batch ran, decrypted
+ * plaintexts and data keys once copied into the task's buffer (the main thread zeroes the buffer
+ * once it has read the outputs).
  */
-import { createHash, type KeyObject, randomFillSync } from 'node:crypto';
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import {
   BroadcastChannel,
   type MessagePort,
@@ -23,71 +27,54 @@ import {
   threadId,
   workerData,
 } from 'node:worker_threads';
-import { move } from 'piscina';
-import { openAesGcm, sealAesGcm } from '../crypto/aes-gcm.ts';
+import { move, Piscina } from 'piscina';
+import { convergentPrk } from '../crypto/convergent.ts';
+import { prepareKey } from '../crypto/prepared-key.ts';
+import { TaskRegion } from './layout.ts';
 import {
-  type ConvergentKeys,
-  convergentPrk,
-  deriveConvergentKeysFromPrk,
-  openConvergent,
-  sealConvergent,
-} from '../crypto/convergent.ts';
+  DerivedKeyCache,
+  type HeldKey,
+  type ItemContext,
+  NonceSource,
+  PLAINTEXT_OUTPUTS,
+  runItem,
+} from './ops.ts';
 import {
-  type PreparedKey,
-  type PreparedKeyPair,
-  type PreparedSecretKey,
-  prepareKey,
-} from '../crypto/prepared-key.ts';
-import { decryptRsaOaep, encryptRsaOaep } from '../crypto/rsa-oaep.ts';
-import { defaultSignatureAlgorithm, signBytes, verifyBytes } from '../crypto/signing.ts';
-import { PackedBatch, packBatch } from './packing.ts';
-import {
-  type BatchResult,
-  type BatchTask,
   FIELDS_PER_OP,
   ITEM_FAILED,
   ITEM_INVALID,
+  type ItemResult,
+  type ItemTask,
   type PoolBroadcast,
+  type PoolWorkerData,
+  type RequestTask,
   type WireKey,
-  type WorkerOp,
+  type WorkerHeap,
+  type WorkerTask,
 } from './protocol.ts';
+import { type RequestOutcome, runRequest } from './request-runner.ts';
 
-const NONCE_BYTES = 12;
-// Bounded so a long-lived worker cannot grow without limit; Map order gives a cheap FIFO eviction.
-const MAX_CACHED_KEYS = 2048;
-const MAX_CACHED_CONTEXTS = 4096;
-
-/** What a worker keeps of one key version: KeyObjects only. */
-interface WorkerKey {
-  prepared: PreparedKey;
-  /** Convergent AES keys: HKDF-Extract of the material, from which contexts are expanded. */
-  prk?: KeyObject;
-}
-
-const keys = new Map<string, WorkerKey>();
-/** Convergent derived keys by `${key id}|${context digest}`. */
-const contexts = new Map<string, ConvergentKeys>();
-const EMPTY = Buffer.alloc(0);
+const data = workerData as PoolWorkerData;
+const keys = new Map<string, HeldKey>();
+const ctx: ItemContext = { nonces: new NonceSource(), derived: new DerivedKeyCache(data.maxDerivedKeys) };
 let registrations = 0;
 
-/** Ops whose outputs are plaintext (decrypted bytes or fresh data keys): zeroed once packed. */
-const PLAINTEXT_OUTPUTS: ReadonlySet<WorkerOp> = new Set([
-  'aes-open',
-  'aes-open-convergent',
-  'rsa-decrypt',
-  'data-key',
-]);
-
 function evict(ids: readonly string[]): void {
-  const gone = new Set(ids);
   for (const id of ids) keys.delete(id);
-  for (const cacheKey of contexts.keys()) {
-    if (gone.has(cacheKey.slice(0, cacheKey.indexOf('|')))) contexts.delete(cacheKey);
-  }
+  ctx.derived.evict(new Set(ids));
 }
 
-const channelName = (workerData as { channel?: string } | undefined)?.channel;
-const channel = channelName === undefined ? undefined : new BroadcastChannel(channelName);
+function heap(): WorkerHeap {
+  const stats = getHeapStatistics();
+  return {
+    used: stats.used_heap_size,
+    total: stats.total_heap_size,
+    external: stats.external_memory,
+    spaces: Object.fromEntries(getHeapSpaceStatistics().map((s) => [s.space_name, s.space_size])),
+  };
+}
+
+const channel = data.channel === undefined ? undefined : new BroadcastChannel(data.channel);
 
 function onBroadcast(message: PoolBroadcast): void {
   if (message.type === 'evict') evict(message.ids);
@@ -97,8 +84,9 @@ function onBroadcast(message: PoolBroadcast): void {
       request: message.request,
       threadId,
       ids: [...keys.keys()],
-      contexts: contexts.size,
+      contexts: ctx.derived.size,
       registrations,
+      heap: heap(),
     } satisfies PoolBroadcast);
   }
 }
@@ -119,11 +107,11 @@ function drainBroadcasts(): void {
   }
 }
 
-function register(wire: WireKey, material: Uint8Array): WorkerKey {
+function register(wire: WireKey, material: Uint8Array): HeldKey {
   try {
-    const entry: WorkerKey = { prepared: prepareKey(wire.usage, material) };
+    const entry: HeldKey = { prepared: prepareKey(wire.usage, material) };
     if (wire.convergent) entry.prk = convergentPrk(material);
-    if (keys.size >= MAX_CACHED_KEYS) evict([keys.keys().next().value!]);
+    if (keys.size >= data.maxKeys) evict([keys.keys().next().value!]);
     keys.set(wire.id, entry);
     registrations++;
     return entry;
@@ -132,111 +120,76 @@ function register(wire: WireKey, material: Uint8Array): WorkerKey {
   }
 }
 
-// Derived keys are cached by (key version, context digest): the digest keeps caller contexts
-// out of the worker's memory and bounds the cache key's size.
-function convergentKeys(id: string, entry: WorkerKey, context: Uint8Array): ConvergentKeys {
-  const cacheKey = `${id}|${createHash('sha256').update(context).digest('base64')}`;
-  let derived = contexts.get(cacheKey);
-  if (derived === undefined) {
-    derived = deriveConvergentKeysFromPrk(entry.prk!, context);
-    if (contexts.size >= MAX_CACHED_CONTEXTS) contexts.delete(contexts.keys().next().value!);
-    contexts.set(cacheKey, derived);
+/** Registers the material a task brought (zeroing it either way). */
+function registerAll(brought: readonly WireKey[] | undefined): void {
+  for (const wire of brought ?? []) {
+    if (wire.material === undefined) continue;
+    if (keys.has(wire.id)) wire.material.fill(0);
+    else register(wire, wire.material);
   }
-  return derived;
 }
 
-/** Runs one item; returns its output, or a status byte when it failed. */
-type ItemRunner = (batch: PackedBatch, item: number) => Buffer | number;
-
-function runnerFor(task: BatchTask, entry: WorkerKey, count: number, scratch: Buffer[]): ItemRunner {
-  const prepared = entry.prepared;
-  const id = task.key.id;
-  // The engine only sends ops the key's usage allows, so the needed KeyObject is there.
-  const key = prepared as Partial<PreparedSecretKey> & Partial<PreparedKeyPair>;
-  const { prehashed = false, dataKeyBytes = 0 } = task.params;
-  switch (task.op) {
-    case 'aes-seal': {
-      const nonces = randomFillSync(Buffer.allocUnsafe(count * NONCE_BYTES));
-      return (b, i) =>
-        sealAesGcm(key.secret!, nonces.subarray(i * 12, i * 12 + 12), b.field(i, 0), b.field(i, 1));
-    }
-    case 'aes-seal-convergent':
-      return (b, i) => sealConvergent(convergentKeys(id, entry, b.field(i, 2)), b.field(i, 1), b.field(i, 0));
-    case 'aes-open':
-      return (b, i) => openAesGcm(key.secret!, b.field(i, 0), b.field(i, 1));
-    case 'aes-open-convergent':
-      return (b, i) => openConvergent(convergentKeys(id, entry, b.field(i, 2)), b.field(i, 0), b.field(i, 1));
-    case 'rsa-encrypt':
-      return (b, i) => encryptRsaOaep(key.publicKey!, b.field(i, 0));
-    case 'rsa-decrypt':
-      return (b, i) => decryptRsaOaep(key.privateKey!, b.field(i, 0));
-    case 'sign': {
-      const algorithm = task.params.algorithm ?? defaultSignatureAlgorithm(task.key.usage);
-      return (b, i) => signBytes(prepared, b.field(i, 0), { algorithm, prehashed });
-    }
-    case 'verify': {
-      const algorithm = task.params.algorithm ?? defaultSignatureAlgorithm(task.key.usage);
-      return (b, i) =>
-        verifyBytes(prepared, b.field(i, 0), b.field(i, 1), { algorithm, prehashed })
-          ? Buffer.of(1)
-          : Buffer.of(0);
-    }
-    case 'data-key': {
-      const plaintexts = randomFillSync(Buffer.allocUnsafe(count * dataKeyBytes));
-      scratch.push(plaintexts);
-      const nonces = randomFillSync(Buffer.allocUnsafe(count * NONCE_BYTES));
-      return (b, i) => {
-        const plaintext = plaintexts.subarray(i * dataKeyBytes, (i + 1) * dataKeyBytes);
-        let sealed: Buffer;
-        if (task.key.usage === 'RSA2048') {
-          sealed = encryptRsaOaep(key.publicKey!, plaintext);
-        } else if (task.key.convergent) {
-          sealed = sealConvergent(convergentKeys(id, entry, b.field(i, 1)), b.field(i, 0), plaintext);
-        } else {
-          sealed = sealAesGcm(key.secret!, nonces.subarray(i * 12, i * 12 + 12), plaintext, b.field(i, 0));
-        }
-        return Buffer.concat([plaintext, sealed]);
-      };
+/** Runs an item task in its buffer; false when this worker lacks the key (send again). */
+function runItems(task: ItemTask): boolean {
+  registerAll(task.key.material === undefined ? undefined : [task.key]);
+  const entry = keys.get(task.key.id);
+  if (entry === undefined) return false;
+  const region = new TaskRegion(task.buffer);
+  if (region.fields !== FIELDS_PER_OP[task.op]) throw new RangeError('task field count does not match op');
+  const plaintextOut = PLAINTEXT_OUTPUTS.has(task.op);
+  const three = region.fields === 3;
+  const two = region.fields >= 2;
+  const empty = Buffer.alloc(0);
+  for (let i = 0; i < region.count; i++) {
+    let out: Buffer | undefined;
+    try {
+      out = runItem(
+        task.op,
+        task.key.id,
+        entry,
+        task.params,
+        region.field(i, 0),
+        two ? region.field(i, 1) : empty,
+        three ? region.field(i, 2) : empty,
+        ctx,
+      );
+      if (!region.setOutput(i, out)) region.setStatus(i, ITEM_FAILED);
+    } catch (err) {
+      // Authentication failures come back as KeywardError INVALID_ARGUMENT; anything else is
+      // reported without detail so no key-dependent message crosses back.
+      region.setStatus(
+        i,
+        (err as { code?: string }).code === 'INVALID_ARGUMENT' ? ITEM_INVALID : ITEM_FAILED,
+      );
+    } finally {
+      if (plaintextOut && out !== undefined) out.fill(0);
     }
   }
+  region.wipeInputs();
+  return true;
+}
+
+/** `value`, with `buffer` moved (not copied) back to the main thread. */
+function moved<T>(value: T, buffer: ArrayBuffer): unknown {
+  return move({ [Piscina.transferableSymbol]: [buffer], [Piscina.valueSymbol]: value } as never);
 }
 
 /**
- * Piscina entry point: runs a batch and returns the packed result (transferred back), or, when
- * this worker does not hold the task's key and the task brought no material, the task's payload
- * (a Uint8Array view, moved back) so the pool can send it again with the material.
- * One item's failure never fails the others.
+ * Piscina entry point. An item task returns its buffer (moved back) with `ran` true once the
+ * outputs are in it, or false when this worker does not hold the task's key and the task brought
+ * no material. A request task returns its RequestOutcome, the body moved back.
  */
-export default function runBatch(task: BatchTask): BatchResult {
+export default function runTask(task: WorkerTask): unknown {
   drainBroadcasts();
-  let entry = keys.get(task.key.id);
-  if (task.key.material !== undefined) {
-    if (entry === undefined) entry = register(task.key, task.key.material);
-    else task.key.material.fill(0);
+  if (task.kind === 'items') {
+    const result: ItemResult = { ran: runItems(task), buffer: task.buffer };
+    return moved(result, task.buffer);
   }
-  if (entry === undefined) return move(new Uint8Array(task.payload)) as Uint8Array;
-  const batch = new PackedBatch(task.payload);
-  if (batch.fields !== FIELDS_PER_OP[task.op]) throw new RangeError('batch field count does not match op');
-  const count = batch.count;
-  const outputs: Buffer[] = new Array(count);
-  const status = new Uint8Array(count);
-  const scratch: Buffer[] = [];
-  const run = runnerFor(task, entry, count, scratch);
-  for (let i = 0; i < count; i++) {
-    try {
-      const out = run(batch, i);
-      outputs[i] = out as Buffer;
-    } catch (err) {
-      outputs[i] = EMPTY;
-      // Authentication failures come back as KeywardError INVALID_ARGUMENT; anything else is
-      // reported without detail so no key-dependent message crosses back.
-      status[i] = (err as { code?: string }).code === 'INVALID_ARGUMENT' ? ITEM_INVALID : ITEM_FAILED;
-    }
-  }
-  const result = packBatch(count + 1, 1, (i) => (i < count ? outputs[i] : status));
-  // Packed and about to be moved: wipe what held plaintext here.
-  new Uint8Array(task.payload).fill(0);
-  if (PLAINTEXT_OUTPUTS.has(task.op)) for (const out of outputs) out.fill(0);
-  for (const s of scratch) s.fill(0);
-  return move(result) as ArrayBuffer;
+  return runRequestTask(task);
+}
+
+function runRequestTask(task: RequestTask): unknown {
+  registerAll(task.keys);
+  const outcome: RequestOutcome = runRequest(task.op, task.ring, task.body, (id) => keys.get(id), ctx);
+  return outcome.type === 'error' ? outcome : moved(outcome, outcome.body);
 }

@@ -10,6 +10,7 @@ import type {
   BatchInputs,
   BatchOperation,
   BatchOutputs,
+  BatchRequestOutcome,
   BatchItemResult as BatchResult,
   CiphertextOutput,
   DataKeyInput,
@@ -20,6 +21,7 @@ import type {
   VerifyInput,
 } from '../engine.ts';
 import type { KeyBoundary, KeyOperation, KeyState, KeyUsage, RotationPolicy } from '../keys/model.ts';
+import type { WorkerCache } from '../pool/crypto-pool.ts';
 
 /** A key as the API shows it (PRODUCT.md §6). Times are ISO-8601 strings; never material. */
 export interface KeyView {
@@ -102,6 +104,7 @@ export type {
   BatchItemResult as BatchResult,
   BatchOperation,
   BatchOutputs,
+  BatchRequestOutcome,
   CiphertextOutput,
   DataKeyInput,
   DecryptInput,
@@ -152,6 +155,17 @@ export interface KeyBackend {
     items: BatchInputs[O][],
   ): Promise<BatchResult<BatchOutputs[O]>[]>;
   /**
+   * Runs one whole batch request from its raw JSON body in a crypto worker (parsing, checks,
+   * crypto and the response body happen there). The same key-level checks as `batch` throw first;
+   * a body that is not a valid batch comes back as `{type: 'error'}`.
+   */
+  batchRequest(
+    namespace: string,
+    name: string,
+    op: BatchOperation,
+    body: Uint8Array,
+  ): Promise<BatchRequestOutcome>;
+  /**
    * The stored `namespace/name` of the key `name` (any case the backend accepts) when it exists,
    * else undefined: the only `key` label /metrics may carry, so callers cannot add series.
    */
@@ -162,4 +176,16 @@ export interface KeyBackend {
   queueDepth(): number;
   /** Crypto workers that died outside a task since start, for /metrics. */
   workerErrors?(): number;
+  /** The pool's bytes and each worker's heap, for /metrics. */
+  poolMemory?(): Promise<PoolMemory>;
+}
+
+/** What `KeyBackend.poolMemory` reports. */
+export interface PoolMemory {
+  /** Bytes of items and requests waiting or running (bounded by the pool's maxPendingBytes). */
+  pendingBytes: number;
+  /** Bytes of task buffers kept for reuse (bounded by the pool's retainedBytes). */
+  retainedBytes: number;
+  /** Each worker's caches and V8 heap. */
+  workers: WorkerCache[];
 }

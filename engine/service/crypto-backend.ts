@@ -4,11 +4,13 @@
  * operations themselves are the same calls into the CryptoEngine.
  */
 import type { JsonWebKey } from 'node:crypto';
+import { MAX_BATCH_ITEMS } from '../crypto/limits.ts';
 import type {
   BatchInputs,
   BatchItemResult,
   BatchOperation,
   BatchOutputs,
+  BatchRequestOutcome,
   CiphertextOutput,
   CryptoEngine,
   DataKeyInput,
@@ -23,13 +25,33 @@ import type {
 import type { KeyOperation } from '../keys/model.ts';
 import { countsNonces } from '../keys/nonce-budget.ts';
 import { isKeyRevoked } from '../pool/crypto-pool.ts';
+import type { PoolMemory } from './backend.ts';
+import { DEFAULT_MAX_LOADED_VERSIONS, LoadedKeyBudget } from './loaded-keys.ts';
+
+/**
+ * The most items a raw batch body can hold: one per `{` after the body's own (every item that
+ * can be run is a JSON object, and a structural brace is never escaped), at most MAX_BATCH_ITEMS.
+ * Exact for ordinary bodies; braces inside strings only over-count. Costs at most
+ * MAX_BATCH_ITEMS + 1 scans (memchr), whatever the body holds.
+ */
+export function batchItemsBound(body: Uint8Array): number {
+  const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  let braces = 0;
+  for (let at = bytes.indexOf(0x7b); at >= 0 && braces <= MAX_BATCH_ITEMS; at = bytes.indexOf(0x7b, at + 1)) {
+    braces++;
+  }
+  return Math.max(0, Math.min(MAX_BATCH_ITEMS, braces - 1));
+}
 
 /** See the module comment. Subclasses supply `usableRing` and `recordUse`. */
 export abstract class CryptoBackend {
   protected readonly engine: CryptoEngine;
+  /** The bound on key versions unwrapped on the main thread, shared by the backend's caches. */
+  readonly loadedKeys: LoadedKeyBudget;
 
-  constructor(engine: CryptoEngine) {
+  constructor(engine: CryptoEngine, maxLoadedVersions = DEFAULT_MAX_LOADED_VERSIONS) {
     this.engine = engine;
+    this.loadedKeys = new LoadedKeyBudget(maxLoadedVersions, (ids) => engine.evict(ids));
   }
 
   /**
@@ -85,6 +107,14 @@ export abstract class CryptoBackend {
     return ring;
   }
 
+  /**
+   * Gives back `count` random-nonce encryptions counted by `randomNonces` under `ring`'s current
+   * version that did not happen (a batch request's items are counted before its body is parsed,
+   * by an upper bound). Only to the same key incarnation and version. The default counts
+   * nothing, so gives nothing back.
+   */
+  protected returnNonces(_namespace: string, _name: string, _ring: KeyRing, _count: number): void {}
+
   /** Items waiting in the engine's queue, for /metrics. */
   queueDepth(): number {
     return this.engine.pool.pendingItems;
@@ -93,6 +123,16 @@ export abstract class CryptoBackend {
   /** Crypto workers that died outside a task since start, for /metrics. */
   workerErrors(): number {
     return this.engine.pool.workerErrors;
+  }
+
+  /** The pool's bytes and each worker's heap, for /metrics (docs/performance.md, memory). */
+  async poolMemory(): Promise<PoolMemory> {
+    const pool = this.engine.pool;
+    return {
+      pendingBytes: pool.pendingBytes,
+      retainedBytes: pool.retainedBytes,
+      workers: await pool.workerCaches(1_000),
+    };
   }
 
   async encrypt(namespace: string, name: string, input: EncryptInput): Promise<CiphertextOutput> {
@@ -182,6 +222,50 @@ export abstract class CryptoBackend {
     for (const r of results) if (r.ok) ok++;
     if (ok > 0) this.recordUse(namespace, name, op, ok);
     return results;
+  }
+
+  /**
+   * One batch request run whole in a worker, from its raw JSON body (engine.batchRequest). The
+   * same key-level refusals as `batch` fail the call first. Random nonces are counted before the
+   * worker runs, for as many items as the body can hold, and what was not spent is given back once
+   * it answers (never under: a count is only lowered to the encryptions the worker ran). Uses are
+   * recorded for the items that succeeded.
+   */
+  async batchRequest(
+    namespace: string,
+    name: string,
+    op: BatchOperation,
+    body: Uint8Array,
+  ): Promise<BatchRequestOutcome> {
+    let ring = this.usableRing(namespace, name);
+    const bound = batchItemsBound(body);
+    let counted = 0;
+    if ((op === 'encrypt' || op === 're-encrypt') && countsNonces(ring) && bound > 0) {
+      ring = await this.randomNonces(namespace, name, ring, bound);
+      counted = bound;
+    }
+    // A copy of its own to transfer: the caller keeps its buffer (and wipes it).
+    const copy = new ArrayBuffer(body.byteLength);
+    new Uint8Array(copy).set(body);
+    let outcome: BatchRequestOutcome;
+    try {
+      outcome = await this.engine.batchRequest(op, ring, copy, bound);
+    } catch (err) {
+      // Nothing ran, unless a worker died mid-task: then its encryptions stay counted.
+      if (counted > 0 && (err as { code?: string }).code !== 'UNAVAILABLE')
+        this.returnNonces(namespace, name, ring, counted);
+      throw err;
+    }
+    const seals = outcome.type === 'done' ? outcome.seals : 0;
+    if (seals > counted) {
+      // Cannot happen (the bound holds every item); counted late rather than never.
+      await this.randomNonces(namespace, name, ring, seals - counted);
+    } else if (counted > seals) {
+      this.returnNonces(namespace, name, ring, counted - seals);
+    }
+    const ok = outcome.type === 'done' ? (outcome.results.ok ?? 0) : 0;
+    if (ok > 0) this.recordUse(namespace, name, op, ok);
+    return outcome;
   }
 
   // Only AES keys that are not convergent draw random nonces; the rest skip the counter.

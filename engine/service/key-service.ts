@@ -54,6 +54,8 @@ export interface KeyServiceOptions {
   master: MasterKeys;
   engine: CryptoEngine;
   logger: Logger;
+  /** Key versions kept unwrapped on the main thread (loaded-keys.ts; default 4096). */
+  maxLoadedVersions?: number;
   /** The region this engine serves (`--region`); Isolated keys of other regions are refused. */
   region?: string;
   /** Deletion delay; 72 h unless a test shortens it. */
@@ -127,7 +129,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   #closed = false;
 
   private constructor(opts: KeyServiceOptions) {
-    super(opts.engine);
+    super(opts.engine, opts.maxLoadedVersions);
     this.#store = opts.store;
     this.#master = opts.master;
     this.#log = opts.logger;
@@ -161,7 +163,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     for (const record of await opts.store.list()) {
       const entry: Entry = {
         record,
-        cache: new MaterialCache(opts.master, record),
+        cache: new MaterialCache(opts.master, record, service.loadedKeys),
         nonces: new NonceLedger(),
       };
       // Every version is unwrapped once now: a damaged one is reported here, and the key fails
@@ -250,7 +252,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
         await this.#store.create(record);
         const entry: Entry = {
           record,
-          cache: new MaterialCache(this.#master, record),
+          cache: new MaterialCache(this.#master, record, this.loadedKeys),
           fingerprint: { version: 1, value },
           nonces: new NonceLedger(),
         };
@@ -397,6 +399,14 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   ): KeyRing | Promise<KeyRing> {
     const entry = this.#entry(namespace, name);
     return entry.nonces.spend(this.#nonceOwner(entry), ring, count);
+  }
+
+  /** Gives back counted encryptions a batch request did not run (see CryptoBackend.batchRequest). */
+  protected override returnNonces(namespace: string, name: string, ring: KeyRing, count: number): void {
+    const entry = this.#entries.get(indexKey(namespace, name));
+    // A key destroyed and created again meanwhile is another incarnation: leave its count alone.
+    if (entry === undefined || entry.cache.ring().id !== ring.id) return;
+    entry.nonces.refund(ring.currentVersion, count);
   }
 
   #nonceOwner(entry: Entry): NonceLedgerOwner {

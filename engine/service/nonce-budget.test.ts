@@ -57,6 +57,21 @@ function perVersion(ciphertexts: readonly string[]): Map<number, number> {
   return out;
 }
 
+/** The raw body of a batch encrypt request, with one bad item after the good ones. */
+function requestBody(plaintexts: string[]): Buffer {
+  const requests = plaintexts.map((p) => ({ plaintext: Buffer.from(p).toString('base64') }));
+  return Buffer.from(JSON.stringify({ requests: [...requests, { plaintext: '!' }] }));
+}
+
+/** The ciphertexts of a batch request's results (its one bad item left out). */
+function ciphertextsOf(outcome: Awaited<ReturnType<KeyService['batchRequest']>>): string[] {
+  if (outcome.type !== 'done') return ['error'];
+  const { results } = JSON.parse(Buffer.from(outcome.body).toString()) as {
+    results: Array<{ ciphertext?: string }>;
+  };
+  return results.slice(0, -1).map((r) => r.ciphertext ?? 'error');
+}
+
 describe('the nonce budget', () => {
   it('never encrypts uncounted: with a store that cannot write, encryption waits (503) and decryption works', async () => {
     const s = await start(10);
@@ -130,12 +145,17 @@ describe('the nonce budget', () => {
           break;
         default:
           calls.push(
-            s
-              .batch('default', 'busy', 'encrypt', [
-                { plaintext: Buffer.from('a') },
-                { plaintext: Buffer.from('b') },
-              ])
-              .then((rs) => rs.map((r) => (r.ok ? r.value.ciphertext : 'error'))),
+            i % 8 === 3
+              ? s
+                  .batch('default', 'busy', 'encrypt', [
+                    { plaintext: Buffer.from('a') },
+                    { plaintext: Buffer.from('b') },
+                  ])
+                  .then((rs) => rs.map((r) => (r.ok ? r.value.ciphertext : 'error')))
+              : // A whole request run in a worker, counted by the bound of its body, then given back.
+                s
+                  .batchRequest('default', 'busy', 'encrypt', requestBody(['a', 'b', 'c']))
+                  .then((outcome) => ciphertextsOf(outcome)),
           );
       }
     }
@@ -146,6 +166,38 @@ describe('the nonce budget', () => {
     for (const n of counts.values()) expect(n).toBeLessThanOrEqual(16);
     const total = [...counts.values()].reduce((a, b) => a + b, 0);
     expect(counts.size).toBeGreaterThanOrEqual(Math.ceil(total / 16));
+  });
+
+  it('counts exactly the encryptions a batch request ran in a worker, never fewer', async () => {
+    const s = await start(1_000_000);
+    await s.create('default', { name: 'exact', usage: 'AES256' });
+    const count = async () => (await s.get('default', 'exact')).versions[0]!.nonceCount ?? 0;
+    const outcome = await s.batchRequest('default', 'exact', 'encrypt', requestBody(['a', 'b', 'c']));
+    expect(ciphertextsOf(outcome)).toHaveLength(3);
+    expect(await count()).toBe(3);
+    // Braces inside strings raise the bound, not the count.
+    const tricky = Buffer.from(
+      JSON.stringify({ requests: [{ plaintext: 'YQ==' }, { plaintext: '{{{{' }, { x: '{}' }] }),
+    );
+    await s.batchRequest('default', 'exact', 'encrypt', tricky);
+    expect(await count()).toBe(4);
+    // A body the worker refuses whole counts nothing.
+    expect((await s.batchRequest('default', 'exact', 'encrypt', Buffer.from('{"requests": [{}'))).type).toBe(
+      'error',
+    );
+    expect(await count()).toBe(4);
+    // Concurrent requests: each gives back only what it did not run.
+    await Promise.all(
+      Array.from({ length: 20 }, () =>
+        s.batchRequest('default', 'exact', 'encrypt', requestBody(['x', 'y'])),
+      ),
+    );
+    expect(await count()).toBe(44);
+    // Re-encrypt seals once per item it opened.
+    const [sealed] = ciphertextsOf(await s.batchRequest('default', 'exact', 'encrypt', requestBody(['z'])));
+    const re = Buffer.from(JSON.stringify({ requests: [{ ciphertext: sealed }, { ciphertext: 'bad' }] }));
+    expect((await s.batchRequest('default', 'exact', 're-encrypt', re)).type).toBe('done');
+    expect(await count()).toBe(46);
   });
 
   it('exempts convergent keys and RSA keys', async () => {

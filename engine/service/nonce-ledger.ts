@@ -74,6 +74,15 @@ export class NonceLedger {
     return ring;
   }
 
+  /**
+   * Gives back `count` encryptions spent under `version` that did not happen. Only ever lowers the
+   * in-memory count to what really ran; the durable reservation stays (an over-count is fine).
+   */
+  refund(version: number, count: number): void {
+    const counter = this.#counters.get(version);
+    if (counter !== undefined) counter.used = Math.max(0, counter.used - count);
+  }
+
   async #slow(owner: NonceLedgerOwner, first: KeyRing, count: number): Promise<KeyRing> {
     let ring = first;
     for (;;) {

@@ -16,6 +16,10 @@ import type { KeyRing } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import { LoadedKey } from '../key-ring.ts';
 import type { KeyRecord } from '../keys/model.ts';
+import type { LoadedKeyBudget, RetiringCache } from './loaded-keys.ts';
+
+/** Retired versions a cache remembers beyond those still referenced (see `retire`). */
+const RETIRED_KEPT = 16;
 
 /** A label per incarnation, for logs (workers cache by each version's random id, not this). */
 export function incarnationId(record: Pick<KeyRecord, 'namespace' | 'name' | 'createdTime'>): string {
@@ -32,17 +36,24 @@ export function materialUnavailable(version: number, wrapped: string | undefined
   );
 }
 
-/** The material of one key incarnation, unwrapped on demand. */
-export class MaterialCache {
+/**
+ * The material of one key incarnation, unwrapped on demand. With a budget (loaded-keys.ts), the
+ * versions it holds count against the backend's bound, and the least recently used are retired.
+ */
+export class MaterialCache implements RetiringCache {
   readonly #master: KeyObject | MasterKeys;
   readonly #loaded = new Map<number, LoadedKey>();
+  readonly #budget: LoadedKeyBudget | undefined;
+  /** Retired versions: a request may still hold one, and a worker may hold its id. */
+  #retired: Array<{ id: string; key: WeakRef<LoadedKey> }> = [];
   #record: KeyRecord;
   #ring: KeyRing | undefined;
   #destroyed = false;
 
-  constructor(master: KeyObject | MasterKeys, record: KeyRecord) {
+  constructor(master: KeyObject | MasterKeys, record: KeyRecord, budget?: LoadedKeyBudget) {
     this.#master = master;
     this.#record = record;
+    this.#budget = budget;
   }
 
   /** Follows the stored record (after a rotation); the next `ring()` has the new current version. */
@@ -73,7 +84,10 @@ export class MaterialCache {
   version(version: number): LoadedKey | undefined {
     if (this.#destroyed) return undefined;
     const loaded = this.#loaded.get(version);
-    if (loaded !== undefined) return loaded;
+    if (loaded !== undefined) {
+      this.#budget?.touch(loaded, this);
+      return loaded;
+    }
     const entry = this.#record.versions.find((v) => v.version === version);
     if (entry === undefined) return undefined;
     const r = this.#record;
@@ -90,6 +104,7 @@ export class MaterialCache {
     try {
       const key = new LoadedKey(r.usage, r.convergent, material);
       this.#loaded.set(version, key);
+      this.#budget?.touch(key, this);
       return key;
     } catch {
       // Unwrapped, but not valid material for its usage: as damaged as a failed unwrap.
@@ -118,7 +133,11 @@ export class MaterialCache {
         return (err as Error).message;
       }
       if (!wasLoaded) {
-        this.#loaded.get(v.version)?.revoke();
+        const key = this.#loaded.get(v.version);
+        if (key !== undefined) {
+          key.revoke();
+          this.#budget?.forget(key);
+        }
         this.#loaded.delete(v.version);
       }
     }
@@ -133,11 +152,39 @@ export class MaterialCache {
     const ids: string[] = [];
     for (const key of this.#loaded.values()) {
       key.revoke();
+      this.#budget?.forget(key);
       ids.push(key.id);
     }
+    for (const retired of this.#retired) {
+      retired.key.deref()?.revoke();
+      ids.push(retired.id);
+    }
+    this.#retired = [];
     this.#loaded.clear();
     this.#ring = undefined;
     return ids;
+  }
+
+  /**
+   * Drops a version the budget retired (the least recently used beyond its bound). It is not
+   * revoked: a request that holds it finishes, and a worker may register it for that request. So
+   * its id is kept, with a weak reference, until the key object is gone and more than
+   * RETIRED_KEPT were retired after it; then every worker drops the id (no one can register it
+   * again). `evict` revokes and evicts the retired versions it still knows.
+   */
+  retire(key: LoadedKey): void {
+    for (const [version, loaded] of this.#loaded) {
+      if (loaded === key) this.#loaded.delete(version);
+    }
+    this.#retired.push({ id: key.id, key: new WeakRef(key) });
+    if (this.#retired.length <= RETIRED_KEPT) return;
+    const gone: string[] = [];
+    this.#retired = this.#retired.filter((r, i) => {
+      const drop = i < this.#retired.length - RETIRED_KEPT && r.key.deref() === undefined;
+      if (drop) gone.push(r.id);
+      return !drop;
+    });
+    if (gone.length > 0) this.#budget?.dropFromWorkers(gone);
   }
 
   /** Like `evict`, and the cache is unusable afterwards (the key is destroyed). */

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isMap, isScalar, isSeq, parse, parseDocument, type YAMLMap } from 'yaml';
+import { KEYWARD_ENV, KEYWARD_OPERATOR_ENV } from '../../bench/keyward-env.ts';
 import { CRD_CHART_DIR, crdDrift } from '../../scripts/chart-sync-crds.ts';
 import { REPO_ROOT } from '../../scripts/cluster/cluster.ts';
 import { helm } from '../cluster/harness.ts';
@@ -209,6 +210,10 @@ describe('helm template with the default values', () => {
       const c = d.spec.template.spec.containers[0];
       expect(c.image).toBe('ghcr.io/keyward/keyward:0.1.0');
       expect(c.env).toContainEqual({ name: 'KEYWARD_LOG_LEVEL', value: 'info' });
+      // Heap flags and malloc arenas chosen on measurement (docs/performance.md, memory).
+      // The same the benches measure with (bench/keyward-env.ts).
+      const shipped = d === op ? KEYWARD_OPERATOR_ENV : KEYWARD_ENV;
+      for (const [name, value] of Object.entries(shipped)) expect(c.env).toContainEqual({ name, value });
       expect(c.env).toContainEqual({
         name: 'POD_NAME',
         valueFrom: { fieldRef: { fieldPath: 'metadata.name' } },
@@ -389,6 +394,11 @@ describe('helm template with non-default values', () => {
     expect(op.spec.template.spec.tolerations).toHaveLength(1);
     expect(op.spec.template.spec.imagePullSecrets).toEqual([{ name: 'regcred' }]);
     expect(op.spec.template.spec.containers[0].env).toContainEqual({ name: 'EXTRA', value: 'x' });
+    // Empty node options and 0 arenas: Node's and glibc's defaults, no variable set.
+    const opEnv = op.spec.template.spec.containers[0].env.map((e: { name: string }) => e.name);
+    expect(opEnv).not.toContain('NODE_OPTIONS');
+    expect(opEnv).not.toContain('MALLOC_ARENA_MAX');
+    expect(opEnv).not.toContain('MALLOC_MMAP_THRESHOLD_');
     const en = find(objects, 'Deployment', ENGINE);
     // The HPA owns the replica count.
     expect(en.spec.replicas).toBeUndefined();

@@ -108,7 +108,7 @@ describe('CryptoPool', () => {
   }, 120_000);
 
   it('coalesces concurrent single calls into shared batches', async () => {
-    const engine = newEngine({ threads: 1 });
+    const engine = newEngine({ threads: 1, inline: false });
     const before = engine.pool.tasksDispatched;
     const ops = Array.from({ length: 300 }, () => engine.encrypt(aes, { plaintext: Buffer.from('x') }));
     expect(engine.pool.pendingItems).toBe(300);
@@ -120,7 +120,7 @@ describe('CryptoPool', () => {
   });
 
   it('spreads a burst of single calls over the idle workers', async () => {
-    const engine = newEngine({ threads: 2 });
+    const engine = newEngine({ threads: 2, inline: false });
     await engine.encrypt(aes, { plaintext: Buffer.from('warm') });
     const before = engine.pool.tasksDispatched;
     await Promise.all(
@@ -169,7 +169,8 @@ describe('CryptoPool', () => {
   }, 60_000);
 
   it('answers OVERLOADED with Retry-After when the queue is full, and never queues past the bound', async () => {
-    const engine = newEngine({ threads: 1, maxPendingItems: 100 });
+    // The pool's own bound: nothing runs inline (pool/inline.ts), so every call queues here.
+    const engine = newEngine({ threads: 1, maxPendingItems: 100, inline: false });
     const calls = Array.from({ length: 150 }, (_, i) =>
       engine.encrypt(aes, { plaintext: Buffer.from(`p${i}`) }).then(
         () => 'ok',
@@ -194,6 +195,132 @@ describe('CryptoPool', () => {
         Array.from({ length: 101 }, () => ({ plaintext: Buffer.from('x') })),
       ),
     ).rejects.toMatchObject({ code: 'OVERLOADED' });
+  });
+
+  it('runs a sequential caller inline while the pool is idle (no task sent)', async () => {
+    const engine = newEngine({ threads: 1 });
+    const before = engine.pool.tasksDispatched;
+    for (let i = 0; i < 50; i++) {
+      const { ciphertext } = await engine.encrypt(aes, { plaintext: Buffer.from(`seq ${i}`) });
+      expect(openInline(ciphertext, aesMaterial).toString()).toBe(`seq ${i}`);
+    }
+    expect(engine.pool.tasksDispatched).toBe(before);
+    expect(engine.inline!.ops).toBe(50);
+    // Not eligible (an RSA private-key operation): pooled even when idle.
+    await engine.sign(rsa, { data: Buffer.from('x') });
+    expect(engine.pool.tasksDispatched).toBe(before + 1);
+  });
+
+  it('never lets inline crypto take more than its share of the main thread under sustained load', async () => {
+    const engine = newEngine({ threads: 1, inline: { share: 0.2, burstMs: 2 } });
+    const start = performance.now();
+    let calls = 0;
+    // ECDSA signs (~30 µs each) back to back from 8 callers for half a second.
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (performance.now() - start < 500) {
+          await engine.sign(ec, { data: Buffer.from('load') });
+          calls++;
+        }
+      }),
+    );
+    const elapsed = performance.now() - start;
+    const gate = engine.inline!;
+    // Budget: 20 % of the time, the 2 ms burst and one operation over (module comment of inline.ts).
+    expect(gate.ms).toBeLessThanOrEqual(0.2 * elapsed + 2 + 5);
+    expect(gate.ops).toBeGreaterThan(0);
+    // The rest went to the pool.
+    expect(calls - gate.ops).toBeGreaterThan(0);
+  });
+
+  it('never starves single operations behind a stream of batch requests that keeps every slot busy', async () => {
+    // Found in the memory soak: single requests mixed with batch requests timed out (over 10 s)
+    // while the batches kept the task slots and the queue full.
+    const engine = newEngine({ threads: 1, inline: false });
+    const item = { plaintext: Buffer.alloc(1024, 3).toString('base64') };
+    const body = (): ArrayBuffer => {
+      const bytes = Buffer.from(JSON.stringify({ requests: Array.from({ length: 100 }, () => item) }));
+      return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+    };
+    let stop = false;
+    let batches = 0;
+    const loop = async (): Promise<void> => {
+      while (!stop) {
+        await engine.batchRequest('encrypt', aes, body(), 100);
+        batches++;
+      }
+    };
+    const loops = Array.from({ length: 8 }, loop);
+    // Let the batches fill every slot and the queue first.
+    while (batches < 8) await new Promise((r) => setTimeout(r, 5));
+    const before = batches;
+    const deadline = setTimeout(() => {
+      stop = true;
+    }, 20_000);
+    const sealed = await engine.encrypt(aes, { plaintext: Buffer.from('not starved') });
+    const during = batches - before;
+    stop = true;
+    clearTimeout(deadline);
+    await Promise.all(loops);
+    expect(sealed.ciphertext).toMatch(/^keyward:v1:/);
+    // It waited for the tasks ahead of it in the queue (at most one per loop), not for the loops to end.
+    expect(during).toBeLessThanOrEqual(16);
+  });
+
+  it('bounds what waits in bytes too, not only in items', async () => {
+    // 1 MiB of pending bytes: ten 32 KiB plaintexts (with their output space) fill it.
+    const engine = newEngine({ threads: 1, maxPendingBytes: 1 << 20, inline: false });
+    const big = Buffer.alloc(32 * 1024, 1);
+    const calls = Array.from({ length: 40 }, () =>
+      engine.encrypt(aes, { plaintext: big }).then(
+        () => 'ok',
+        (error: KeywardError) => error.code,
+      ),
+    );
+    expect(engine.pool.pendingBytes).toBeLessThanOrEqual(1 << 20);
+    const results = await Promise.all(calls);
+    const ok = results.filter((r) => r === 'ok').length;
+    expect(ok).toBeGreaterThan(0);
+    expect(ok).toBeLessThanOrEqual(16);
+    expect(results.filter((r) => r === 'OVERLOADED')).toHaveLength(40 - ok);
+    // Small items still fit where large ones did not.
+    expect(engine.pool.pendingBytes).toBe(0);
+    await expect(engine.batch('encrypt', aes, [{ plaintext: Buffer.alloc(100) }])).resolves.toHaveLength(1);
+  });
+
+  it('gives plaintexts that stay intact after their task buffer is reused', async () => {
+    const engine = newEngine({ threads: 2, inline: false, retainedBytes: 1 << 20 });
+    const sealed = await engine.batch(
+      'encrypt',
+      aes,
+      Array.from({ length: 300 }, (_, i) => ({ plaintext: Buffer.from(`plaintext number ${i}`) })),
+    );
+    const opened = await engine.batch(
+      'decrypt',
+      aes,
+      sealed.map((r) => ({ ciphertext: r.ok ? r.value.ciphertext : '' })),
+    );
+    // Many more tasks through the same recycled buffers.
+    for (let round = 0; round < 5; round++) {
+      await Promise.all(
+        Array.from({ length: 200 }, () => engine.encrypt(aes, { plaintext: Buffer.alloc(64, 0xee) })),
+      );
+    }
+    opened.forEach((r, i) => {
+      expect(r.ok && r.value.plaintext.toString()).toBe(`plaintext number ${i}`);
+    });
+    expect(engine.pool.retainedBytes).toBeLessThanOrEqual(1 << 20);
+  });
+
+  it("spares the workers Node's TypeScript stripper (about 10 MiB resident per thread)", async () => {
+    // worker-entry.mjs serves the worker's modules pre-stripped: the stripper's WebAssembly memory
+    // (counted as external memory) never appears in a worker. With it a worker starts at ~12 MiB.
+    const engine = newEngine({ threads: 2 });
+    // A worker answers the census once it has started.
+    let workers = await engine.pool.workerCaches(500);
+    for (let i = 0; i < 40 && workers.length < 2; i++) workers = await engine.pool.workerCaches(500);
+    expect(workers).toHaveLength(2);
+    for (const w of workers) expect(w.heap.external).toBeLessThan(8 * 1024 * 1024);
   });
 
   it('drains queued work on close, then refuses new work', async () => {

@@ -35,6 +35,9 @@ export async function startTestServer(
     nonceBudget?: number;
     tls?: TlsMode;
     requestTimeoutMs?: number;
+    /** The engine's fast paths (both on by default); tests run the same cases with each off. */
+    paths?: { inline?: boolean; workerBatches?: boolean };
+    threads?: number;
   } = {},
 ): Promise<TestServer> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'keyward-http-')));
@@ -45,7 +48,8 @@ export async function startTestServer(
     tls: opts.tls ?? { mode: 'off' },
     logger: pino({ level: 'silent' }),
     env: {},
-    threads: 1,
+    threads: opts.threads ?? 1,
+    ...(opts.paths === undefined ? {} : { paths: opts.paths }),
     ...(opts.region === undefined ? {} : { region: opts.region }),
     ...(opts.deletionDelayMs === undefined ? {} : { deletionDelayMs: opts.deletionDelayMs }),
     ...(opts.nonceBudget === undefined ? {} : { nonceBudget: opts.nonceBudget }),
