@@ -244,12 +244,25 @@ export abstract class CryptoBackend {
       ring = await this.randomNonces(namespace, name, ring, bound);
       counted = bound;
     }
-    // A copy of its own to transfer: the caller keeps its buffer (and wipes it).
-    const copy = new ArrayBuffer(body.byteLength);
-    new Uint8Array(copy).set(body);
+    // A copy of its own to transfer per attempt: the caller keeps its buffer (and wipes it).
+    const attempt = (r: KeyRing): Promise<BatchRequestOutcome> => {
+      const copy = new ArrayBuffer(body.byteLength);
+      new Uint8Array(copy).set(body);
+      return this.engine.batchRequest(op, r, copy, bound);
+    };
     let outcome: BatchRequestOutcome;
     try {
-      outcome = await this.engine.batchRequest(op, ring, copy, bound);
+      try {
+        outcome = await attempt(ring);
+      } catch (err) {
+        // As in #used: a ring replaced while the request waited (its material re-read) runs once
+        // more, if its current version is the one counted; a key really disabled or destroyed
+        // makes usableRing throw why.
+        if (!isKeyRevoked(err)) throw err;
+        const again = this.usableRing(namespace, name);
+        if (again === ring || again.currentVersion !== ring.currentVersion) throw err;
+        outcome = await attempt(again);
+      }
     } catch (err) {
       // Nothing ran, unless a worker died mid-task: then its encryptions stay counted.
       if (counted > 0 && (err as { code?: string }).code !== 'UNAVAILABLE')

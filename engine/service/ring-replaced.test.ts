@@ -67,7 +67,8 @@ afterAll(async () => {
 
 describe('a ring replaced while its operation waits', () => {
   it('decrypt and encrypt run again on the new ring instead of answering KEY_STATE', async () => {
-    const engine = new CryptoEngine({ threads: 1 });
+    // Pooled: an inline operation (pool/inline.ts) runs at once and cannot wait while the ring changes.
+    const engine = new CryptoEngine({ threads: 1, inline: false });
     try {
       const backend = new SwappableBackend(engine);
       const pendingDecrypt = backend.decrypt('default', 'swapped', { ciphertext });
@@ -85,8 +86,30 @@ describe('a ring replaced while its operation waits', () => {
     }
   });
 
+  it('a whole batch request (run in a worker from its raw body) runs again on the new ring', async () => {
+    const engine = new CryptoEngine({ threads: 1, inline: false });
+    try {
+      const backend = new SwappableBackend(engine);
+      const body = Buffer.from(JSON.stringify({ requests: [{ ciphertext }, { ciphertext }] }));
+      const pending = backend.batchRequest('default', 'swapped', 'decrypt', body);
+      backend.replace();
+      const outcome = await pending;
+      expect(outcome.type).toBe('done');
+      const answer = JSON.parse(
+        Buffer.from(outcome.type === 'done' ? outcome.body : new ArrayBuffer(0)).toString(),
+      );
+      expect(answer.results.map((r: { plaintext?: string }) => r.plaintext)).toEqual([
+        Buffer.from('kept').toString('base64'),
+        Buffer.from('kept').toString('base64'),
+      ]);
+    } finally {
+      await engine.close();
+    }
+  });
+
   it('a key destroyed meanwhile is still refused', async () => {
-    const engine = new CryptoEngine({ threads: 1 });
+    // Pooled: an inline operation (pool/inline.ts) runs at once and cannot wait while the ring changes.
+    const engine = new CryptoEngine({ threads: 1, inline: false });
     try {
       const backend = new SwappableBackend(engine);
       const pending = backend.decrypt('default', 'swapped', { ciphertext });
