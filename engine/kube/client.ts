@@ -228,7 +228,11 @@ export class KubeClient {
     if (pool === undefined) return;
     let timer: NodeJS.Timeout | undefined;
     const closed = await Promise.race([
-      pool.agent.close().then(() => true),
+      // Rejected once destroy() below cuts it short: that is the expected end, not an error.
+      pool.agent.close().then(
+        () => true,
+        () => true,
+      ),
       new Promise<boolean>((r) => {
         timer = setTimeout(() => r(false), graceMs);
       }),

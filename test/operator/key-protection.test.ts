@@ -156,13 +156,21 @@ describe('master key in the cluster', () => {
     const sealed = await encrypt('mka', 'before');
     expect(sealed.status).toBe(200);
     const original = await core().readNamespacedSecret({ name: MASTER_KEY_SECRET, namespace: opNs });
+    // The material, its check values and its versions, as stored. Usage counters are left out: the
+    // fold of the first encryption's usage may land after this read, before the operator has seen
+    // the replaced master key (a loaded machine showed it), and it changes no material.
     const materialBefore = async () =>
       Promise.all(
-        ['mka', 'mkb'].map(async (n) =>
-          JSON.stringify(
-            (await core().readNamespacedSecret({ name: materialSecretName(ns, n), namespace: opNs })).data,
-          ),
-        ),
+        ['mka', 'mkb'].map(async (n) => {
+          const data = {
+            ...(await core().readNamespacedSecret({ name: materialSecretName(ns, n), namespace: opNs })).data,
+          };
+          const record = JSON.parse(Buffer.from(data['record.json'] ?? '', 'base64').toString());
+          for (const usage of ['operationCounts', 'lastUsedTime', 'usageSeen', 'usageFoldedTime'])
+            delete record[usage];
+          data['record.json'] = JSON.stringify(record);
+          return JSON.stringify(data);
+        }),
       );
     const before = await materialBefore();
 
