@@ -469,6 +469,8 @@ describe('the real operator and engine, with only the chart RBAC', () => {
       '--port': String(port),
       '--tls': `${certPath},${keyPath}`,
       '--identity': 'chart-test',
+      // The chart's 9464 may be taken on a test machine (another engine, a dev server).
+      '--metrics-port': '0',
     });
     const en = await startComponent('engine', [
       ...args,
