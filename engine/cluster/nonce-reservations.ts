@@ -65,6 +65,20 @@ export class NonceReservations {
     count: number,
     stored: () => StoredKey,
   ): void | Promise<void> {
+    // The common case stays synchronous: no promise per encryption while a reservation covers it.
+    if (this.#decide(namespace, name, uid, version, count, stored).decision.action === 'proceed') return;
+    return this.#slow(namespace, name, uid, version, count, stored);
+  }
+
+  /** Decides against the stored count plus this engine's own; a `proceed` is spent at once. */
+  #decide(
+    namespace: string,
+    name: string,
+    uid: string | undefined,
+    version: number,
+    count: number,
+    stored: () => StoredKey,
+  ): { decision: ReturnType<typeof decideNonces>; base: number } {
     const counter = this.#counter(namespace, name, uid, version);
     const base = this.#base(stored(), version);
     const decision = decideNonces(
@@ -72,11 +86,8 @@ export class NonceReservations {
       count,
       this.#budget,
     );
-    if (decision.action === 'proceed') {
-      counter.used += count;
-      return;
-    }
-    return this.#slow(namespace, name, uid, version, count, stored);
+    if (decision.action === 'proceed') counter.used += count;
+    return { decision, base };
   }
 
   async #slow(
@@ -94,17 +105,8 @@ export class NonceReservations {
         await waiting.catch(() => undefined);
         continue;
       }
-      const counter = this.#counter(namespace, name, uid, version);
-      const base = this.#base(stored(), version);
-      const decision = decideNonces(
-        { used: base + counter.used, reserved: base + counter.reserved },
-        count,
-        this.#budget,
-      );
-      if (decision.action === 'proceed') {
-        counter.used += count;
-        return;
-      }
+      const { decision, base } = this.#decide(namespace, name, uid, version, count, stored);
+      if (decision.action === 'proceed') return;
       if (decision.action === 'rotate') {
         throw new KeywardError(
           'UNAVAILABLE',
@@ -114,6 +116,7 @@ export class NonceReservations {
         );
       }
       const reserved = decision.reserved - base;
+      const counter = this.#counter(namespace, name, uid, version);
       const write = (async () => {
         this.#sink.record(namespace, name, uid, version, reserved);
         try {
