@@ -48,4 +48,32 @@ describe('BufferPool', () => {
     pool.give(buffer);
     expect(pool.retained).toBe(0);
   });
+
+  it('a burst of large tasks does not leave later small tasks allocating a fresh buffer each time', () => {
+    const pool = new BufferPool(4 * 65536);
+    // The large tasks fill the budget...
+    const large = Array.from({ length: 4 }, () => pool.take(60_000));
+    for (const b of large) pool.give(b);
+    expect(pool.retained).toBe(4 * 65536);
+    // ...then only small tasks come: once one is given back, it is kept, displacing a large one.
+    const small = pool.take(5000);
+    pool.give(small);
+    expect(pool.take(5000)).toBe(small);
+    expect(pool.retained).toBe(3 * 65536);
+  });
+
+  it('does not displace buffers of a class taken more recently than the one given back', () => {
+    const pool = new BufferPool(2 * 8192);
+    const eightKiB = [pool.take(5000), pool.take(5000), pool.take(5000)];
+    const fourKiB = pool.take(100); // the class taken last
+    pool.give(eightKiB[0]!);
+    pool.give(eightKiB[1]!);
+    // The 4 KiB class was taken more recently: it displaces one 8 KiB buffer.
+    pool.give(fourKiB);
+    expect(pool.retained).toBe(8192 + 4096);
+    // The 8 KiB class was taken less recently than the 4 KiB one: it cannot displace it.
+    pool.give(eightKiB[2]!);
+    expect(pool.retained).toBe(8192 + 4096);
+    expect(pool.take(100)).toBe(fourKiB);
+  });
 });
