@@ -8,6 +8,7 @@
  *   cluster's log collector.
  */
 
+import { writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -146,7 +147,11 @@ export class SegmentSink implements AuditSink {
   }
 
   /**
-   * Writes `data`; resolves once the OS has it (it then survives the process being killed). With
+   * Writes `data`; resolves once the OS has it (it then survives the process being killed). The
+   * write itself is synchronous: an append to the page cache takes a few microseconds of the main
+   * thread, while a write through the thread pool (fs/promises) cost about 34 µs of CPU per call
+   * here, 14 % of the main thread in the HTTP batch case. A disk that stalls the page cache would
+   * stall the event loop with it, as it stalls Vault's file audit device. With
    * `sync`, an fdatasync follows, so that a power loss costs at most what came after: it runs
    * while later lines are written (nobody waits on the disk), and if it fails, the next write
    * fails.
@@ -158,7 +163,7 @@ export class SegmentSink implements AuditSink {
     let written = 0;
     try {
       while (written < data.length) {
-        const { bytesWritten } = await fh.write(data, written, data.length - written);
+        const bytesWritten = writeSync(fh.fd, data, written, data.length - written);
         written += bytesWritten;
         this.#size += bytesWritten;
       }
