@@ -238,6 +238,40 @@ async function sequential(url: string, body: string, durationMs: number): Promis
   };
 }
 
+// ---- CPU of the server under load and of the load generator ---------------------------------------
+
+/** CPU seconds (user + system, every thread) that `pid` has used so far. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
+/**
+ * Runs one round against the server `pid` and adds what it cost: the server's CPU per operation
+ * (µs, all its threads) and the cores the load generator (this process) used meanwhile. With
+ * both sides' figures, the ceiling a server on these 2 cores could reach is computable: the
+ * cores the load generator leaves, at the baseline's CPU per operation (docs/performance.md).
+ */
+async function withCpu(pid: number, round: () => Promise<BenchSample>): Promise<BenchSample> {
+  const server0 = await cpuSeconds(pid);
+  const self0 = process.cpuUsage();
+  const start = performance.now();
+  const sample = await round();
+  const seconds = (performance.now() - start) / 1000;
+  const self = process.cpuUsage(self0);
+  const serverSeconds = (await cpuSeconds(pid)) - server0;
+  return {
+    ...sample,
+    extra: {
+      ...sample.extra,
+      cpuUsPerOp: Number(((serverSeconds * 1e6) / (sample.opsPerSec * seconds)).toFixed(2)),
+      serverCores: Number((serverSeconds / seconds).toFixed(2)),
+      loadGeneratorCores: Number(((self.user + self.system) / 1e6 / seconds).toFixed(2)),
+    },
+  };
+}
+
 // ---- resident memory of the two servers ---------------------------------------------------------------
 
 /** Resident memory of `pid` in MiB, or 0 once it is gone. */
@@ -302,8 +336,14 @@ export function httpCases(): BenchCase[] {
       teardown,
       beginMemory,
       memory,
-      engine: (ms) => load(`${servers!.engineUrl}${KEY_PATH}/encrypt`, single, 64, ms, 1),
-      baseline: (ms) => load(`${servers!.baselineUrl}${KEY_PATH}/encrypt`, single, 64, ms, 1),
+      engine: (ms) =>
+        withCpu(servers!.children[0]!.pid!, () =>
+          load(`${servers!.engineUrl}${KEY_PATH}/encrypt`, single, 64, ms, 1),
+        ),
+      baseline: (ms) =>
+        withCpu(servers!.children[1]!.pid!, () =>
+          load(`${servers!.baselineUrl}${KEY_PATH}/encrypt`, single, 64, ms, 1),
+        ),
     },
     {
       name: 'http-encrypt-1k-single-seq',
@@ -313,8 +353,14 @@ export function httpCases(): BenchCase[] {
       teardown,
       beginMemory,
       memory,
-      engine: (ms) => sequential(`${servers!.engineUrl}${KEY_PATH}/encrypt`, single, ms),
-      baseline: (ms) => sequential(`${servers!.baselineUrl}${KEY_PATH}/encrypt`, single, ms),
+      engine: (ms) =>
+        withCpu(servers!.children[0]!.pid!, () =>
+          sequential(`${servers!.engineUrl}${KEY_PATH}/encrypt`, single, ms),
+        ),
+      baseline: (ms) =>
+        withCpu(servers!.children[1]!.pid!, () =>
+          sequential(`${servers!.baselineUrl}${KEY_PATH}/encrypt`, single, ms),
+        ),
     },
     {
       name: 'http-encrypt-1k-batch100',
@@ -323,8 +369,14 @@ export function httpCases(): BenchCase[] {
       teardown,
       beginMemory,
       memory,
-      engine: (ms) => load(`${servers!.engineUrl}${KEY_PATH}/batch/encrypt`, batch, 16, ms, 100),
-      baseline: (ms) => load(`${servers!.baselineUrl}${KEY_PATH}/batch/encrypt`, batch, 16, ms, 100),
+      engine: (ms) =>
+        withCpu(servers!.children[0]!.pid!, () =>
+          load(`${servers!.engineUrl}${KEY_PATH}/batch/encrypt`, batch, 16, ms, 100),
+        ),
+      baseline: (ms) =>
+        withCpu(servers!.children[1]!.pid!, () =>
+          load(`${servers!.baselineUrl}${KEY_PATH}/batch/encrypt`, batch, 16, ms, 100),
+        ),
     },
   ];
 }

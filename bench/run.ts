@@ -5,6 +5,7 @@
  * Usage: npm run bench [-- --rounds N --duration MS --only name1,name2 --skip name3 --side engine|baseline]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { BenchCase, BenchSample, CaseMemory } from './case.ts';
 import { closeEngineCases, engineCases } from './engine-cases.ts';
@@ -115,14 +116,36 @@ async function runCase(c: BenchCase, rounds: number, durationMs: number, side: S
   };
   for (const [k, v] of Object.entries(extras))
     if (v !== undefined) (result as unknown as Record<string, number>)[k] = v;
-  const names = new Set(engine.flatMap((s) => Object.keys(s.extra ?? {})));
-  if (names.size > 0) {
-    result.extra = {};
-    for (const name of names) {
-      result.extra[name] = Number(median(engine.map((s) => s.extra?.[name] ?? Number.NaN)).toFixed(2));
+  const sides = [
+    ['', engine],
+    ['baseline ', baseline],
+  ] as const;
+  for (const [prefix, samples] of sides) {
+    for (const name of new Set(samples.flatMap((s) => Object.keys(s.extra ?? {})))) {
+      result.extra ??= {};
+      result.extra[prefix + name] = Number(
+        median(samples.map((s) => s.extra?.[name] ?? Number.NaN)).toFixed(2),
+      );
     }
   }
+  const ceiling = ceilingRatio(result);
+  if (ceiling !== undefined && result.extra !== undefined) result.extra.ceilingRatio = ceiling;
   return result;
+}
+
+/**
+ * For cases that measure CPU (the HTTP ones): the ratio a server could reach on this machine if
+ * it spent exactly the baseline's CPU per operation and had every core the load generator left it
+ * during the engine's rounds. An upper bound: the load generator needs more at a higher rate.
+ */
+function ceilingRatio(r: CaseResult): number | undefined {
+  const loadGenerator = r.extra?.loadGeneratorCores;
+  const baselineCpuUs = r.extra?.['baseline cpuUsPerOp'];
+  // Not for latency cases: one caller at a time leaves the cores idle by design.
+  if (r.p50Ratio !== undefined) return undefined;
+  if (loadGenerator === undefined || baselineCpuUs === undefined || !(r.baseline > 0)) return undefined;
+  const opsAtBaselineCost = ((availableParallelism() - loadGenerator) * 1e6) / baselineCpuUs;
+  return Number((opsAtBaselineCost / r.baseline).toFixed(2));
 }
 
 function printTable(results: CaseResult[]): void {
