@@ -8,10 +8,12 @@
  * Buffers come in power-of-two size classes from 4 KiB. What is kept is bounded (`maxRetained`
  * bytes). A returned buffer that does not fit displaces buffers of the classes least recently
  * taken: otherwise a burst of large tasks (batches of 512) fills the budget with buffers no later
- * task asks for, and every small task after it allocates and zero-fills a fresh one (measured: the
- * 1 KiB AES single-call bench fell from about 235k to 165k operations/s after a batch case). (A SharedArrayBuffer arena was measured first:
- * V8 fills and copies shared memory with relaxed atomic stores, 40× slower for `fill`, which cost
- * the main thread 12 % of its time in the 1 KiB AES batch case.)
+ * task asks for, and every small task after it allocates and zero-fills a fresh one (measured:
+ * the 1 KiB AES single-call bench fell from about 235k to 165k operations/s after a batch case).
+ *
+ * (A SharedArrayBuffer arena was measured first: V8 fills and copies shared memory with relaxed
+ * atomic stores, 40× slower for `fill`, which cost the main thread 12 % of its time in the 1 KiB
+ * AES batch case.)
  */
 
 const MIN_CLASS = 4096;
