@@ -169,7 +169,7 @@ const ALGORITHMS: Readonly<Record<KeyUsage, readonly SignatureAlgorithm[]>> = {
 /** Refuses an operation the key's usage does not allow, with KEY_STATE (PRODUCT.md §6). */
 export function assertUsage(ring: KeyRing, operation: KeyOperation): void {
   if (!ALLOWED[ring.usage].includes(operation)) {
-    throw new KeywardError('KEY_STATE', `a ${ring.usage} key does not support ${operation}`);
+    throw new KeywardError('KEY_STATE', `an ${ring.usage} key does not support ${operation}`);
   }
 }
 
@@ -199,7 +199,7 @@ function checkContext(ring: KeyRing, context: Uint8Array | undefined): void {
 
 function checkAad(ring: KeyRing, aad: Uint8Array | undefined): void {
   if (aad !== undefined && ring.usage !== 'AES256')
-    throw invalidArgument('aad', `a ${ring.usage} key does not take aad`);
+    throw invalidArgument('aad', `an ${ring.usage} key does not take aad`);
   assertAad(aad);
 }
 

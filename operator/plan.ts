@@ -199,7 +199,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
       plan.conflict = {
         reason: 'MaterialConflict',
         message:
-          `material kept for a ${describe(r.usage, r.convergent)} key of this name cannot be adopted by a ` +
+          `material kept for an ${describe(r.usage, r.convergent)} key of this name cannot be adopted by an ` +
           `${describe(spec.usage, spec.convergent)} Key; delete this Key or re-apply it with the original usage`,
       };
       if (key.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== 'MaterialConflict') {

@@ -254,6 +254,9 @@ describe('planReconcile: deletion', () => {
     });
     expect(other.stored).toBeUndefined();
     expect(other.conflict?.reason).toBe('MaterialConflict');
+    expect(other.conflict?.message).toMatch(
+      /^material kept for an \w+ key of this name cannot be adopted by an ECDSA Key;/,
+    );
     expect(other.events.map((e) => e.type)).toEqual(['Warning']);
     const status = buildStatus(keyObj({ uid: 'uid-2' }, { usage: 'ECDSA' }), undefined, other.conflict, NOW);
     expect(status.conditions?.find((c) => c.type === 'Ready')).toMatchObject({

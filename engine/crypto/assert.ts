@@ -32,7 +32,7 @@ export function assertPlaintextSize(usage: KeyUsage, plaintext: unknown, field =
   } else if (usage === 'RSA2048') {
     if (plaintext.length > MAX_RSA_OAEP_PLAINTEXT) throw payloadTooLarge(field, MAX_RSA_OAEP_PLAINTEXT);
   } else {
-    throw new KeywardError('KEY_STATE', `a ${usage} key cannot encrypt`, { field: 'usage' });
+    throw new KeywardError('KEY_STATE', `an ${usage} key cannot encrypt`, { field: 'usage' });
   }
 }
 

@@ -34,7 +34,7 @@ export interface SignatureOptions {
 export function defaultSignatureAlgorithm(usage: KeyUsage): SignatureAlgorithm {
   if (usage === 'RSA2048') return 'RSASSA_PSS_SHA_256';
   if (usage === 'ECDSA') return 'ECDSA_SHA_256';
-  throw new KeywardError('KEY_STATE', `a ${usage} key cannot sign or verify`, { field: 'usage' });
+  throw new KeywardError('KEY_STATE', `an ${usage} key cannot sign or verify`, { field: 'usage' });
 }
 
 function usageOf(algorithm: SignatureAlgorithm): KeyUsage | undefined {

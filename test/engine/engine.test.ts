@@ -31,7 +31,10 @@ describe.each([
   describe('usage rules', () => {
     it('refuses operations the usage does not allow with KEY_STATE', async () => {
       await expect(engine.encrypt(ec, { plaintext: text('x') })).rejects.toMatchObject({ code: 'KEY_STATE' });
-      await expect(engine.sign(aesV1Only, { data: text('x') })).rejects.toMatchObject({ code: 'KEY_STATE' });
+      await expect(engine.sign(aesV1Only, { data: text('x') })).rejects.toMatchObject({
+        code: 'KEY_STATE',
+        message: 'an AES256 key does not support sign',
+      });
       await expect(engine.dataKey(ec)).rejects.toMatchObject({ code: 'KEY_STATE' });
       expect(() => engine.publicKey(aesV1Only)).toThrow(expect.objectContaining({ code: 'KEY_STATE' }));
     });
