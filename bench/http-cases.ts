@@ -322,6 +322,20 @@ async function memory(): Promise<CaseMemory> {
 
 const KEY_PATH = '/v1/namespaces/default/keys/bench';
 
+/**
+ * The engine and baseline sides of a case: `round` against each server's URL, with that server's
+ * CPU accounted (withCpu).
+ */
+function bothSides(
+  round: (url: string, ms: number) => Promise<BenchSample>,
+): Pick<BenchCase, 'engine' | 'baseline'> {
+  const side = (which: 0 | 1) => (ms: number) => {
+    const s = servers!;
+    return withCpu(s.children[which]!.pid!, () => round(which === 0 ? s.engineUrl : s.baselineUrl, ms));
+  };
+  return { engine: side(0), baseline: side(1) };
+}
+
 /** The HTTP cases for `npm run bench`. */
 export function httpCases(): BenchCase[] {
   const single = JSON.stringify({ plaintext: PLAINTEXT_1K });
@@ -336,14 +350,7 @@ export function httpCases(): BenchCase[] {
       teardown,
       beginMemory,
       memory,
-      engine: (ms) =>
-        withCpu(servers!.children[0]!.pid!, () =>
-          load(`${servers!.engineUrl}${KEY_PATH}/encrypt`, single, 64, ms, 1),
-        ),
-      baseline: (ms) =>
-        withCpu(servers!.children[1]!.pid!, () =>
-          load(`${servers!.baselineUrl}${KEY_PATH}/encrypt`, single, 64, ms, 1),
-        ),
+      ...bothSides((url, ms) => load(`${url}${KEY_PATH}/encrypt`, single, 64, ms, 1)),
     },
     {
       name: 'http-encrypt-1k-single-seq',
@@ -353,14 +360,7 @@ export function httpCases(): BenchCase[] {
       teardown,
       beginMemory,
       memory,
-      engine: (ms) =>
-        withCpu(servers!.children[0]!.pid!, () =>
-          sequential(`${servers!.engineUrl}${KEY_PATH}/encrypt`, single, ms),
-        ),
-      baseline: (ms) =>
-        withCpu(servers!.children[1]!.pid!, () =>
-          sequential(`${servers!.baselineUrl}${KEY_PATH}/encrypt`, single, ms),
-        ),
+      ...bothSides((url, ms) => sequential(`${url}${KEY_PATH}/encrypt`, single, ms)),
     },
     {
       name: 'http-encrypt-1k-batch100',
@@ -369,14 +369,7 @@ export function httpCases(): BenchCase[] {
       teardown,
       beginMemory,
       memory,
-      engine: (ms) =>
-        withCpu(servers!.children[0]!.pid!, () =>
-          load(`${servers!.engineUrl}${KEY_PATH}/batch/encrypt`, batch, 16, ms, 100),
-        ),
-      baseline: (ms) =>
-        withCpu(servers!.children[1]!.pid!, () =>
-          load(`${servers!.baselineUrl}${KEY_PATH}/batch/encrypt`, batch, 16, ms, 100),
-        ),
+      ...bothSides((url, ms) => load(`${url}${KEY_PATH}/batch/encrypt`, batch, 16, ms, 100)),
     },
   ];
 }
