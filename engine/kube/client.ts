@@ -12,6 +12,11 @@
  *   identity (at most one at a time: a rotated client certificate replaces it and the old one is
  *   closed once its requests finish), and `close()` closes it. Only public client-node API is
  *   used (`applyToHTTPSOptions`, `createDispatcherOptions`, `createConfiguration`).
+ * - **HTTP/1.1, not HTTP/2.** undici 8 offers h2 and the apiserver picks it. Under Node 24, a
+ *   request aborted while its body is being sent on an h2 session can send Node's HTTP/2 layer
+ *   into a native loop (`Http2Session::SendPendingData`) that grows the process by hundreds of
+ *   MB a second until the kernel kills it; the operator aborts requests whenever a leadership
+ *   term ends. client-node 1.x spoke HTTP/1.1 too (test/cluster/kube-client-http1.test.ts).
  * - **A guard can fence writes.** `api(Type, guard)` makes a client whose every request first
  *   calls `guard.check()` and is aborted with `guard.signal`: the operator gives each leadership
  *   term one, so nothing is sent after the term ends and what is in flight is cut off.
@@ -313,10 +318,16 @@ export class KubeClient {
     const id = h.digest('hex');
     if (this.#pool?.id === id) return this.#pool.agent;
     const previous = this.#pool;
+    // HTTP/1.1 only (see the module comment): undici offers h2, which the apiserver picks.
     const agent =
       wanted.type === 'proxy'
-        ? new ProxyAgent({ uri: wanted.uri, requestTls: wanted.requestTls, connect: wanted.connect })
-        : new Agent({ connect: (wanted as { connect: Agent.Options['connect'] }).connect });
+        ? new ProxyAgent({
+            uri: wanted.uri,
+            requestTls: wanted.requestTls,
+            connect: wanted.connect,
+            allowH2: false,
+          })
+        : new Agent({ connect: (wanted as { connect: Agent.Options['connect'] }).connect, allowH2: false });
     this.#pool = { id, agent };
     // Requests still running on the old identity finish; the old pool then closes.
     void previous?.agent.close().catch(() => undefined);
