@@ -111,8 +111,9 @@ async function load(url: string, ms: number) {
   });
   return { rps: r.requests.average * (kind === 'batch' ? 100 : 1), p50: r.latency.p50, p99: r.latency.p99 };
 }
-const cpu = async (pid: number) => {
-  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+const cpu = async (pid: number, thread = false) => {
+  const stat = thread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`;
+  const f = (await readFile(stat, 'utf8')).split(') ')[1]!.split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
 };
 const a = await start(rootA!, argOf('--a-node'), argOf('--a-args'), argOf('--a-env'));
@@ -121,26 +122,32 @@ await load(a.url, 1000);
 await load(b.url, 1000);
 const ratios: number[] = [];
 const cpuRatios: number[] = [];
+const mainRatios: number[] = [];
 for (let r = 0; r < Number(roundsS); r++) {
   const order = r % 2 ? [b, a] : [a, b];
-  const res: Record<string, { rps: number; p50: number; p99: number; cpu: number }> = {};
+  const res: Record<string, { rps: number; p50: number; p99: number; cpu: number; main: number }> = {};
   for (const s of order) {
     const c0 = await cpu(s.child.pid!);
+    const m0 = await cpu(s.child.pid!, true);
     const x = await load(s.url, Number(secsS) * 1000);
     const c1 = await cpu(s.child.pid!);
-    res[s === a ? 'a' : 'b'] = {
-      ...x,
-      cpu: ((c1 - c0) / ((x.rps * Number(secsS)) / (kind === 'batch' ? 1 : 1))) * 1e6,
-    };
+    const m1 = await cpu(s.child.pid!, true);
+    const ops = x.rps * Number(secsS);
+    res[s === a ? 'a' : 'b'] = { ...x, cpu: ((c1 - c0) / ops) * 1e6, main: ((m1 - m0) / ops) * 1e6 };
   }
   ratios.push(res.b!.rps / res.a!.rps);
   cpuRatios.push(res.a!.cpu / res.b!.cpu);
+  mainRatios.push(res.a!.main / res.b!.main);
+  const side = (x: (typeof res)[string]) =>
+    `${x.rps.toFixed(0)}/s p50 ${x.p50.toFixed(3)} cpu ${x.cpu.toFixed(1)}µs main ${x.main.toFixed(1)}µs`;
   console.log(
-    `round ${r}: A ${res.a!.rps.toFixed(0)}/s p50 ${res.a!.p50.toFixed(3)} cpu ${res.a!.cpu.toFixed(1)}µs | B ${res.b!.rps.toFixed(0)}/s p50 ${res.b!.p50.toFixed(3)} cpu ${res.b!.cpu.toFixed(1)}µs | B/A ${(res.b!.rps / res.a!.rps).toFixed(2)}`,
+    `round ${r}: A ${side(res.a!)} | B ${side(res.b!)} | B/A ${(res.b!.rps / res.a!.rps).toFixed(2)}`,
   );
 }
 const med = (v: number[]) => [...v].sort((x, y) => x - y)[v.length >> 1]!;
-console.log(`median B/A throughput ${med(ratios).toFixed(3)}, A/B cpu per op ${med(cpuRatios).toFixed(3)}`);
+console.log(
+  `median B/A throughput ${med(ratios).toFixed(3)}, A/B cpu per op ${med(cpuRatios).toFixed(3)}, A/B main-thread cpu per op ${med(mainRatios).toFixed(3)}`,
+);
 for (const s of [a, b]) {
   s.child.kill('SIGTERM');
   await new Promise((r) => s.child.once('exit', r));

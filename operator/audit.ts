@@ -15,7 +15,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { CoreV1Api } from '@kubernetes/client-node';
-import type { AuditLog, AuditRecorder } from '../engine/audit/audit-log.ts';
+import type { AuditLogHandle, AuditRecorder } from '../engine/audit/audit-log.ts';
 import { checkpointKeyMaterial } from '../engine/audit/checkpoint-key.ts';
 import { type AuditConfig, openAuditLog } from '../engine/audit/config.ts';
 import { fieldText, type OperatorEvent } from '../engine/audit/record.ts';
@@ -82,7 +82,7 @@ export class OperatorAudit {
 
 /** The operator's open audit log and its trail. */
 export interface OpenOperatorAudit {
-  log: AuditLog;
+  log: AuditLogHandle;
   trail: OperatorAudit;
 }
 

@@ -19,7 +19,13 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { ChainHasher } from './chain.ts';
 import { resumeChain } from './chain-resume.ts';
-import { type CheckpointKey, deriveCheckpointKey, type MasterKeyInput } from './checkpoint-key.ts';
+import {
+  type CheckpointKey,
+  type CheckpointKeyMaterial,
+  checkpointKeyFrom,
+  deriveCheckpointKey,
+  type MasterKeyInput,
+} from './checkpoint-key.ts';
 import { auditUnavailable } from './errors.ts';
 import type { AuditEvent } from './record.ts';
 import { type ChainState, type Pending, type Sealed, sealBatch, wholeLines } from './seal.ts';
@@ -49,7 +55,12 @@ export interface AuditLogOptions {
   checkpointRecords?: number;
   checkpointIntervalMs?: number;
   /** The master key, when known (the cluster engine reads it after start); checkpoints wait for it. */
-  masterKey: () => MasterKeyInput | undefined;
+  masterKey?: () => MasterKeyInput | undefined;
+  /**
+   * Instead of `masterKey`: the checkpoint key already derived from it (`checkpointKeyMaterial`),
+   * as the audit thread gets it: the master key itself never leaves the engine's main thread.
+   */
+  checkpointKeyMaterial?: () => CheckpointKeyMaterial | undefined;
   /** How long to wait before retrying failed sinks; 1 s. */
   retryMs?: number;
   now?: () => number;
@@ -69,16 +80,31 @@ export interface AuditStats {
 
 /** What phase 2 (operator actions) and the HTTP hooks use. */
 export interface AuditRecorder {
-  /** Queues an event; never throws, never waits (dropped and counted while the log is unhealthy). */
-  record(event: AuditEvent): void;
+  /**
+   * Queues an event; never throws, never waits (dropped and counted while the log is unhealthy).
+   * `time` (epoch ms) is when it happened; now by default.
+   */
+  record(event: AuditEvent, time?: number): void;
   /** Queues an event and resolves once every sink has it; rejects (503) if it cannot be recorded. */
-  write(event: AuditEvent): Promise<void>;
+  write(event: AuditEvent, time?: number): Promise<void>;
   /** False while a sink is failing. */
   readonly healthy: boolean;
 }
 
+/** An open audit log, on this thread (AuditLog) or on one of its own (audit-thread.ts). */
+export interface AuditLogHandle extends AuditRecorder {
+  /** The chain's name. */
+  readonly chain: string;
+  /** Updated in place (the metrics read this object). */
+  readonly stats: AuditStats;
+  /** Resolves once everything queued so far has been written (or dropped). */
+  flush(): Promise<void>;
+  /** Writes what is queued and a closing checkpoint, and closes the sinks. */
+  close(): Promise<void>;
+}
+
 /** See the module comment. */
-export class AuditLog implements AuditRecorder {
+export class AuditLog implements AuditLogHandle {
   readonly chain: string;
   readonly stats: AuditStats = { written: 0, dropped: 0, failures: 0, checkpoints: 0 };
   readonly #hasher: ChainHasher;
@@ -87,7 +113,8 @@ export class AuditLog implements AuditRecorder {
   readonly #every: number;
   readonly #intervalMs: number;
   readonly #retryMs: number;
-  readonly #masterKey: () => MasterKeyInput | undefined;
+  readonly #masterKey: (() => MasterKeyInput | undefined) | undefined;
+  readonly #keyMaterial: (() => CheckpointKeyMaterial | undefined) | undefined;
   readonly #now: () => number;
   readonly #log: Logger | undefined;
   #seq: number;
@@ -99,7 +126,7 @@ export class AuditLog implements AuditRecorder {
   #failed: Error | undefined;
   #droppedSinceFailure = 0;
   #tornBytes = 0;
-  #key: { master: MasterKeyInput; key: CheckpointKey } | undefined;
+  #key: { source: MasterKeyInput | string; key: CheckpointKey } | undefined;
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -112,6 +139,7 @@ export class AuditLog implements AuditRecorder {
     this.#intervalMs = o.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
     this.#retryMs = o.retryMs ?? 1000;
     this.#masterKey = o.masterKey;
+    this.#keyMaterial = o.checkpointKeyMaterial;
     this.#now = o.now ?? Date.now;
     this.#log = o.log;
     this.chain = start.chain;
@@ -170,20 +198,20 @@ export class AuditLog implements AuditRecorder {
     return this.#seq;
   }
 
-  record(event: AuditEvent): void {
+  record(event: AuditEvent, time = this.#now()): void {
     if (this.#closed) return;
     if (this.#failed !== undefined || this.#queue.length >= MAX_PENDING_EVENTS) {
       this.#drop(1);
       return;
     }
-    this.#queue.push({ event, time: this.#now() });
+    this.#queue.push({ event, time });
     this.#schedule();
   }
 
-  write(event: AuditEvent): Promise<void> {
+  write(event: AuditEvent, time = this.#now()): Promise<void> {
     if (!this.healthy || this.#queue.length >= MAX_PENDING_EVENTS) return Promise.reject(auditUnavailable());
     return new Promise((resolve, reject) => {
-      this.#queue.push({ event, time: this.#now(), resolve, reject });
+      this.#queue.push({ event, time, resolve, reject });
       this.#schedule();
     });
   }
@@ -252,9 +280,15 @@ export class AuditLog implements AuditRecorder {
   }
 
   async #checkpointKey(): Promise<CheckpointKey | undefined> {
-    const master = this.#masterKey();
+    const material = this.#keyMaterial?.();
+    if (material !== undefined) {
+      if (this.#key?.source !== material.id)
+        this.#key = { source: material.id, key: await checkpointKeyFrom(material.key, material.id) };
+      return this.#key.key;
+    }
+    const master = this.#masterKey?.();
     if (master === undefined) return undefined;
-    if (this.#key?.master !== master) this.#key = { master, key: await deriveCheckpointKey(master) };
+    if (this.#key?.source !== master) this.#key = { source: master, key: await deriveCheckpointKey(master) };
     return this.#key.key;
   }
 

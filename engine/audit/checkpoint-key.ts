@@ -23,6 +23,12 @@ export interface CheckpointKey {
   mac(prevHex: string, canonical: string): string;
 }
 
+/** The checkpoint key's bytes and the id that names its master key. */
+export interface CheckpointKeyMaterial {
+  key: Uint8Array;
+  id: string;
+}
+
 /** Master key material: a secret KeyObject (the engine's) or its 32 raw bytes (the verifier's). */
 export type MasterKeyInput = KeyObject | Uint8Array;
 
@@ -31,7 +37,7 @@ export type MasterKeyInput = KeyObject | Uint8Array;
  * keeps of a retired master key so that checkpoints made under it can still be verified, though
  * the key itself is erased (HKDF is one-way: these bytes unwrap no material).
  */
-export function checkpointKeyMaterial(master: MasterKeyInput): { key: Uint8Array; id: string } {
+export function checkpointKeyMaterial(master: MasterKeyInput): CheckpointKeyMaterial {
   return {
     key: new Uint8Array(hkdfSync('sha256', master, EMPTY, KEY_INFO, 32)),
     id: Buffer.from(hkdfSync('sha256', master, EMPTY, ID_INFO, 8)).toString('hex'),

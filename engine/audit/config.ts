@@ -9,7 +9,13 @@
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import { parseDuration } from '../cli/duration.ts';
-import { AuditLog, DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_CHECKPOINT_RECORDS } from './audit-log.ts';
+import {
+  AuditLog,
+  type AuditLogHandle,
+  DEFAULT_CHECKPOINT_INTERVAL_MS,
+  DEFAULT_CHECKPOINT_RECORDS,
+} from './audit-log.ts';
+import { AuditThread } from './audit-thread.ts';
 import type { MasterKeyInput } from './checkpoint-key.ts';
 import { type AuditSink, SegmentSink, StreamSink } from './sinks.ts';
 
@@ -153,11 +159,32 @@ export interface OpenAuditOptions {
   log?: Logger;
   /** Where `config.stdout` writes; process.stdout by default. */
   stdout?: NodeJS.WritableStream;
+  /**
+   * Seal and write on a thread of its own (audit-thread.ts): what the engine's HTTP servers do,
+   * so that requests do not wait behind the chain. Not with a `stdout` of the caller's own.
+   */
+  thread?: boolean;
 }
 
 /** Opens the audit log `config` describes (undefined when disabled). */
-export async function openAuditLog(config: AuditConfig, o: OpenAuditOptions): Promise<AuditLog | undefined> {
+export async function openAuditLog(
+  config: AuditConfig,
+  o: OpenAuditOptions,
+): Promise<AuditLogHandle | undefined> {
   if (!config.enabled) return undefined;
+  if (o.thread === true && o.stdout === undefined) {
+    return AuditThread.open(
+      {
+        name: o.name,
+        dir: config.dir,
+        segmentBytes: config.segmentBytes,
+        stdout: config.stdout,
+        checkpointRecords: config.checkpointRecords,
+        checkpointIntervalMs: config.checkpointIntervalMs,
+      },
+      { masterKey: o.masterKey, ...(o.log === undefined ? {} : { log: o.log }) },
+    );
+  }
   const streams: AuditSink[] = [];
   if (config.stdout) streams.push(new StreamSink((o.stdout ?? process.stdout) as never));
   return AuditLog.open({

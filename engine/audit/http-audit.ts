@@ -14,7 +14,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Principal } from '../http/auth.ts';
 import { ROUTES } from '../http/routes.ts';
-import type { AuditLog } from './audit-log.ts';
+import type { AuditLogHandle } from './audit-log.ts';
 import { type AuditConfig, type OpenAuditOptions, openAuditLog } from './config.ts';
 import { auditUnavailable } from './errors.ts';
 import { registerAuditMetrics } from './metrics.ts';
@@ -74,13 +74,13 @@ function versionFromBody(body: unknown): number | undefined {
 
 /** See the module comment. */
 export class HttpAudit {
-  readonly log: AuditLog;
+  readonly log: AuditLogHandle;
   readonly required: boolean;
   readonly #routes = new Map<string, RouteInfo>();
   readonly #boot = randomBytes(4).toString('hex');
   #counter = 0;
 
-  constructor(log: AuditLog, options: { required: boolean }) {
+  constructor(log: AuditLogHandle, options: { required: boolean }) {
     this.log = log;
     this.required = options.required;
     for (const r of ROUTES) {
@@ -194,7 +194,7 @@ export class HttpAudit {
 
 /** An open audit log and its HTTP hooks. */
 export interface OpenAudit {
-  log: AuditLog;
+  log: AuditLogHandle;
   http: HttpAudit;
 }
 

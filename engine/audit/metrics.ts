@@ -1,12 +1,12 @@
 /** The audit log's Prometheus gauges, for whichever process keeps a log (engine, standalone, operator). */
 import { Gauge, type Registry } from 'prom-client';
-import type { AuditLog } from './audit-log.ts';
+import type { AuditLogHandle } from './audit-log.ts';
 
 /**
  * The audit log's gauges (docs/audit.md "Sinks and failures"): records written, events dropped,
  * sink failures, and whether it can write. The engine's HTTP server and the operator register them.
  */
-export function registerAuditMetrics(log: AuditLog, registry: Registry): void {
+export function registerAuditMetrics(log: AuditLogHandle, registry: Registry): void {
   const stats = log.stats;
   const gauge = (name: string, help: string, value: () => number): void => {
     new Gauge({

@@ -223,3 +223,71 @@ export class StreamSink implements AuditSink {
     // stdout belongs to the process; it is flushed, never closed here.
   }
 }
+
+/** What one write to a pipe delivers whole, never interleaved with another writer's (POSIX). */
+const PIPE_BUF = 4096;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * `data` (whole lines) cut into pieces of at most PIPE_BUF bytes that each end at a line's end; a
+ * line longer than PIPE_BUF is a piece of its own.
+ */
+export function pipeChunks(data: Buffer): Buffer[] {
+  const chunks: Buffer[] = [];
+  let start = 0;
+  while (start < data.length) {
+    let end = Math.min(start + PIPE_BUF, data.length);
+    if (end < data.length) {
+      const lastNewline = data.lastIndexOf(0x0a, end - 1);
+      end = lastNewline >= start ? lastNewline + 1 : data.indexOf(0x0a, end) + 1 || data.length;
+    }
+    chunks.push(data.subarray(start, end));
+    start = end;
+  }
+  return chunks;
+}
+
+/**
+ * One JSON line per record on a file descriptor (stdout), written by the audit thread itself.
+ * The engine's own log lines go to the same stdout from another thread, so lines go out in writes
+ * of at most PIPE_BUF bytes that end at a line's end: the kernel delivers each whole, and no log
+ * line lands inside a record (a longer line, which records never are, goes out alone).
+ */
+export class FdSink implements AuditSink {
+  readonly name: string;
+  readonly #fd: number;
+
+  constructor(fd: number, name = 'stdout') {
+    this.#fd = fd;
+    this.name = name;
+  }
+
+  async write(data: Buffer): Promise<void> {
+    let before = 0;
+    for (const chunk of pipeChunks(data)) {
+      this.#writeAll(chunk, before);
+      before += chunk.length;
+    }
+  }
+
+  /** Writes `chunk` whole, waiting out a full non-blocking pipe (EAGAIN). */
+  #writeAll(chunk: Buffer, before: number): void {
+    let off = 0;
+    while (off < chunk.length) {
+      try {
+        off += writeSync(this.#fd, chunk, off);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+          // This is the audit thread's own time: waiting here holds up no request.
+          Atomics.wait(pause, 0, 0, 1);
+          continue;
+        }
+        throw new SinkWriteError(this.name, before + off, err);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    // stdout belongs to the process; never closed here.
+  }
+}

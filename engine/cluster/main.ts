@@ -229,6 +229,7 @@ export async function runClusterEngine(options: ClusterEngineOptions = {}): Prom
     name: identity,
     masterKey: () => sources.master(),
     log,
+    thread: true,
   });
   let draining = false;
   const { app, metrics } = buildServer({

@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { AuditLog } from '../audit/audit-log.ts';
+import type { AuditLogHandle } from '../audit/audit-log.ts';
 import { type AuditConfig, defaultAuditConfig } from '../audit/config.ts';
 import { openAudit } from '../audit/http-audit.ts';
 import { ScheduledActionRecords } from '../audit/scheduled-actions.ts';
@@ -91,7 +91,7 @@ export interface Standalone {
   tls: TlsMaterial | undefined;
   token: { token: string; source: 'env' | 'file'; created: boolean };
   /** The audit log, unless disabled. */
-  audit: AuditLog | undefined;
+  audit: AuditLogHandle | undefined;
   /** Stops accepting, drains, flushes usage, stops the workers, removes server.json. */
   close(): Promise<void>;
 }
@@ -183,6 +183,7 @@ async function startLocked(
       name: hostname(),
       masterKey: () => master.key(master.current),
       log: opts.logger,
+      thread: true,
     });
   } catch (err) {
     await service.close();

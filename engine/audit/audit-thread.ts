@@ -1,0 +1,249 @@
+/**
+ * The engine's audit log on a thread of its own. The thread that serves requests only queues each
+ * event and, once per event-loop turn, sends the turn's events to the audit thread as one JSON
+ * string; the audit thread (audit-worker.ts) seals them into the chain and writes the segments
+ * and stdout. Sealing and writing cost a single request about 12 µs of the serving thread's 55–67
+ * (docs/performance.md "Audit log"); here they cost it the JSON of the events.
+ *
+ * The guarantees are those of AuditLog, which runs unchanged on the other side:
+ * - records keep the order they were queued in, and their time is when they were queued;
+ * - `write` (`--audit-required`) resolves once every sink has the record and rejects when it
+ *   cannot be recorded; `healthy` follows the log's within 250 ms and at every flush;
+ * - events sent but not yet taken by the audit thread (a hung disk) are capped at
+ *   MAX_PENDING_EVENTS: past that, `record` drops and counts, and `write` refuses;
+ * - the master key stays on this thread: the audit thread gets the checkpoint key derived from it
+ *   (and again when the current master key changes).
+ * If the audit thread dies, the log is unhealthy for good and every waiting `write` is refused.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { type AuditLogHandle, type AuditStats, MAX_PENDING_EVENTS } from './audit-log.ts';
+import { checkpointKeyMaterial, type MasterKeyInput } from './checkpoint-key.ts';
+import { auditUnavailable } from './errors.ts';
+import type { AuditEvent } from './record.ts';
+import type { AuditThreadSetup, ControlMessage, EventBatch, WorkerMessage } from './thread-protocol.ts';
+
+const WORKER = new URL('./audit-worker.ts', import.meta.url);
+
+/** What {@link AuditThread.open} needs besides the log's settings. */
+export interface AuditThreadOptions {
+  /** The master key, when known; checkpoints wait for it. */
+  masterKey: () => MasterKeyInput | undefined;
+  log?: Logger;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** See the module comment. */
+export class AuditThread implements AuditLogHandle {
+  readonly chain: string;
+  readonly stats: AuditStats = { written: 0, dropped: 0, failures: 0, checkpoints: 0 };
+  readonly #worker: Worker;
+  readonly #masterKey: () => MasterKeyInput | undefined;
+  readonly #log: Logger | undefined;
+  #batch: EventBatch = [];
+  #scheduled = false;
+  #sent = 0;
+  #received = 0;
+  /** Events this side dropped (the audit thread counts its own). */
+  #dropped = 0;
+  #healthy = true;
+  #closed = false;
+  #dead = false;
+  #nextId = 1;
+  readonly #writes = new Map<number, Waiter>();
+  readonly #flushes = new Map<number, () => void>();
+  #keyFor: MasterKeyInput | undefined;
+  /** Flushes waited for: while any is, the thread keeps the process alive. */
+  #holds = 0;
+  #onClosed: (() => void) | undefined;
+
+  private constructor(
+    worker: Worker,
+    chain: string,
+    o: AuditThreadOptions,
+    keyFor: MasterKeyInput | undefined,
+  ) {
+    this.#worker = worker;
+    this.chain = chain;
+    this.#masterKey = o.masterKey;
+    this.#log = o.log;
+    this.#keyFor = keyFor;
+    worker.on('message', (m: WorkerMessage) => this.#onMessage(m));
+    worker.on('error', (err) => this.#die(err));
+    worker.on('exit', (code) => {
+      if (!this.#closed || this.#onClosed === undefined)
+        this.#die(new Error(`the audit thread exited (${code})`));
+      this.#onClosed?.();
+    });
+    // Like the log's own timers, the thread does not keep a process alive.
+    worker.unref();
+  }
+
+  /**
+   * Starts the audit thread and opens the log there (continuing the chain of existing segments).
+   * Rejects as AuditLog.open does when the first write fails.
+   */
+  static async open(setup: Omit<AuditThreadSetup, 'key'>, o: AuditThreadOptions): Promise<AuditThread> {
+    const master = o.masterKey();
+    const worker = new Worker(WORKER, {
+      workerData: { ...setup, key: master === undefined ? undefined : checkpointKeyMaterial(master) },
+    });
+    const first = await new Promise<WorkerMessage>((resolve, reject) => {
+      const onMessage = (m: WorkerMessage): void => {
+        if (m.t === 'log') o.log?.[m.level](m.obj, m.msg);
+        else done(() => resolve(m));
+      };
+      const onError = (err: Error): void => done(() => reject(err));
+      const onExit = (code: number): void =>
+        done(() => reject(new Error(`the audit thread exited (${code}) before opening the log`)));
+      const done = (settle: () => void): void => {
+        worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+        settle();
+      };
+      worker.on('message', onMessage).on('error', onError).on('exit', onExit);
+    });
+    if (first.t !== 'open') {
+      await worker.terminate();
+      throw new Error(first.t === 'open-failed' ? first.message : `unexpected ${first.t}`);
+    }
+    return new AuditThread(worker, first.chain, o, master);
+  }
+
+  get healthy(): boolean {
+    return this.#healthy && !this.#closed && !this.#dead;
+  }
+
+  record(event: AuditEvent, time = Date.now()): void {
+    if (this.#closed) return;
+    if (this.#dead || this.#inFlight() >= MAX_PENDING_EVENTS) {
+      this.#drop();
+      return;
+    }
+    this.#batch.push([time, 0, event]);
+    this.#schedule();
+  }
+
+  write(event: AuditEvent, time = Date.now()): Promise<void> {
+    if (!this.healthy || this.#inFlight() >= MAX_PENDING_EVENTS) return Promise.reject(auditUnavailable());
+    const id = this.#nextId++;
+    this.#batch.push([time, id, event]);
+    this.#schedule();
+    return new Promise((resolve, reject) => this.#writes.set(id, { resolve, reject }));
+  }
+
+  /** Resolves once everything queued so far has been written (or dropped), with the state after. */
+  async flush(): Promise<void> {
+    if (this.#dead || this.#closed) return;
+    this.#send();
+    const id = this.#nextId++;
+    // Waited for, the thread keeps the process alive (an exiting CLI would otherwise cut it).
+    if (this.#holds++ === 0) this.#worker.ref();
+    await new Promise<void>((resolve) => {
+      this.#flushes.set(id, resolve);
+      this.#post({ t: 'flush', id });
+    });
+    if (--this.#holds === 0 && !this.#closed) this.#worker.unref();
+  }
+
+  /** Writes what is queued and a closing checkpoint, closes the sinks and ends the thread. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#send();
+    this.#closed = true;
+    if (this.#dead) return;
+    this.#worker.ref();
+    await new Promise<void>((resolve) => {
+      this.#onClosed = resolve;
+      this.#post({ t: 'close' });
+    });
+  }
+
+  /** @internal Tests: ends the audit thread as a crash would. */
+  async kill(): Promise<void> {
+    await this.#worker.terminate();
+  }
+
+  #inFlight(): number {
+    return this.#sent + this.#batch.length - this.#received;
+  }
+
+  #drop(): void {
+    this.#dropped++;
+    this.stats.dropped++;
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#send();
+    });
+  }
+
+  /** Sends the queued events (and first the checkpoint key, if the master key changed). */
+  #send(): void {
+    if (this.#dead) return;
+    const master = this.#masterKey();
+    if (master !== undefined && master !== this.#keyFor) {
+      this.#keyFor = master;
+      this.#post({ t: 'key', key: checkpointKeyMaterial(master) });
+    }
+    if (this.#batch.length === 0) return;
+    const batch = this.#batch;
+    this.#batch = [];
+    this.#sent += batch.length;
+    this.#worker.postMessage(JSON.stringify(batch));
+  }
+
+  #post(m: ControlMessage): void {
+    this.#worker.postMessage(m);
+  }
+
+  #onMessage(m: WorkerMessage): void {
+    switch (m.t) {
+      case 'state': {
+        this.#received = m.received;
+        this.#healthy = m.healthy;
+        Object.assign(this.stats, m.stats, { dropped: m.stats.dropped + this.#dropped });
+        for (const id of m.acked) this.#settle(id)?.resolve();
+        for (const id of m.refused) this.#settle(id)?.reject(auditUnavailable());
+        break;
+      }
+      case 'flushed':
+        this.#flushes.get(m.id)?.();
+        this.#flushes.delete(m.id);
+        break;
+      case 'log':
+        this.#log?.[m.level](m.obj, m.msg);
+        break;
+      default:
+        break;
+    }
+  }
+
+  #settle(id: number): Waiter | undefined {
+    const w = this.#writes.get(id);
+    this.#writes.delete(id);
+    return w;
+  }
+
+  /** The audit thread is gone: nothing more can be recorded. */
+  #die(err: Error): void {
+    if (this.#dead) return;
+    this.#dead = true;
+    if (!this.#closed)
+      this.#log?.error({ err: err.message }, 'the audit thread stopped; events are not recorded');
+    for (const w of this.#writes.values()) w.reject(auditUnavailable());
+    this.#writes.clear();
+    for (const resolve of this.#flushes.values()) resolve();
+    this.#flushes.clear();
+    this.#dropped += this.#batch.length;
+    this.stats.dropped += this.#batch.length;
+    this.#batch = [];
+  }
+}
