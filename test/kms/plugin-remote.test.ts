@@ -82,7 +82,7 @@ beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'keyward-kms-remote-'));
   dataDir = join(root, 'data');
   [port] = (await freePorts(1)) as [number];
-  server = await startServerProcess(dataDir, ['--port', String(port)]);
+  server = await startServerProcess(dataDir, ['--port', String(port), '--metrics-port', '0']);
   adminToken = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
   tokenFile = join(root, 'token');
   await writeFile(tokenFile, `${adminToken}\n`, { mode: 0o600 });
@@ -186,7 +186,7 @@ describe('kms-plugin with a remote engine', () => {
       key_id: '',
     });
     expect((await grpcError(p.client.encrypt(seed()))).code).toBe(GrpcStatus.UNAVAILABLE);
-    server = await startServerProcess(dataDir, ['--port', String(port)]);
+    server = await startServerProcess(dataDir, ['--port', String(port), '--metrics-port', '0']);
     expect(await healthy(p)).toBe(keyId);
   });
 
