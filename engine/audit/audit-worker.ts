@@ -33,9 +33,13 @@ let received = 0;
 const acked: number[] = [];
 const refused: number[] = [];
 let reportScheduled = false;
+let reportTimer: NodeJS.Timeout | undefined;
+const STATE_EVERY_MS = 100;
 let lastHealthy = true;
 
 function report(): void {
+  clearTimeout(reportTimer);
+  reportTimer = undefined;
   reportScheduled = false;
   lastHealthy = audit.healthy;
   post({
@@ -48,11 +52,18 @@ function report(): void {
   });
 }
 
-/** One state message per turn at most: it carries the acknowledgements of `write`s. */
-function scheduleReport(): void {
-  if (reportScheduled) return;
+/**
+ * The next state message: at the end of this turn when a `write` waits for its acknowledgement,
+ * else within STATE_EVERY_MS (each message costs the serving thread an event of its own, and
+ * plain records need none: the engine only bounds what it sends ahead).
+ */
+function scheduleReport(urgent: boolean): void {
+  if (reportScheduled && !(urgent && reportTimer !== undefined)) return;
+  clearTimeout(reportTimer);
+  reportTimer = undefined;
   reportScheduled = true;
-  setImmediate(report);
+  if (urgent) setImmediate(report);
+  else reportTimer = setTimeout(report, STATE_EVERY_MS);
 }
 
 let audit: AuditLog;
@@ -91,16 +102,16 @@ port.on('message', (m: string | ControlMessage) => {
         audit.write(event as AuditEvent, time).then(
           () => {
             acked.push(id);
-            scheduleReport();
+            scheduleReport(true);
           },
           () => {
             refused.push(id);
-            scheduleReport();
+            scheduleReport(true);
           },
         );
       }
     }
-    scheduleReport();
+    scheduleReport(false);
     return;
   }
   switch (m.t) {
