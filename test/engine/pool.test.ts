@@ -198,7 +198,10 @@ describe('CryptoPool', () => {
   });
 
   it('runs a sequential caller inline while the pool is idle (no task sent)', async () => {
-    const engine = newEngine({ threads: 1 });
+    // A budget no operation can spend: this pins the routing, not the budget (the next test's).
+    // With the default 2 ms burst, a busy machine that descheduled the thread mid-operation
+    // overdrew it and sent the next operation to the pool (a failed run on a loaded machine).
+    const engine = newEngine({ threads: 1, inline: { share: 1, burstMs: 60_000 } });
     const before = engine.pool.tasksDispatched;
     for (let i = 0; i < 50; i++) {
       const { ciphertext } = await engine.encrypt(aes, { plaintext: Buffer.from(`seq ${i}`) });
