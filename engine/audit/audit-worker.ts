@@ -86,7 +86,7 @@ try {
 }
 post({ t: 'open', chain: audit.chain });
 
-// The health the engine sees follows the log's within a second even when nothing is sent.
+// The health the engine sees follows the log's within 250 ms, even when nothing is sent.
 const healthTimer = setInterval(() => {
   if (audit.healthy !== lastHealthy) report();
 }, 250);

@@ -227,6 +227,8 @@ export class StreamSink implements AuditSink {
 /** What one write to a pipe delivers whole, never interleaved with another writer's (POSIX). */
 const PIPE_BUF = 4096;
 const pause = new Int32Array(new SharedArrayBuffer(4));
+/** How long FdSink waits for a full pipe to drain before it fails. */
+const FD_STALL_LIMIT_MS = 10_000;
 
 /**
  * `data` (whole lines) cut into pieces of at most PIPE_BUF bytes that each end at a line's end; a
@@ -256,10 +258,12 @@ export function pipeChunks(data: Buffer): Buffer[] {
 export class FdSink implements AuditSink {
   readonly name: string;
   readonly #fd: number;
+  readonly #stallLimitMs: number;
 
-  constructor(fd: number, name = 'stdout') {
+  constructor(fd: number, name = 'stdout', stallLimitMs = FD_STALL_LIMIT_MS) {
     this.#fd = fd;
     this.name = name;
+    this.#stallLimitMs = stallLimitMs;
   }
 
   async write(data: Buffer): Promise<void> {
@@ -270,19 +274,31 @@ export class FdSink implements AuditSink {
     }
   }
 
-  /** Writes `chunk` whole, waiting out a full non-blocking pipe (EAGAIN). */
+  /**
+   * Writes `chunk` whole, waiting out a full non-blocking pipe (EAGAIN) for up to the stall
+   * limit (10 s by default): a reader that stopped reading for that long is a failed sink (the log
+   * turns unhealthy and retries), not a reason to hold the audit thread, and its close, forever.
+   */
   #writeAll(chunk: Buffer, before: number): void {
     let off = 0;
+    let waitingSince: number | undefined;
     while (off < chunk.length) {
       try {
         off += writeSync(this.#fd, chunk, off);
+        waitingSince = undefined;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
-          // This is the audit thread's own time: waiting here holds up no request.
-          Atomics.wait(pause, 0, 0, 1);
-          continue;
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN')
+          throw new SinkWriteError(this.name, before + off, err);
+        waitingSince ??= Date.now();
+        if (Date.now() - waitingSince > this.#stallLimitMs) {
+          throw new SinkWriteError(
+            this.name,
+            before + off,
+            new Error(`not read for ${this.#stallLimitMs} ms`),
+          );
         }
-        throw new SinkWriteError(this.name, before + off, err);
+        // This is the audit thread's own time: waiting here holds up no request.
+        Atomics.wait(pause, 0, 0, 1);
       }
     }
   }

@@ -5,12 +5,13 @@
  * "written", the checkpoint key following the master key, and a dead thread refusing rather than
  * pretending.
  */
+import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AuditThread } from '../../engine/audit/audit-thread.ts';
 import { checkpointKeyMaterial, type MasterKeyInput } from '../../engine/audit/checkpoint-key.ts';
-import { FdSink, pipeChunks } from '../../engine/audit/sinks.ts';
+import { FdSink, pipeChunks, SinkWriteError } from '../../engine/audit/sinks.ts';
 import { event, masterKey, removeDir, segmentFiles, tempDir, verifyDir } from './fixtures.ts';
 
 const dirs: string[] = [];
@@ -164,5 +165,28 @@ describe('FdSink (the audit thread writes stdout itself)', () => {
       closeSync(fd);
     }
     expect(readFileSync(file)).toEqual(data);
+  });
+
+  it('fails, saying how much got through, when the reader stops reading (a full pipe), instead of waiting forever', async () => {
+    // A child that never reads its stdin: the pipe fills after 64 KiB and writes get EAGAIN.
+    const child = spawn('sleep', ['30'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    try {
+      const fd = (child.stdin as unknown as { _handle: { fd: number } })._handle.fd;
+      const big = Buffer.from(`${'z'.repeat(999)}\n`.repeat(1024)); // 1000 KiB of lines
+      const started = Date.now();
+      const err = await new FdSink(fd, 'stdout', 300).write(big).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(SinkWriteError);
+      expect((err as SinkWriteError).message).toMatch(/not read for 300 ms/);
+      const written = (err as SinkWriteError).written;
+      expect(written).toBeGreaterThan(0);
+      expect(written).toBeLessThan(big.length);
+      expect(written % 1000).toBe(0); // whole lines only: each write ends at a line's end
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });
