@@ -23,7 +23,7 @@ import {
   type CheckpointKey,
   type CheckpointKeyMaterial,
   checkpointKeyFrom,
-  deriveCheckpointKey,
+  checkpointKeyMaterialOf,
   type MasterKeyInput,
 } from './checkpoint-key.ts';
 import { auditUnavailable } from './errors.ts';
@@ -113,8 +113,7 @@ export class AuditLog implements AuditLogHandle {
   readonly #every: number;
   readonly #intervalMs: number;
   readonly #retryMs: number;
-  readonly #masterKey: (() => MasterKeyInput | undefined) | undefined;
-  readonly #keyMaterial: (() => CheckpointKeyMaterial | undefined) | undefined;
+  readonly #keyMaterial: () => CheckpointKeyMaterial | undefined;
   readonly #now: () => number;
   readonly #log: Logger | undefined;
   #seq: number;
@@ -126,7 +125,7 @@ export class AuditLog implements AuditLogHandle {
   #failed: Error | undefined;
   #droppedSinceFailure = 0;
   #tornBytes = 0;
-  #key: { source: MasterKeyInput | string; key: CheckpointKey } | undefined;
+  #key: { id: string; key: CheckpointKey } | undefined;
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -138,8 +137,7 @@ export class AuditLog implements AuditLogHandle {
     this.#every = o.checkpointRecords ?? DEFAULT_CHECKPOINT_RECORDS;
     this.#intervalMs = o.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
     this.#retryMs = o.retryMs ?? 1000;
-    this.#masterKey = o.masterKey;
-    this.#keyMaterial = o.checkpointKeyMaterial;
+    this.#keyMaterial = o.checkpointKeyMaterial ?? checkpointKeyMaterialOf(o.masterKey ?? (() => undefined));
     this.#now = o.now ?? Date.now;
     this.#log = o.log;
     this.chain = start.chain;
@@ -280,15 +278,10 @@ export class AuditLog implements AuditLogHandle {
   }
 
   async #checkpointKey(): Promise<CheckpointKey | undefined> {
-    const material = this.#keyMaterial?.();
-    if (material !== undefined) {
-      if (this.#key?.source !== material.id)
-        this.#key = { source: material.id, key: await checkpointKeyFrom(material.key, material.id) };
-      return this.#key.key;
-    }
-    const master = this.#masterKey?.();
-    if (master === undefined) return undefined;
-    if (this.#key?.source !== master) this.#key = { source: master, key: await deriveCheckpointKey(master) };
+    const material = this.#keyMaterial();
+    if (material === undefined) return undefined;
+    if (this.#key?.id !== material.id)
+      this.#key = { id: material.id, key: await checkpointKeyFrom(material.key, material.id) };
     return this.#key.key;
   }
 

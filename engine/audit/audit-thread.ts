@@ -18,7 +18,11 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { type AuditLogHandle, type AuditStats, MAX_PENDING_EVENTS } from './audit-log.ts';
-import { checkpointKeyMaterial, type MasterKeyInput } from './checkpoint-key.ts';
+import {
+  type CheckpointKeyMaterial,
+  checkpointKeyMaterialOf,
+  type MasterKeyInput,
+} from './checkpoint-key.ts';
 import { auditUnavailable } from './errors.ts';
 import type { AuditEvent } from './record.ts';
 import type { AuditThreadSetup, ControlMessage, EventBatch, WorkerMessage } from './thread-protocol.ts';
@@ -46,7 +50,9 @@ export class AuditThread implements AuditLogHandle {
   readonly chain: string;
   readonly stats: AuditStats = { written: 0, dropped: 0, failures: 0, checkpoints: 0 };
   readonly #worker: Worker;
-  readonly #masterKey: () => MasterKeyInput | undefined;
+  /** The checkpoint key of the current master key, and the id of the one the thread has. */
+  readonly #keyMaterial: () => CheckpointKeyMaterial | undefined;
+  #keyIdSent: string | undefined;
   readonly #log: Logger | undefined;
   #batch: EventBatch = [];
   #scheduled: false | 'now' | 'later' = false;
@@ -61,7 +67,6 @@ export class AuditThread implements AuditLogHandle {
   #nextId = 1;
   readonly #writes = new Map<number, Waiter>();
   readonly #flushes = new Map<number, () => void>();
-  #keyFor: MasterKeyInput | undefined;
   /** Flushes waited for: while any is, the thread keeps the process alive. */
   #holds = 0;
   #onClosed: (() => void) | undefined;
@@ -70,13 +75,13 @@ export class AuditThread implements AuditLogHandle {
     worker: Worker,
     chain: string,
     o: AuditThreadOptions,
-    keyFor: MasterKeyInput | undefined,
+    keyMaterial: () => CheckpointKeyMaterial | undefined,
   ) {
     this.#worker = worker;
     this.chain = chain;
-    this.#masterKey = o.masterKey;
+    this.#keyMaterial = keyMaterial;
+    this.#keyIdSent = keyMaterial()?.id;
     this.#log = o.log;
-    this.#keyFor = keyFor;
     worker.on('message', (m: WorkerMessage) => this.#onMessage(m));
     worker.on('error', (err) => this.#die(err));
     worker.on('exit', (code) => {
@@ -93,10 +98,8 @@ export class AuditThread implements AuditLogHandle {
    * Rejects as AuditLog.open does when the first write fails.
    */
   static async open(setup: Omit<AuditThreadSetup, 'key'>, o: AuditThreadOptions): Promise<AuditThread> {
-    const master = o.masterKey();
-    const worker = new Worker(WORKER, {
-      workerData: { ...setup, key: master === undefined ? undefined : checkpointKeyMaterial(master) },
-    });
+    const keyMaterial = checkpointKeyMaterialOf(o.masterKey);
+    const worker = new Worker(WORKER, { workerData: { ...setup, key: keyMaterial() } });
     const first = await new Promise<WorkerMessage>((resolve, reject) => {
       const onMessage = (m: WorkerMessage): void => {
         if (m.t === 'log') o.log?.[m.level](m.obj, m.msg);
@@ -115,7 +118,7 @@ export class AuditThread implements AuditLogHandle {
       await worker.terminate();
       throw new Error(first.t === 'open-failed' ? first.message : `unexpected ${first.t}`);
     }
-    return new AuditThread(worker, first.chain, o, master);
+    return new AuditThread(worker, first.chain, o, keyMaterial);
   }
 
   get healthy(): boolean {
@@ -211,10 +214,10 @@ export class AuditThread implements AuditLogHandle {
   /** Sends the queued events (and first the checkpoint key, if the master key changed). */
   #send(): void {
     if (this.#dead || this.#closed) return;
-    const master = this.#masterKey();
-    if (master !== undefined && master !== this.#keyFor) {
-      this.#keyFor = master;
-      this.#post({ t: 'key', key: checkpointKeyMaterial(master) });
+    const key = this.#keyMaterial();
+    if (key !== undefined && key.id !== this.#keyIdSent) {
+      this.#keyIdSent = key.id;
+      this.#post({ t: 'key', key });
     }
     if (this.#batch.length === 0) return;
     const batch = this.#batch;

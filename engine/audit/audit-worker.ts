@@ -128,7 +128,6 @@ port.on('message', (m: string | ControlMessage) => {
       clearInterval(healthTimer);
       void audit.close().then(() => {
         report();
-        post({ t: 'closed' });
         port.close();
       });
       break;

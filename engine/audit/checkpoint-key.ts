@@ -44,6 +44,26 @@ export function checkpointKeyMaterial(master: MasterKeyInput): CheckpointKeyMate
   };
 }
 
+/**
+ * `source`'s current master key as checkpoint-key material, derived again only when the master
+ * key changes (the same object means the same key): what both the log and the audit thread read
+ * once per batch.
+ */
+export function checkpointKeyMaterialOf(
+  source: () => MasterKeyInput | undefined,
+): () => CheckpointKeyMaterial | undefined {
+  let from: MasterKeyInput | undefined;
+  let material: CheckpointKeyMaterial | undefined;
+  return () => {
+    const master = source();
+    if (master !== from) {
+      from = master;
+      material = master === undefined ? undefined : checkpointKeyMaterial(master);
+    }
+    return material;
+  };
+}
+
 /** Derives the checkpoint key of `master` (see the module comment). */
 export async function deriveCheckpointKey(master: MasterKeyInput): Promise<CheckpointKey> {
   const { key, id } = checkpointKeyMaterial(master);

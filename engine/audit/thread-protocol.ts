@@ -43,5 +43,4 @@ export type WorkerMessage =
       refused: number[];
     }
   | { t: 'flushed'; id: number }
-  | { t: 'closed' }
   | { t: 'log'; level: 'error' | 'warn' | 'info'; obj: Record<string, unknown>; msg: string };
