@@ -28,6 +28,7 @@ import {
 } from './checkpoint-key.ts';
 import { auditUnavailable } from './errors.ts';
 import type { AuditEvent } from './record.ts';
+import type { RequestTextAround } from './records.ts';
 import { type ChainState, type Pending, type Sealed, sealBatch, wholeLines } from './seal.ts';
 import { type AuditSink, type SegmentSink, SinkWriteError } from './sinks.ts';
 
@@ -197,19 +198,42 @@ export class AuditLog implements AuditLogHandle {
   }
 
   record(event: AuditEvent, time = this.#now()): void {
+    this.#enqueue({ event, time });
+  }
+
+  write(event: AuditEvent, time = this.#now()): Promise<void> {
+    return this.#enqueueWaiting({ event, time });
+  }
+
+  /**
+   * As `record`, for a request record rendered by `requestTextAround` (records.ts) for this
+   * chain at `time`: the audit thread's form of an event (audit-worker.ts).
+   */
+  recordText(text: RequestTextAround, time: number): void {
+    this.#enqueue({ text, time });
+  }
+
+  /** As `write`, for a rendered request record (see `recordText`). */
+  writeText(text: RequestTextAround, time: number): Promise<void> {
+    return this.#enqueueWaiting({ text, time });
+  }
+
+  #enqueue(p: Pending): void {
     if (this.#closed) return;
     if (this.#failed !== undefined || this.#queue.length >= MAX_PENDING_EVENTS) {
       this.#drop(1);
       return;
     }
-    this.#queue.push({ event, time });
+    this.#queue.push(p);
     this.#schedule();
   }
 
-  write(event: AuditEvent, time = this.#now()): Promise<void> {
+  #enqueueWaiting(p: Pending): Promise<void> {
     if (!this.healthy || this.#queue.length >= MAX_PENDING_EVENTS) return Promise.reject(auditUnavailable());
     return new Promise((resolve, reject) => {
-      this.#queue.push({ event, time, resolve, reject });
+      p.resolve = resolve;
+      p.reject = reject;
+      this.#queue.push(p);
       this.#schedule();
     });
   }
@@ -346,7 +370,7 @@ export class AuditLog implements AuditLogHandle {
   #refuse(pending: Pending[]): void {
     let events = 0;
     for (const p of pending) {
-      if (p.event) events++;
+      if (p.event !== undefined || p.text !== undefined) events++;
       p.reject?.(auditUnavailable());
     }
     this.#drop(events);

@@ -1,9 +1,10 @@
 /**
- * The engine's audit log on a thread of its own. The thread that serves requests only queues each
- * event and sends what is queued to the audit thread as one JSON string every 10 ms (at once when
- * a `write` waits for its record); the audit thread (audit-worker.ts) seals them into the chain and writes the segments
- * and stdout. Sealing and writing cost a single request about 12 µs of the serving thread's 55–67
- * (docs/performance.md "Audit log"); here they cost it the JSON of the events.
+ * The engine's audit log on a thread of its own. The thread that serves requests renders each
+ * request record but for its seq and sends what is queued to the audit thread as one string every
+ * 10 ms (at once when a `write` waits for its record); the audit thread (audit-worker.ts) completes
+ * and seals them into the chain and writes the segments and stdout. Sealing and writing cost a
+ * single request about 12 µs of the serving thread's 55–67 (docs/performance.md "Audit log"); here
+ * they cost it the rendering of its record.
  *
  * The guarantees are those of AuditLog, which runs unchanged on the other side:
  * - records keep the order they were queued in, and their time is when they were queued;
@@ -25,7 +26,14 @@ import {
 } from './checkpoint-key.ts';
 import { auditUnavailable } from './errors.ts';
 import type { AuditEvent } from './record.ts';
-import type { AuditThreadSetup, ControlMessage, EventBatch, WorkerMessage } from './thread-protocol.ts';
+import { isoTime, requestTextAround } from './records.ts';
+import {
+  type AuditThreadSetup,
+  type ControlMessage,
+  eventEntry,
+  textEntry,
+  type WorkerMessage,
+} from './thread-protocol.ts';
 
 const WORKER = new URL('./audit-worker.ts', import.meta.url);
 /** Plain records reach the audit thread within this long (see `#schedule`). */
@@ -54,7 +62,8 @@ export class AuditThread implements AuditLogHandle {
   readonly #keyMaterial: () => CheckpointKeyMaterial | undefined;
   #keyIdSent: string | undefined;
   readonly #log: Logger | undefined;
-  #batch: EventBatch = [];
+  /** Queued events, each already an entry of a batch (thread-protocol.ts; see `#entry`). */
+  #batch: string[] = [];
   #scheduled: false | 'now' | 'later' = false;
   #timer: NodeJS.Timeout | undefined;
   #sent = 0;
@@ -131,14 +140,14 @@ export class AuditThread implements AuditLogHandle {
       this.#drop();
       return;
     }
-    this.#batch.push([time, 0, event]);
+    this.#batch.push(this.#entry(time, 0, event));
     this.#schedule();
   }
 
   write(event: AuditEvent, time = Date.now()): Promise<void> {
     if (!this.healthy || this.#inFlight() >= MAX_PENDING_EVENTS) return Promise.reject(auditUnavailable());
     const id = this.#nextId++;
-    this.#batch.push([time, id, event]);
+    this.#batch.push(this.#entry(time, id, event));
     this.#schedule(true);
     return new Promise((resolve, reject) => this.#writes.set(id, { resolve, reject }));
   }
@@ -173,6 +182,16 @@ export class AuditThread implements AuditLogHandle {
   /** @internal Tests: ends the audit thread as a crash would. */
   async kill(): Promise<void> {
     await this.#worker.terminate();
+  }
+
+  /**
+   * A request is rendered here, all but its seq (records.ts `requestTextAround`): the audit thread
+   * then only completes and hashes it, where an event sent as JSON is parsed there and serialized
+   * again; and what waits here for the next send is one string, not an object graph.
+   */
+  #entry(time: number, id: number, event: AuditEvent): string {
+    if (event.type !== 'request') return eventEntry(time, id, event);
+    return textEntry(time, id, requestTextAround(event, this.chain, isoTime(time)));
   }
 
   #inFlight(): number {
@@ -223,7 +242,7 @@ export class AuditThread implements AuditLogHandle {
     const batch = this.#batch;
     this.#batch = [];
     this.#sent += batch.length;
-    this.#worker.postMessage(JSON.stringify(batch));
+    this.#worker.postMessage(batch.join('\n'));
   }
 
   #post(m: ControlMessage): void {

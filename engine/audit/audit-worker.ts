@@ -4,7 +4,7 @@
  * of the thread that serves requests. It gets the checkpoint key already derived, never the
  * master key.
  *
- * Messages in: a string is a batch of events (`EventBatch` as JSON, cheaper to send than a cloned
+ * Messages in: a string is a batch of events (thread-protocol.ts, cheaper to send than a cloned
  * array); objects are `{ t: 'key' | 'flush' | 'close' }`. Messages out: `WorkerMessage`.
  */
 import { parentPort, workerData } from 'node:worker_threads';
@@ -13,7 +13,12 @@ import { AuditLog } from './audit-log.ts';
 import type { CheckpointKeyMaterial } from './checkpoint-key.ts';
 import type { AuditEvent } from './record.ts';
 import { FdSink, SegmentSink } from './sinks.ts';
-import type { AuditThreadSetup, ControlMessage, EventBatch, WorkerMessage } from './thread-protocol.ts';
+import {
+  type AuditThreadSetup,
+  type ControlMessage,
+  decodeEntries,
+  type WorkerMessage,
+} from './thread-protocol.ts';
 
 const port = parentPort;
 if (port === null) throw new Error('audit-worker.ts runs as a worker thread');
@@ -93,13 +98,15 @@ const healthTimer = setInterval(() => {
 
 port.on('message', (m: string | ControlMessage) => {
   if (typeof m === 'string') {
-    const batch = JSON.parse(m) as EventBatch;
-    for (const [time, id, event] of batch) {
+    for (const { time, id, text, event } of decodeEntries(m)) {
       received++;
       if (id === 0) {
-        audit.record(event as AuditEvent, time);
+        if (text !== undefined) audit.recordText(text, time);
+        else audit.record(event as AuditEvent, time);
       } else {
-        audit.write(event as AuditEvent, time).then(
+        const written =
+          text !== undefined ? audit.writeText(text, time) : audit.write(event as AuditEvent, time);
+        written.then(
           () => {
             acked.push(id);
             scheduleReport(true);

@@ -14,11 +14,21 @@ export interface RecordHead {
   time: string;
 }
 
-function requestText(e: RequestEvent, h: RecordHead): string {
+/**
+ * A request record's canonical text cut where its `seq` goes: the text is `before + seq + after`.
+ * Only the log knows the seq; everything else can be rendered by whoever holds the event, which
+ * lets the serving thread send the audit thread text it only has to complete (audit-thread.ts),
+ * instead of an event it would parse and serialize again.
+ */
+export type RequestTextAround = readonly [before: string, after: string];
+
+/** {@link RequestTextAround} of `e`, in chain `chain` at `time` (ISO-8601, see {@link isoTime}). */
+export function requestTextAround(e: RequestEvent, chain: string, time: string): RequestTextAround {
   const p = e.principal;
-  return JSON.stringify({
+  // Two objects, each with its keys in canonical order: the members before `seq` and after it.
+  const before = JSON.stringify({
     batch: e.batch === undefined ? undefined : { failed: e.batch.failed, ok: e.batch.ok },
-    chain: h.chain,
+    chain,
     clientRequestId: e.clientRequestId,
     key: e.key,
     latencyUs: e.latencyUs,
@@ -27,18 +37,37 @@ function requestText(e: RequestEvent, h: RecordHead): string {
     outcome: e.outcome,
     principal: p === undefined ? undefined : { groups: p.groups, name: p.name, uid: p.uid },
     requestId: e.requestId,
-    seq: h.seq,
+  });
+  const after = JSON.stringify({
     source: e.source,
     status: e.status,
-    time: h.time,
+    time,
     type: 'request',
     version: e.version,
   });
+  // Both hold members (chain and source always), so '{...}' loses its brace and joins at a comma.
+  return [`${before.slice(0, -1)},"seq":`, `,${after.slice(1)}`];
+}
+
+/** The canonical text of a request record rendered by {@link requestTextAround}, at `seq`. */
+export function completeRequestText(around: RequestTextAround, seq: number): string {
+  return `${around[0]}${seq}${around[1]}`;
+}
+
+let isoMs = Number.NaN;
+let isoText = '';
+/** ISO-8601 of `ms`, the form of a record's `time`; records of one millisecond share one formatting. */
+export function isoTime(ms: number): string {
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoText = new Date(ms).toISOString();
+  }
+  return isoText;
 }
 
 /** The canonical text of an event's record. */
 export function eventText(e: AuditEvent, h: RecordHead): string {
-  if (e.type === 'request') return requestText(e, h);
+  if (e.type === 'request') return completeRequestText(requestTextAround(e, h.chain, h.time), h.seq);
   return canonicalJson({ ...e, chain: h.chain, seq: h.seq, time: h.time });
 }
 

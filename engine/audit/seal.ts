@@ -7,7 +7,14 @@ import type { ChainHasher } from './chain.ts';
 import { recordLine } from './chain.ts';
 import type { CheckpointKey } from './checkpoint-key.ts';
 import type { AuditEvent } from './record.ts';
-import { eventText, ownText, type RecordHead } from './records.ts';
+import {
+  completeRequestText,
+  eventText,
+  isoTime,
+  ownText,
+  type RecordHead,
+  type RequestTextAround,
+} from './records.ts';
 
 /** Why a checkpoint was written (docs/audit.md "Checkpoints"). */
 export type CheckpointReason = 'start' | 'records' | 'interval' | 'rotate' | 'close';
@@ -15,6 +22,8 @@ export type CheckpointReason = 'start' | 'records' | 'interval' | 'rotate' | 'cl
 /** One queued entry: an event, a record of the log's own, or a checkpoint. */
 export interface Pending {
   event?: AuditEvent;
+  /** Or a request record already rendered around its seq (records.ts `requestTextAround`). */
+  text?: RequestTextAround;
   /** A record of the log's own (segment, start). */
   own?: Record<string, unknown>;
   /** A checkpoint, with its reason. */
@@ -48,17 +57,6 @@ export interface Sealed {
   sync: boolean;
 }
 
-let isoMs = Number.NaN;
-let isoText = '';
-/** ISO-8601 of `ms`; records of one millisecond (many, under load) share one formatting. */
-function iso(ms: number): string {
-  if (ms !== isoMs) {
-    isoMs = ms;
-    isoText = new Date(ms).toISOString();
-  }
-  return isoText;
-}
-
 /**
  * Seals `batch` after `state` (no await inside: the hasher is shared). Without a checkpoint key
  * (the master key not known yet), checkpoints are left out; the first one after it seals every
@@ -75,7 +73,7 @@ export function sealBatch(
   const chain = state.chain;
   let { head, seq, since } = state;
   const add = (text: string, owner: Pending | undefined, checkpoint: boolean): void => {
-    const hash = hasher.link(head, hasher.leaf(text));
+    const hash = hasher.hash(head, text);
     s.lines.push(`${recordLine(text, hash, head)}\n`);
     s.owners.push(owner);
     s.heads.push(hash);
@@ -86,7 +84,7 @@ export function sealBatch(
   };
   const checkpoint = (reason: CheckpointReason, time: number): void => {
     if (key === undefined) return;
-    const h: RecordHead = { chain, seq, time: iso(time) };
+    const h: RecordHead = { chain, seq, time: isoTime(time) };
     const fields = { type: 'checkpoint', reason, records: since, keyId: key.id };
     const mac = key.mac(head, ownText(fields, h));
     since = 0;
@@ -94,7 +92,6 @@ export function sealBatch(
     s.sync = true;
   };
   for (const p of batch) {
-    const h: RecordHead = { chain, seq, time: iso(p.time) };
     if (p.checkpoint !== undefined) {
       // An interval checkpoint with nothing new to seal is left out; the others always mark.
       if (p.checkpoint !== 'interval' || since > 0) checkpoint(p.checkpoint, p.time);
@@ -104,7 +101,13 @@ export function sealBatch(
     // the next run, and the count is a consistency check only (the MAC covers the whole chain).
     if (p.own?.type === 'segment') since = 0;
     since++;
-    add(p.event ? eventText(p.event, h) : ownText(p.own!, h), p, false);
+    let text: string;
+    if (p.text !== undefined) text = completeRequestText(p.text, seq);
+    else {
+      const h: RecordHead = { chain, seq, time: isoTime(p.time) };
+      text = p.event !== undefined ? eventText(p.event, h) : ownText(p.own!, h);
+    }
+    add(text, p, false);
     if (since >= every) checkpoint('records', p.time);
   }
   return s;

@@ -180,7 +180,7 @@ export class Verifier {
       return this.#fail(at, undefined, 'a record with values no audit record holds (an edited line)');
     }
     const h = this.#hasher;
-    if (h.link(prev, h.leaf(canonical)) !== hash) {
+    if (h.hash(prev, canonical) !== hash) {
       return this.#fail(at, undefined, `the record's hash does not match its content: the line was edited`);
     }
     this.#records++;

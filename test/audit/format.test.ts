@@ -88,6 +88,21 @@ describe('the BLAKE3 chain (hash-wasm)', () => {
     }
   });
 
+  it('hashes a chain in one step (hash) exactly as leaf then link, across texts, sizes and prevs', async () => {
+    const h = await ChainHasher.create();
+    const texts = ['', '{"a":1}', 'x\u00e9\u4e16\ud83d\ude00', 'é'.repeat(3000), 'a'.repeat(5000)];
+    for (let i = 0; i < 40; i++) texts.push(randomBytes(1 + i * 53).toString(i % 2 ? 'base64' : 'latin1'));
+    let prev = GENESIS_PREV;
+    for (const [i, text] of texts.entries()) {
+      const want = hex(blake3(Buffer.concat([Buffer.from(prev, 'hex'), blake3(Buffer.from(text))])));
+      const got = h.hash(prev, text);
+      expect(got).toBe(want);
+      expect(got).toBe(h.link(prev, h.leaf(text)));
+      // In order (prev is the last hash), then out of order (a new prev, as verify may pass).
+      prev = i % 3 === 2 ? randomBytes(32).toString('hex') : got;
+    }
+  });
+
   it('links from the genesis value and appends the chain fields after the canonical members', async () => {
     const h = await ChainHasher.create();
     const text = '{"a":1}';
