@@ -116,6 +116,21 @@ const cpu = async (pid: number, thread = false) => {
   const f = (await readFile(stat, 'utf8')).split(') ')[1]!.split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
 };
+// Per-thread CPU seconds, grouped by thread name (comm), for --threads-detail.
+const tasks = async (pid: number) => {
+  const out: Record<string, number> = {};
+  const { readdir } = await import('node:fs/promises');
+  for (const t of await readdir(`/proc/${pid}/task`)) {
+    try {
+      const raw = await readFile(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const name = `${raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')'))}${t === String(pid) ? '*' : ''}`;
+      const f = raw.slice(raw.lastIndexOf(') ') + 2).split(' ');
+      out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) / 100;
+    } catch {}
+  }
+  return out;
+};
+const detail = process.argv.includes('--threads-detail');
 const a = await start(rootA!, argOf('--a-node'), argOf('--a-args'), argOf('--a-env'));
 const b = await start(rootB!, argOf('--b-node'), argOf('--b-args'), argOf('--b-env'));
 await load(a.url, 1000);
@@ -129,10 +144,18 @@ for (let r = 0; r < Number(roundsS); r++) {
   for (const s of order) {
     const c0 = await cpu(s.child.pid!);
     const m0 = await cpu(s.child.pid!, true);
+    const t0 = detail ? await tasks(s.child.pid!) : {};
     const x = await load(s.url, Number(secsS) * 1000);
     const c1 = await cpu(s.child.pid!);
     const m1 = await cpu(s.child.pid!, true);
     const ops = x.rps * Number(secsS);
+    if (detail) {
+      const t1 = await tasks(s.child.pid!);
+      const parts = Object.entries(t1).map(
+        ([k, v]) => `${k} ${(((v - (t0[k] ?? 0)) / ops) * 1e6).toFixed(1)}`,
+      );
+      console.log(`  ${s === a ? 'A' : 'B'} threads µs/op: ${parts.join(', ')}`);
+    }
     res[s === a ? 'a' : 'b'] = { ...x, cpu: ((c1 - c0) / ops) * 1e6, main: ((m1 - m0) / ops) * 1e6 };
   }
   ratios.push(res.b!.rps / res.a!.rps);
