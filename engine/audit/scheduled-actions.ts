@@ -7,7 +7,7 @@
  * The service starts, and may carry out what fell due while it was down, before the log opens:
  * those actions are held (one per key at most) until {@link ScheduledActionRecords.attach}.
  */
-import type { ScheduledAction } from '../service/key-service.ts';
+import type { ScheduledAction } from '../service/lifecycle-work.ts';
 import type { AuditRecorder } from './audit-log.ts';
 import { fieldText, type OperatorEvent } from './record.ts';
 

@@ -4,6 +4,10 @@
  * deletion scheduler. It is the only writer of its store, so it keeps every record in memory too
  * and serves reads and the crypto hot path from there; writes go to the store first and to
  * memory only once durable.
+ *
+ * Its parts: key-entries.ts (the keys in memory over the store, and their locks),
+ * lifecycle-work.ts (new versions, destruction, scheduled work), key-nonces.ts (random-nonce
+ * counting against the store and a kms-plugin), key-entry-view.ts (what `list` and `get` show).
  */
 import type { Logger } from 'pino';
 import { fingerprint } from '../crypto/fingerprint.ts';
@@ -14,22 +18,17 @@ import type { CryptoEngine, KeyRing } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import {
   applyKeyUpdate,
-  applyNewVersion,
   checkUsable,
   createKeyRecord,
   DEFAULT_DELETION_DELAY_MS,
-  evaluate,
-  type LifecycleEffect,
   type LifecycleOptions,
   recentlyUsed,
   transitionOrThrow,
 } from '../keys/lifecycle.ts';
-import type { KeyOperation, KeyRecord } from '../keys/model.ts';
-import { countsNonces, DEFAULT_NONCE_BUDGET, nonceCount, withNonceCount } from '../keys/nonce-budget.ts';
-import { checkRegion, foldKeyName, parseKeySpec, parseKeyUpdate, validateKeyName } from '../keys/spec.ts';
-import { errnoCode } from '../store/errno.ts';
+import type { KeyOperation } from '../keys/model.ts';
+import { DEFAULT_NONCE_BUDGET } from '../keys/nonce-budget.ts';
+import { checkRegion, parseKeySpec, parseKeyUpdate, validateKeyName } from '../keys/spec.ts';
 import type { FileKeyStore } from '../store/file-key-store.ts';
-import { KeyedQueue } from '../store/keyed-queue.ts';
 import { validateNamespace } from '../store/namespace.ts';
 import type {
   ActionResult,
@@ -41,11 +40,14 @@ import type {
   KeyView,
 } from './backend.ts';
 import { CryptoBackend } from './crypto-backend.ts';
-import { NonceLedger, type NonceLedgerOwner } from './nonce-ledger.ts';
+import { indexKey, KeyEntries, type KeyEntry, keyNotFound } from './key-entries.ts';
+import { keyEntryView } from './key-entry-view.ts';
+import { type ExternalNonceCounts, KeyNonces } from './key-nonces.ts';
+import { LifecycleWork, type ScheduledAction } from './lifecycle-work.ts';
+import { NonceLedger } from './nonce-ledger.ts';
 import { MaterialCache } from './rings.ts';
 import { Scheduler } from './scheduler.ts';
 import { UsageRecorder, withUsage } from './usage.ts';
-import { toKeyView } from './view.ts';
 
 /** Options of `KeyService.start`. */
 export interface KeyServiceOptions {
@@ -69,7 +71,7 @@ export interface KeyServiceOptions {
    * on the same data dir: engine/kms/nonce-file.ts). Added to the key's count; the key rotates
    * when the sum reaches the budget.
    */
-  externalNonces?: (record: KeyRecord) => Promise<ReadonlyMap<number, number>>;
+  externalNonces?: ExternalNonceCounts;
   /** The clock; tests may pass their own. */
   now?: () => number;
   /**
@@ -79,58 +81,28 @@ export interface KeyServiceOptions {
   onScheduledAction?: (action: ScheduledAction) => void;
 }
 
-/** A lifecycle action the service took by itself (see `onScheduledAction`). */
-export interface ScheduledAction {
-  operation: 'rotate' | 'destroy';
-  namespace: string;
-  name: string;
-  /** The version made current (rotate), or the last current one (destroy). */
-  version: number;
-  trigger: 'rotation-schedule' | 'nonce-budget' | 'deletion-schedule';
-}
-
-interface Entry {
-  record: KeyRecord;
-  cache: MaterialCache;
-  fingerprint?: { version: number; value: string };
-  /** Why some version's material cannot be unwrapped (found at start); the key fails alone. */
-  materialError?: string;
-  /** Random-nonce counters of the versions this process encrypted under (nonce-ledger.ts). */
-  nonces: NonceLedger;
-  /** `externalNonces` of the key as last read. */
-  external?: ReadonlyMap<number, number>;
-}
-
 const RECENT_USE_DAYS = 7;
-
-const indexKey = (namespace: string, name: string): string => `${namespace}/${foldKeyName(name)}`;
-
-function notFound(name: string): KeywardError {
-  return new KeywardError('KEY_NOT_FOUND', `key ${name} not found`, { field: 'name' });
-}
 
 /** See the module comment. Create with `KeyService.start`. */
 export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   readonly admin: KeyAdmin = this;
-  readonly #store: FileKeyStore;
   readonly #master: MasterKeys;
   readonly #log: Logger;
   readonly #region: string | undefined;
   readonly #lifecycle: LifecycleOptions;
   readonly #now: () => number;
-  readonly #entries = new Map<string, Entry>();
-  readonly #locks = new KeyedQueue();
+  readonly #entries: KeyEntries;
   readonly #usage = new UsageRecorder();
+  readonly #work: LifecycleWork;
+  readonly #nonces: KeyNonces;
   readonly #scheduler: Scheduler;
   readonly #flushTimer: NodeJS.Timeout;
-  readonly #externalNonces: KeyServiceOptions['externalNonces'];
-  readonly #onScheduledAction: ((action: ScheduledAction) => void) | undefined;
   #ready = false;
   #closed = false;
 
   private constructor(opts: KeyServiceOptions) {
     super(opts.engine, opts.maxLoadedVersions);
-    this.#store = opts.store;
+    this.#entries = new KeyEntries(opts.store);
     this.#master = opts.master;
     this.#log = opts.logger;
     this.#region = opts.region;
@@ -139,17 +111,32 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
       nonceBudget: opts.nonceBudget ?? DEFAULT_NONCE_BUDGET,
     };
     this.#now = opts.now ?? Date.now;
-    this.#onScheduledAction = opts.onScheduledAction;
+    this.#work = new LifecycleWork({
+      entries: this.#entries,
+      master: this.#master,
+      engine: this.engine,
+      usage: this.#usage,
+      log: this.#log,
+      lifecycle: this.#lifecycle,
+      now: this.#now,
+      onScheduledAction: opts.onScheduledAction,
+    });
+    this.#nonces = new KeyNonces({
+      entries: this.#entries,
+      work: this.#work,
+      lifecycle: this.#lifecycle,
+      log: this.#log,
+      external: opts.externalNonces,
+    });
     this.#scheduler = new Scheduler({
-      nextWake: () => this.#nextWake(),
-      runDue: (now) => this.#runDue(now),
+      nextWake: () => this.#work.nextWake(),
+      runDue: (now) => this.#work.runDue(now),
       now: this.#now,
       onError: (err) => this.#log.error({ err }, 'scheduled lifecycle work failed; retrying'),
     });
-    this.#externalNonces = opts.externalNonces;
     this.#flushTimer = setInterval(() => {
       void this.flushUsage();
-      void this.#checkExternalNonces();
+      if (!this.#closed) void this.#nonces.checkExternal();
     }, opts.usageFlushMs ?? 5_000);
     this.#flushTimer.unref();
   }
@@ -161,7 +148,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   static async start(opts: KeyServiceOptions): Promise<KeyService> {
     const service = new KeyService(opts);
     for (const record of await opts.store.list()) {
-      const entry: Entry = {
+      const entry: KeyEntry = {
         record,
         cache: new MaterialCache(opts.master, record, service.loadedKeys),
         nonces: new NonceLedger(),
@@ -176,10 +163,10 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
           'key material unavailable',
         );
       }
-      service.#entries.set(indexKey(record.namespace, record.name), entry);
+      service.#entries.load(indexKey(record.namespace, record.name), entry);
     }
     try {
-      await service.#runDue(service.#now());
+      await service.#work.runDue(service.#now());
     } catch (err) {
       service.#log.error({ err }, 'lifecycle work due at start failed; will retry');
     }
@@ -199,11 +186,11 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     const entries = [...this.#entries.values()]
       .filter((e) => e.record.namespace === namespace)
       .sort((a, b) => a.record.name.toLowerCase().localeCompare(b.record.name.toLowerCase()));
-    return Promise.all(entries.map((e) => this.#view(e)));
+    return Promise.all(entries.map((e) => keyEntryView(e, this.#usage)));
   }
 
   async get(namespace: string, name: string): Promise<KeyView> {
-    return this.#view(this.#entry(namespace, name));
+    return keyEntryView(this.#entries.find(namespace, name), this.#usage);
   }
 
   // ---- admin -----------------------------------------------------------------------------------
@@ -230,7 +217,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
         field: 'name',
       });
     }
-    return this.#locks.run(id, async () => {
+    return this.#entries.lock(id, async () => {
       const now = this.#now();
       const material = await generateMaterialAsync(spec.usage);
       try {
@@ -249,17 +236,16 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
           now,
         );
         const value = await fingerprint(spec.usage, material);
-        await this.#store.create(record);
-        const entry: Entry = {
+        const entry: KeyEntry = {
           record,
           cache: new MaterialCache(this.#master, record, this.loadedKeys),
           fingerprint: { version: 1, value },
           nonces: new NonceLedger(),
         };
-        this.#entries.set(id, entry);
+        await this.#entries.create(id, entry);
         this.#log.info({ key: id, usage: spec.usage }, 'key created');
         this.#scheduler.reschedule();
-        return this.#view(entry);
+        return keyEntryView(entry, this.#usage);
       } finally {
         material.fill(0);
       }
@@ -267,18 +253,18 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
   }
 
   async update(namespace: string, name: string, patch: KeyPatch): Promise<KeyView> {
-    const entry = this.#entry(namespace, name);
+    const entry = this.#entries.find(namespace, name);
     const update = parseKeyUpdate(patch, entry.record);
-    return this.#locked(entry, async (e) => {
-      await this.#save(e, applyKeyUpdate(e.record, update, this.#now()));
+    return this.#entries.locked(entry, async (e) => {
+      await this.#entries.save(e, applyKeyUpdate(e.record, update, this.#now()));
       this.#scheduler.reschedule();
-      return this.#view(e);
+      return keyEntryView(e, this.#usage);
     });
   }
 
   async action(namespace: string, name: string, action: KeyAction): Promise<ActionResult> {
-    const entry = this.#entry(namespace, name);
-    return this.#locked(entry, async (e) => {
+    const entry = this.#entries.find(namespace, name);
+    return this.#entries.locked(entry, async (e) => {
       const now = this.#now();
       const warnings: string[] = [];
       if (action === 'request-deletion') {
@@ -293,18 +279,20 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
       const result = transitionOrThrow(e.record, action, now, this.#lifecycle);
       for (const effect of result.effects) {
         if (effect.type === 'destroy') {
-          await this.#destroy(e);
+          await this.#work.destroy(e);
           this.#scheduler.reschedule();
           return { warnings };
         }
-        await this.#addVersion(e, effect);
+        await this.#work.addVersion(e, effect);
       }
-      if (result.effects.length === 0 && result.changed) await this.#save(e, result.record);
+      if (result.effects.length === 0 && result.changed) await this.#entries.save(e, result.record);
       // A key that may not be used any more leaves every worker now, not when a cache fills up.
       if (e.record.state !== 'Enabled') this.engine.evict(e.cache.evict());
       this.#log.info({ key: indexKey(namespace, name), action, state: e.record.state }, 'key action');
       this.#scheduler.reschedule();
-      return warnings.length > 0 ? { key: await this.#view(e), warnings } : { key: await this.#view(e) };
+      return warnings.length > 0
+        ? { key: await keyEntryView(e, this.#usage), warnings }
+        : { key: await keyEntryView(e, this.#usage) };
     });
   }
 
@@ -320,7 +308,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
         const entry = this.#entries.get(id);
         if (entry === undefined) return;
         try {
-          await this.#locked(entry, (e) => this.#save(e, withUsage(e.record, usage)));
+          await this.#entries.locked(entry, (e) => this.#entries.save(e, withUsage(e.record, usage)));
         } catch (err) {
           if (this.#entries.get(id) === entry) this.#usage.restore(id, usage);
           this.#log.warn({ err, key: id }, 'usage history not saved yet; will retry');
@@ -337,43 +325,14 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     clearInterval(this.#flushTimer);
     await this.flushUsage();
     await this.engine.close();
-    await this.#trimNonceReservations();
+    await this.#nonces.trimReservations();
     for (const e of this.#entries.values()) e.cache.destroy();
-  }
-
-  /**
-   * On a clean stop nothing more is encrypted, so each unspent reservation is given back: the
-   * record keeps the exact count, and a restart resumes from it. (After a crash the whole
-   * reservation counts as spent instead.)
-   */
-  async #trimNonceReservations(): Promise<void> {
-    for (const entry of this.#entries.values()) {
-      for (const [version, counter] of entry.nonces.spent()) {
-        if (counter.used >= counter.reserved) continue;
-        try {
-          await this.#locked(entry, (e) => this.#save(e, withNonceCount(e.record, version, counter.used)));
-          counter.reserved = counter.used;
-        } catch (err) {
-          // Harmless: the larger reservation stays, an over-count.
-          this.#log.warn(
-            { err, key: indexKey(entry.record.namespace, entry.record.name) },
-            'nonce count not trimmed',
-          );
-        }
-      }
-    }
-  }
-
-  #entry(namespace: string, name: string): Entry {
-    const entry = this.#entries.get(indexKey(namespace, name));
-    if (entry === undefined) throw notFound(name);
-    return entry;
   }
 
   /** The ring of a key that may be used here. The crypto hot path. */
   protected override usableRing(namespace: string, name: string): KeyRing {
     const entry = this.#entries.get(indexKey(namespace, name));
-    if (entry === undefined) throw notFound(name);
+    if (entry === undefined) throw keyNotFound(name);
     checkUsable(entry.record);
     checkRegion(entry.record, this.#region);
     return entry.cache.ring();
@@ -397,8 +356,7 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     ring: KeyRing,
     count: number,
   ): KeyRing | Promise<KeyRing> {
-    const entry = this.#entry(namespace, name);
-    return entry.nonces.spend(this.#nonceOwner(entry), ring, count);
+    return this.#nonces.spend(this.#entries.find(namespace, name), ring, count);
   }
 
   /** Gives back counted encryptions a batch request did not run (see CryptoBackend.batchRequest). */
@@ -407,214 +365,5 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     // A key destroyed and created again meanwhile is another incarnation: leave its count alone.
     if (entry === undefined || entry.cache.ring().id !== ring.id) return;
     entry.nonces.refund(ring.currentVersion, count);
-  }
-
-  #nonceOwner(entry: Entry): NonceLedgerOwner {
-    return {
-      budget: this.#lifecycle.nonceBudget!,
-      record: () => entry.record,
-      locked: (task) => this.#locked(entry, () => task()),
-      reserve: async (version, count) => {
-        try {
-          await this.#save(entry, withNonceCount(entry.record, version, count));
-        } catch (err) {
-          // Never encrypt uncounted: with no durable reservation the encryption waits for a store
-          // that can write (a full disk, say). Decryption is unaffected.
-          this.#log.error(
-            { err, key: indexKey(entry.record.namespace, entry.record.name) },
-            'nonce count not recorded',
-          );
-          throw new KeywardError(
-            'UNAVAILABLE',
-            `the key's nonce count cannot be recorded (${errnoCode(err)}); encryption resumes once the store can write`,
-            { retryAfterSeconds: 1 },
-          );
-        }
-      },
-      rotate: async (version) => {
-        checkUsable(entry.record);
-        await this.#addVersion(entry, { type: 'add-version', version: version + 1, reason: 'nonce-budget' });
-      },
-      ring: () => {
-        checkUsable(entry.record);
-        return entry.cache.ring();
-      },
-      external: (version) => entry.external?.get(version) ?? 0,
-    };
-  }
-
-  /**
-   * Reads the counts made outside this server (`externalNonces`) and rotates every key whose
-   * current version reached its budget with them: the plugin encrypts, this server rotates.
-   */
-  async #checkExternalNonces(): Promise<void> {
-    const read = this.#externalNonces;
-    if (read === undefined || this.#closed) return;
-    for (const entry of [...this.#entries.values()]) {
-      const r = entry.record;
-      if (!countsNonces(r)) continue;
-      try {
-        entry.external = await read(r);
-        const ext = entry.external.get(r.currentVersion) ?? 0;
-        if (ext === 0 || r.state !== 'Enabled') continue;
-        const own = Math.max(
-          nonceCount(r, r.currentVersion),
-          entry.nonces.spent().get(r.currentVersion)?.used ?? 0,
-        );
-        if (own + ext < this.#lifecycle.nonceBudget!) continue;
-        await this.#locked(entry, async (e) => {
-          if (e.record.currentVersion !== r.currentVersion || e.record.state !== 'Enabled') return;
-          await this.#addVersion(e, {
-            type: 'add-version',
-            version: r.currentVersion + 1,
-            reason: 'nonce-budget',
-          });
-        });
-      } catch (err) {
-        this.#log.warn({ err, key: indexKey(r.namespace, r.name) }, 'external nonce counts not checked');
-      }
-    }
-  }
-
-  /** Runs `task` under the key's lock, on the entry as it is then; KEY_NOT_FOUND if it is gone. */
-  #locked<T>(entry: Entry, task: (e: Entry) => Promise<T>): Promise<T> {
-    const id = indexKey(entry.record.namespace, entry.record.name);
-    return this.#locks.run(id, async () => {
-      const current = this.#entries.get(id);
-      if (current !== entry) throw notFound(entry.record.name);
-      return task(current);
-    });
-  }
-
-  /** Persists `record` and, once durable, makes it the entry's record. */
-  async #save(entry: Entry, record: KeyRecord): Promise<void> {
-    await this.#store.put(record);
-    entry.record = record;
-    entry.cache.update(record);
-  }
-
-  async #addVersion(entry: Entry, effect: Extract<LifecycleEffect, { type: 'add-version' }>): Promise<void> {
-    const r = entry.record;
-    const material = await generateMaterialAsync(r.usage);
-    try {
-      const wrapped = wrapMaterial(
-        this.#master,
-        { store: r.namespace, name: r.name, usage: r.usage, version: effect.version },
-        material,
-      );
-      const next = applyNewVersion(r, effect, {
-        version: effect.version,
-        createdTime: this.#now(),
-        wrapped: wrapped.toString('base64'),
-      });
-      const value = await fingerprint(r.usage, material);
-      await this.#save(entry, next);
-      entry.fingerprint = { version: effect.version, value };
-      const key = indexKey(r.namespace, r.name);
-      if (effect.reason !== 'manual') {
-        const trigger = effect.reason === 'nonce-budget' ? 'nonce-budget' : 'rotation-schedule';
-        const action = { operation: 'rotate', version: effect.version, trigger } as const;
-        this.#onScheduledAction?.({ ...action, namespace: r.namespace, name: r.name });
-      }
-      if (effect.reason === 'nonce-budget') {
-        this.#log.warn(
-          {
-            key,
-            version: effect.version,
-            reason: effect.reason,
-            nonceCount: nonceCount(r, r.currentVersion),
-            nonceBudget: this.#lifecycle.nonceBudget,
-          },
-          `key rotated: version ${r.currentVersion} reached its nonce budget of ${this.#lifecycle.nonceBudget} ` +
-            `random-nonce encryptions${r.rotation.enabled ? '' : ' (automatic rotation is off; the budget rotates it anyway)'}`,
-        );
-      } else {
-        this.#log.info({ key, version: effect.version, reason: effect.reason }, 'key rotated');
-      }
-    } finally {
-      material.fill(0);
-    }
-  }
-
-  async #destroy(entry: Entry): Promise<void> {
-    const id = indexKey(entry.record.namespace, entry.record.name);
-    await this.#store.remove(entry.record.namespace, entry.record.name);
-    this.#entries.delete(id);
-    this.#usage.drop(id);
-    this.engine.evict(entry.cache.destroy());
-    this.#log.info({ key: id }, 'key destroyed');
-  }
-
-  #nextWake(): number | undefined {
-    const now = this.#now();
-    let earliest: number | undefined;
-    for (const e of this.#entries.values()) {
-      const wake = evaluate(e.record, now, this.#lifecycle).nextWakeTime;
-      if (wake !== undefined && (earliest === undefined || wake < earliest)) earliest = wake;
-    }
-    return earliest;
-  }
-
-  /** Carries out every destruction and scheduled rotation due at `now`. */
-  async #runDue(now: number): Promise<void> {
-    let failures = 0;
-    for (const entry of [...this.#entries.values()]) {
-      if (evaluate(entry.record, now, this.#lifecycle).due.length === 0) continue;
-      try {
-        await this.#locked(entry, async (e) => {
-          for (const effect of evaluate(e.record, now, this.#lifecycle).due) {
-            if (effect.type === 'destroy') {
-              await this.#destroy(e);
-              const { namespace, name, currentVersion: version } = e.record;
-              const trigger = 'deletion-schedule';
-              this.#onScheduledAction?.({ operation: 'destroy', namespace, name, version, trigger });
-            } else await this.#addVersion(e, effect);
-          }
-        });
-      } catch (err) {
-        failures++;
-        this.#log.error(
-          { err, key: indexKey(entry.record.namespace, entry.record.name) },
-          'lifecycle work failed',
-        );
-      }
-    }
-    if (failures > 0) throw new KeywardError('INTERNAL', `${failures} scheduled lifecycle action(s) failed`);
-  }
-
-  /** The view, with usage not yet flushed merged in and the fingerprint of the current version. */
-  async #view(entry: Entry): Promise<KeyView> {
-    const record = entry.record;
-    const id = indexKey(record.namespace, record.name);
-    let fp = entry.fingerprint;
-    let materialError = entry.materialError;
-    if (fp === undefined || fp.version !== record.currentVersion) {
-      try {
-        const material = entry.cache.material(record.currentVersion);
-        if (material === undefined)
-          throw new KeywardError('INTERNAL', 'the current key version is unavailable');
-        try {
-          fp = { version: record.currentVersion, value: await fingerprint(record.usage, material) };
-        } finally {
-          material.fill(0);
-        }
-        entry.fingerprint = fp;
-      } catch (err) {
-        // A key whose material cannot be unwrapped is still listed, with the reason.
-        fp = undefined;
-        materialError ??= (err as Error).message;
-      }
-    }
-    // Versions this process encrypted under show what it spent, not the unspent reservation ahead.
-    let shown = withUsage(record, this.#usage.peek(id));
-    for (const [version, counter] of entry.nonces.spent())
-      shown = withNonceCount(shown, version, counter.used);
-    // Plus what a kms-plugin on this data dir counted.
-    for (const [version, n] of entry.external ?? [])
-      if (shown.versions.some((v) => v.version === version))
-        shown = withNonceCount(shown, version, nonceCount(shown, version) + n);
-    const view = toKeyView(shown, fp?.value ?? null);
-    if (materialError !== undefined) view.materialError = materialError;
-    return view;
   }
 }
