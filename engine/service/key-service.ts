@@ -296,8 +296,6 @@ export class KeyService extends CryptoBackend implements KeyBackend, KeyAdmin {
     });
   }
 
-  // ---- crypto ----------------------------------------------------------------------------------
-
   // ---- lifecycle plumbing ------------------------------------------------------------------------
 
   /** Writes pending usage history to the store, one write per touched key. */
