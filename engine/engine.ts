@@ -31,21 +31,18 @@ import {
   type VerifyInput,
   type VerifyOutput,
 } from './operation-plans.ts';
-import {
-  CryptoPool,
-  type CryptoPoolOptions,
-  type ItemOutcome,
-  itemBytes,
-  keyRevoked,
-} from './pool/crypto-pool.ts';
+import { CryptoPool } from './pool/crypto-pool.ts';
 import { InlineGate, type InlineOptions, inlineEligible } from './pool/inline.ts';
+import { type ItemOutcome, itemBytes } from './pool/items.ts';
 import { DerivedKeyCache, type ItemContext, NonceSource, runItem } from './pool/ops.ts';
+import type { CryptoPoolOptions } from './pool/pool-options.ts';
 import { ITEM_FAILED, ITEM_INVALID } from './pool/protocol.ts';
 import { type RequestOutcome, wireError } from './pool/request-runner.ts';
+import { keyRevoked } from './pool/task-errors.ts';
 
 export type * from './operation-plans.ts';
-export type { CryptoPoolOptions } from './pool/crypto-pool.ts';
 export type { InlineOptions } from './pool/inline.ts';
+export type { CryptoPoolOptions } from './pool/pool-options.ts';
 
 /** Options of the engine: its pool, and the inline fast path (false: every operation pooled). */
 export interface CryptoEngineOptions extends CryptoPoolOptions {

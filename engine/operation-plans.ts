@@ -10,8 +10,9 @@ import { RSA_OAEP_BODY_LENGTH } from './crypto/rsa-oaep.ts';
 import type { SignatureAlgorithm } from './crypto/signing.ts';
 import { invalidArgument, invalidCiphertext, KeywardError } from './errors.ts';
 import type { KeyOperation, KeyUsage } from './keys/model.ts';
-import { type ItemFields, type ItemOutcome, keyRevoked } from './pool/crypto-pool.ts';
+import type { ItemFields, ItemOutcome } from './pool/items.ts';
 import { ITEM_INVALID, type TaskKey, type TaskParams, type WorkerOp } from './pool/protocol.ts';
+import { keyRevoked } from './pool/task-errors.ts';
 
 /** The versions of one key, as the service resolves them. The engine never sees wrapped blobs. */
 export interface KeyRing {

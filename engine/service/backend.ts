@@ -21,7 +21,7 @@ import type {
   VerifyInput,
 } from '../engine.ts';
 import type { KeyBoundary, KeyOperation, KeyState, KeyUsage, RotationPolicy } from '../keys/model.ts';
-import type { WorkerCache } from '../pool/crypto-pool.ts';
+import type { WorkerCache } from '../pool/worker-channel.ts';
 
 /** A key as the API shows it (PRODUCT.md §6). Times are ISO-8601 strings; never material. */
 export interface KeyView {

@@ -24,7 +24,7 @@ import type {
 } from '../engine.ts';
 import type { KeyOperation } from '../keys/model.ts';
 import { countsNonces } from '../keys/nonce-budget.ts';
-import { isKeyRevoked } from '../pool/crypto-pool.ts';
+import { isKeyRevoked } from '../pool/task-errors.ts';
 import type { PoolMemory } from './backend.ts';
 import { DEFAULT_MAX_LOADED_VERSIONS, LoadedKeyBudget } from './loaded-keys.ts';
 
