@@ -39,7 +39,7 @@ function runBaselineServer(): void {
   const expected = createHash('sha256').update(tokenFromEnv()).digest();
   const seal = (b64: unknown): { ciphertext: string; keyVersion: number } | { error: { code: string } } => {
     if (typeof b64 !== 'string') return { error: { code: 'INVALID_ARGUMENT' } };
-    // The same strict check as the engine's edge (engine/http/base64.ts): decode, re-encode, compare.
+    // The same strict check as the engine's edge (engine/wire/base64.ts): decode, re-encode, compare.
     const plaintext = Buffer.from(b64, 'base64');
     if (plaintext.toString('base64') !== b64) return { error: { code: 'INVALID_ARGUMENT' } };
     const nonce = randomBytes(12);

@@ -30,6 +30,23 @@ describe('layering', () => {
   });
 });
 
+describe('the core below the HTTP layer', () => {
+  // The pool's workers run whole batch requests, so they parse the API's wire format; that lives
+  // in engine/wire/, below both. The core imports nothing of the HTTP server.
+  it('engine/{pool,crypto,keys,service,store,wire} and the engine import nothing from engine/http/', () => {
+    const offenders: string[] = [];
+    const core = ['pool', 'crypto', 'keys', 'service', 'store', 'wire'].flatMap((d) =>
+      sources(join(ENGINE, d)),
+    );
+    for (const file of [...core, join(ENGINE, 'engine.ts'), join(ENGINE, 'operation-plans.ts')]) {
+      const text = readFileSync(file, 'utf8');
+      const imports = [...text.matchAll(/(?:from\s+|import\s*\(\s*)['"]([^'"]+)['"]/g)].map((m) => m[1]!);
+      if (imports.some((spec) => /(^|\/)http\//.test(spec))) offenders.push(relative(ENGINE, file));
+    }
+    expect(offenders).toEqual([]);
+  });
+});
+
 describe('dependencies', () => {
   // The image holds the production dependencies only (issue #17 moved yaml, used by tests and
   // scripts alone, to devDependencies): runtime code must not import anything else.

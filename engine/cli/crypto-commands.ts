@@ -15,7 +15,7 @@ import {
   SHA256_DIGEST_LENGTH,
   SIGNATURE_ALGORITHM_NAMES,
 } from '../crypto/limits.ts';
-import { versionParam } from '../http/schemas.ts';
+import { versionParam } from '../wire/schemas.ts';
 import { CliError, callApi } from './client.ts';
 import { type ClientContext, clientContext, clientOptions, keyName, keyPath } from './options.ts';
 import { printJson } from './output.ts';

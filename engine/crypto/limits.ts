@@ -4,7 +4,7 @@
  * boundaries, signature algorithms, data-key sizes), batch and body sizes and the version cap.
  *
  * The key-spec validator (`keys/spec.ts`), the engine's asserts (`assert.ts`), the HTTP schemas
- * (`http/schemas.ts`, and so `/openapi.json`) and the CLI's flag checks all derive from these
+ * (`wire/schemas.ts`, and so `/openapi.json`) and the CLI's flag checks all derive from these
  * constants, so a change here changes all of them. Plain constants, no I/O: usable from worker
  * threads too.
  */

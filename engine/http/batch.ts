@@ -7,10 +7,10 @@
 import type { BatchInputs, BatchOperation } from '../engine.ts';
 import { KeywardError } from '../errors.ts';
 import { fromWire } from '../pool/request-runner.ts';
-import { BATCH_BODY, batchItemError, decodeBatchItem, encodeBatchOutput } from './batch-items.ts';
-import { parseJsonBody } from './json-body.ts';
+import { BATCH_BODY, batchItemError, decodeBatchItem, encodeBatchOutput } from '../wire/batch-items.ts';
+import { parseJsonBody } from '../wire/json-body.ts';
+import { check } from '../wire/validate.ts';
 import type { RouteContext } from './routes.ts';
-import { check } from './validate.ts';
 
 /**
  * Runs one batch request; returns `{results}` in request order, or, when the route got the raw

@@ -3,10 +3,10 @@
  * the server validates with, so a generated client matches the server.
  */
 import { NAMESPACE_PATTERN } from '../crypto/limits.ts';
+import { BATCH_ITEM_COMPONENTS, batchItemSchemas, createKeyDocBody, keyNameParam } from '../wire/schemas.ts';
+import type { Schema } from '../wire/validate.ts';
 import { errorResponse } from './response-schemas.ts';
 import type { RouteDef } from './routes.ts';
-import { BATCH_ITEM_COMPONENTS, batchItemSchemas, createKeyDocBody, keyNameParam } from './schemas.ts';
-import type { Schema } from './validate.ts';
 
 const ERROR_STATUSES: Record<string, string> = {
   '400':

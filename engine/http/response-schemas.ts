@@ -5,8 +5,8 @@
 import { DATA_KEY_BITS, KEY_BOUNDARY_NAMES, KEY_USAGE_NAMES, MAX_AES_PLAINTEXT } from '../crypto/limits.ts';
 import { HTTP_STATUS } from '../errors.ts';
 import { KEY_OPERATIONS, KEY_STATES } from '../keys/model.ts';
-import { base64, ciphertext } from './schema-fields.ts';
-import type { Schema } from './validate.ts';
+import { base64, ciphertext } from '../wire/schema-fields.ts';
+import type { Schema } from '../wire/validate.ts';
 
 export const errorResponse: Schema = {
   type: 'object',

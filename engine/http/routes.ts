@@ -15,19 +15,7 @@ import type {
   KeyPatch,
 } from '../service/backend.ts';
 import { BATCH_OPERATIONS } from '../service/backend.ts';
-import type { AuthVerb } from './auth.ts';
-import { decodeBase64, decodeOptional } from './base64.ts';
-import { runBatch } from './batch.ts';
-import {
-  actionResponse,
-  batchOut,
-  dataKeyOut,
-  destroyedResponse,
-  keyList,
-  keyView,
-  operationOutputs,
-  publicKeyOut,
-} from './response-schemas.ts';
+import { decodeBase64, decodeOptional } from '../wire/base64.ts';
 import {
   BATCH_ITEM_COMPONENTS,
   batchBody,
@@ -41,8 +29,20 @@ import {
   signBody,
   verifyBody,
   versionParam,
-} from './schemas.ts';
-import type { Schema } from './validate.ts';
+} from '../wire/schemas.ts';
+import type { Schema } from '../wire/validate.ts';
+import type { AuthVerb } from './auth.ts';
+import { runBatch } from './batch.ts';
+import {
+  actionResponse,
+  batchOut,
+  dataKeyOut,
+  destroyedResponse,
+  keyList,
+  keyView,
+  operationOutputs,
+  publicKeyOut,
+} from './response-schemas.ts';
 
 export { BODY_LIMITS };
 

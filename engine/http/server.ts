@@ -19,6 +19,8 @@ import type { HttpAudit } from '../audit/http-audit.ts';
 import { KEY_NAME_PATTERN, NAMESPACE_PATTERN } from '../crypto/limits.ts';
 import { invalidArgument, KeywardError } from '../errors.ts';
 import type { KeyBackend } from '../service/backend.ts';
+import { parseJsonBody } from '../wire/json-body.ts';
+import { check, type Schema } from '../wire/validate.ts';
 import type { Authenticator } from './auth.ts';
 import {
   CONNECTION_CHECK_MS,
@@ -30,11 +32,9 @@ import {
   writeClientError,
 } from './edge.ts';
 import { errorHandler, sendError } from './errors.ts';
-import { parseJsonBody } from './json-body.ts';
 import { HttpMetrics, UNKNOWN_KEY } from './metrics.ts';
 import { buildOpenApi } from './openapi.ts';
 import { ROUTES, type RouteDef } from './routes.ts';
-import { check, type Schema } from './validate.ts';
 
 /** Options of `buildServer`. */
 export interface ServerOptions {

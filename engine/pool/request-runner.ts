@@ -13,9 +13,6 @@
 
 import type { BatchInputs, BatchOperation } from '../engine.ts';
 import { type ErrorCode, KeywardError } from '../errors.ts';
-import { BATCH_BODY, batchItemError, decodeBatchItem, encodeBatchOutput } from '../http/batch-items.ts';
-import { parseJsonBody } from '../http/json-body.ts';
-import { check } from '../http/validate.ts';
 import type { KeyUsage } from '../keys/model.ts';
 import {
   type DecryptInput,
@@ -30,6 +27,9 @@ import {
   type SignInput,
   type VerifyInput,
 } from '../operation-plans.ts';
+import { BATCH_BODY, batchItemError, decodeBatchItem, encodeBatchOutput } from '../wire/batch-items.ts';
+import { parseJsonBody } from '../wire/json-body.ts';
+import { check } from '../wire/validate.ts';
 import { type HeldKey, type ItemContext, runItem } from './ops.ts';
 import { ITEM_FAILED, ITEM_INVALID, type TaskKey } from './protocol.ts';
 
