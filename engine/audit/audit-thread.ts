@@ -18,6 +18,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { workerSources } from '../pool/worker-sources.ts';
 import { type AuditLogHandle, type AuditStats, MAX_PENDING_EVENTS } from './audit-log.ts';
 import {
   type CheckpointKeyMaterial,
@@ -28,6 +29,7 @@ import { auditUnavailable } from './errors.ts';
 import type { AuditEvent } from './record.ts';
 import { isoTime, requestTextAround } from './records.ts';
 import {
+  type AuditThreadMemory,
   type AuditThreadSetup,
   type ControlMessage,
   eventEntry,
@@ -36,6 +38,13 @@ import {
 } from './thread-protocol.ts';
 
 const WORKER = new URL('./audit-worker.ts', import.meta.url);
+/** The engine's worker entry, which serves the audit worker's modules pre-stripped (no stripper). */
+const ENTRY = new URL('../pool/worker-entry.mjs', import.meta.url);
+/**
+ * The audit thread's V8 young generation: it allocates a few kilobytes per record and keeps
+ * nothing young for long, so a small one costs only more frequent, tiny scavenges.
+ */
+const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 6 };
 /** Plain records reach the audit thread within this long (see `#schedule`). */
 const SEND_EVERY_MS = 10;
 /** ... or as soon as this many are queued. */
@@ -57,6 +66,8 @@ interface Waiter {
 export class AuditThread implements AuditLogHandle {
   readonly chain: string;
   readonly stats: AuditStats = { written: 0, dropped: 0, failures: 0, checkpoints: 0 };
+  /** The audit thread's V8 heap, as it last reported it (at most 100 ms old while records flow). */
+  readonly memory: AuditThreadMemory;
   readonly #worker: Worker;
   /** The checkpoint key of the current master key, and the id of the one the thread has. */
   readonly #keyMaterial: () => CheckpointKeyMaterial | undefined;
@@ -83,11 +94,13 @@ export class AuditThread implements AuditLogHandle {
   private constructor(
     worker: Worker,
     chain: string,
+    memory: AuditThreadMemory,
     o: AuditThreadOptions,
     keyMaterial: () => CheckpointKeyMaterial | undefined,
   ) {
     this.#worker = worker;
     this.chain = chain;
+    this.memory = { ...memory };
     this.#keyMaterial = keyMaterial;
     this.#keyIdSent = keyMaterial()?.id;
     this.#log = o.log;
@@ -108,7 +121,10 @@ export class AuditThread implements AuditLogHandle {
    */
   static async open(setup: Omit<AuditThreadSetup, 'key'>, o: AuditThreadOptions): Promise<AuditThread> {
     const keyMaterial = checkpointKeyMaterialOf(o.masterKey);
-    const worker = new Worker(WORKER, { workerData: { ...setup, key: keyMaterial() } });
+    const worker = new Worker(ENTRY, {
+      workerData: { ...setup, key: keyMaterial(), entry: WORKER.href, sources: workerSources(WORKER) },
+      resourceLimits: RESOURCE_LIMITS,
+    });
     const first = await new Promise<WorkerMessage>((resolve, reject) => {
       const onMessage = (m: WorkerMessage): void => {
         if (m.t === 'log') o.log?.[m.level](m.obj, m.msg);
@@ -127,7 +143,7 @@ export class AuditThread implements AuditLogHandle {
       await worker.terminate();
       throw new Error(first.t === 'open-failed' ? first.message : `unexpected ${first.t}`);
     }
-    return new AuditThread(worker, first.chain, o, keyMaterial);
+    return new AuditThread(worker, first.chain, first.memory, o, keyMaterial);
   }
 
   get healthy(): boolean {
@@ -255,6 +271,7 @@ export class AuditThread implements AuditLogHandle {
         this.#received = m.received;
         this.#healthy = m.healthy;
         Object.assign(this.stats, m.stats, { dropped: m.stats.dropped + this.#dropped });
+        Object.assign(this.memory, m.memory);
         for (const id of m.acked) this.#settle(id)?.resolve();
         for (const id of m.refused) this.#settle(id)?.reject(auditUnavailable());
         break;

@@ -54,6 +54,14 @@ export function decodeEntries(batch: string): DecodedEntry[] {
   });
 }
 
+/** The audit thread's V8 heap, in bytes (its isolate only; the process's RSS includes it). */
+export interface AuditThreadMemory {
+  heapTotal: number;
+  heapUsed: number;
+  /** ArrayBuffers and WebAssembly memory the isolate holds (hash-wasm's, and no stripper's). */
+  external: number;
+}
+
 /** Engine → worker, besides event batches. */
 export type ControlMessage =
   | { t: 'key'; key: CheckpointKeyMaterial }
@@ -62,7 +70,7 @@ export type ControlMessage =
 
 /** Worker → engine. */
 export type WorkerMessage =
-  | { t: 'open'; chain: string }
+  | { t: 'open'; chain: string; memory: AuditThreadMemory }
   | { t: 'open-failed'; message: string }
   | {
       t: 'state';
@@ -73,6 +81,8 @@ export type WorkerMessage =
       /** `write` ids now on every sink, and ids refused. */
       acked: number[];
       refused: number[];
+      /** The audit thread's own V8 heap. */
+      memory: AuditThreadMemory;
     }
   | { t: 'flushed'; id: number }
   | { t: 'log'; level: 'error' | 'warn' | 'info'; obj: Record<string, unknown>; msg: string };

@@ -11,11 +11,12 @@ import { fileURLToPath } from 'node:url';
 
 const IMPORT = /^(?:import|export)\s+(?!type\s)[^;]*?from\s+'(\.{1,2}\/[^']+\.ts)';/gms;
 
-let cached: Record<string, string> | undefined;
+const cached = new Map<string, Record<string, string>>();
 
 /** Stripped sources by file URL, of `entry` and every module it imports (computed once). */
 export function workerSources(entry: URL): Record<string, string> {
-  if (cached !== undefined) return cached;
+  const known = cached.get(entry.href);
+  if (known !== undefined) return known;
   const sources: Record<string, string> = {};
   const pending = [entry.href];
   // stripTypeScriptTypes warns that it is experimental: Node's own loader, which this main thread
@@ -32,6 +33,6 @@ export function workerSources(entry: URL): Record<string, string> {
   } finally {
     process.emitWarning = emitWarning;
   }
-  cached = sources;
+  cached.set(entry.href, sources);
   return sources;
 }
