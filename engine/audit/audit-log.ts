@@ -17,6 +17,7 @@
  */
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import type { WorkerHeap } from '../pool/protocol.ts';
 import { ChainHasher } from './chain.ts';
 import { resumeChain } from './chain-resume.ts';
 import {
@@ -98,6 +99,8 @@ export interface AuditLogHandle extends AuditRecorder {
   readonly chain: string;
   /** Updated in place (the metrics read this object). */
   readonly stats: AuditStats;
+  /** The V8 heap of the thread the log runs on, when that is a thread of its own (audit-thread.ts). */
+  readonly memory?: WorkerHeap;
   /** Resolves once everything queued so far has been written (or dropped). */
   flush(): Promise<void>;
   /** Writes what is queued and a closing checkpoint, and closes the sinks. */

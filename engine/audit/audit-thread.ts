@@ -18,6 +18,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import type { WorkerHeap } from '../pool/protocol.ts';
 import { workerSources } from '../pool/worker-sources.ts';
 import { type AuditLogHandle, type AuditStats, MAX_PENDING_EVENTS } from './audit-log.ts';
 import {
@@ -29,7 +30,6 @@ import { auditUnavailable } from './errors.ts';
 import type { AuditEvent } from './record.ts';
 import { isoTime, requestTextAround } from './records.ts';
 import {
-  type AuditThreadMemory,
   type AuditThreadSetup,
   type ControlMessage,
   eventEntry,
@@ -67,7 +67,7 @@ export class AuditThread implements AuditLogHandle {
   readonly chain: string;
   readonly stats: AuditStats = { written: 0, dropped: 0, failures: 0, checkpoints: 0 };
   /** The audit thread's V8 heap, as it last reported it (at most 100 ms old while records flow). */
-  readonly memory: AuditThreadMemory;
+  readonly memory: WorkerHeap;
   readonly #worker: Worker;
   /** The checkpoint key of the current master key, and the id of the one the thread has. */
   readonly #keyMaterial: () => CheckpointKeyMaterial | undefined;
@@ -94,7 +94,7 @@ export class AuditThread implements AuditLogHandle {
   private constructor(
     worker: Worker,
     chain: string,
-    memory: AuditThreadMemory,
+    memory: WorkerHeap,
     o: AuditThreadOptions,
     keyMaterial: () => CheckpointKeyMaterial | undefined,
   ) {

@@ -7,15 +7,14 @@
  * Messages in: a string is a batch of events (thread-protocol.ts, cheaper to send than a cloned
  * array); objects are `{ t: 'key' | 'flush' | 'close' }`. Messages out: `WorkerMessage`.
  */
-import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { threadHeap } from '../pool/thread-heap.ts';
 import { AuditLog } from './audit-log.ts';
 import type { CheckpointKeyMaterial } from './checkpoint-key.ts';
 import type { AuditEvent } from './record.ts';
 import { FdSink, SegmentSink } from './sinks.ts';
 import {
-  type AuditThreadMemory,
   type AuditThreadSetup,
   type ControlMessage,
   decodeEntries,
@@ -44,11 +43,6 @@ let reportTimer: NodeJS.Timeout | undefined;
 const STATE_EVERY_MS = 100;
 let lastHealthy = true;
 
-function heap(): AuditThreadMemory {
-  const h = getHeapStatistics();
-  return { heapTotal: h.total_heap_size, heapUsed: h.used_heap_size, external: h.external_memory };
-}
-
 function report(): void {
   clearTimeout(reportTimer);
   reportTimer = undefined;
@@ -61,7 +55,7 @@ function report(): void {
     stats: { ...audit.stats },
     acked: acked.splice(0),
     refused: refused.splice(0),
-    memory: heap(),
+    memory: threadHeap(),
   });
 }
 
@@ -97,7 +91,7 @@ try {
   port.close();
   process.exit(1);
 }
-post({ t: 'open', chain: audit.chain, memory: heap() });
+post({ t: 'open', chain: audit.chain, memory: threadHeap() });
 
 // The health the engine sees follows the log's within 250 ms, even when nothing is sent.
 const healthTimer = setInterval(() => {

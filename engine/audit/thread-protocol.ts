@@ -1,4 +1,6 @@
 /** The messages between the engine's audit thread proxy (audit-thread.ts) and its worker. */
+
+import type { WorkerHeap } from '../pool/protocol.ts';
 import type { AuditStats } from './audit-log.ts';
 import type { CheckpointKeyMaterial } from './checkpoint-key.ts';
 import type { RequestTextAround } from './records.ts';
@@ -54,14 +56,6 @@ export function decodeEntries(batch: string): DecodedEntry[] {
   });
 }
 
-/** The audit thread's V8 heap, in bytes (its isolate only; the process's RSS includes it). */
-export interface AuditThreadMemory {
-  heapTotal: number;
-  heapUsed: number;
-  /** ArrayBuffers and WebAssembly memory the isolate holds (hash-wasm's, and no stripper's). */
-  external: number;
-}
-
 /** Engine → worker, besides event batches. */
 export type ControlMessage =
   | { t: 'key'; key: CheckpointKeyMaterial }
@@ -70,7 +64,7 @@ export type ControlMessage =
 
 /** Worker → engine. */
 export type WorkerMessage =
-  | { t: 'open'; chain: string; memory: AuditThreadMemory }
+  | { t: 'open'; chain: string; memory: WorkerHeap }
   | { t: 'open-failed'; message: string }
   | {
       t: 'state';
@@ -81,8 +75,8 @@ export type WorkerMessage =
       /** `write` ids now on every sink, and ids refused. */
       acked: number[];
       refused: number[];
-      /** The audit thread's own V8 heap. */
-      memory: AuditThreadMemory;
+      /** The audit thread's own V8 heap (pool/thread-heap.ts). */
+      memory: WorkerHeap;
     }
   | { t: 'flushed'; id: number }
   | { t: 'log'; level: 'error' | 'warn' | 'info'; obj: Record<string, unknown>; msg: string };

@@ -19,7 +19,7 @@
  * plaintexts and data keys once copied into the task's buffer (the main thread zeroes the buffer
  * once it has read the outputs).
  */
-import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
+
 import {
   BroadcastChannel,
   type MessagePort,
@@ -49,10 +49,10 @@ import {
   type PoolWorkerData,
   type RequestTask,
   type WireKey,
-  type WorkerHeap,
   type WorkerTask,
 } from './protocol.ts';
 import { type RequestOutcome, runRequest } from './request-runner.ts';
+import { threadHeap } from './thread-heap.ts';
 
 const data = workerData as PoolWorkerData;
 const keys = new Map<string, HeldKey>();
@@ -62,16 +62,6 @@ let registrations = 0;
 function evict(ids: readonly string[]): void {
   for (const id of ids) keys.delete(id);
   ctx.derived.evict(new Set(ids));
-}
-
-function heap(): WorkerHeap {
-  const stats = getHeapStatistics();
-  return {
-    used: stats.used_heap_size,
-    total: stats.total_heap_size,
-    external: stats.external_memory,
-    spaces: Object.fromEntries(getHeapSpaceStatistics().map((s) => [s.space_name, s.space_size])),
-  };
 }
 
 const channel = data.channel === undefined ? undefined : new BroadcastChannel(data.channel);
@@ -86,7 +76,7 @@ function onBroadcast(message: PoolBroadcast): void {
       ids: [...keys.keys()],
       contexts: ctx.derived.size,
       registrations,
-      heap: heap(),
+      heap: threadHeap(),
     } satisfies PoolBroadcast);
   }
 }
