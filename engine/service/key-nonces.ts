@@ -39,6 +39,7 @@ export class KeyNonces {
   readonly #lifecycle: LifecycleOptions;
   readonly #log: Logger;
   readonly #externalNonces: ExternalNonceCounts | undefined;
+  readonly #owners = new WeakMap<KeyEntry, NonceLedgerOwner>();
 
   constructor(opts: KeyNoncesOptions) {
     this.#entries = opts.entries;
@@ -50,10 +51,18 @@ export class KeyNonces {
 
   /** Counts `count` random-nonce encryptions under `ring` of `entry`'s key (NonceLedger.spend). */
   spend(entry: KeyEntry, ring: KeyRing, count: number): KeyRing | Promise<KeyRing> {
-    return entry.nonces.spend(this.#nonceOwner(entry), ring, count);
+    let owner = this.#owners.get(entry);
+    if (owner === undefined) {
+      owner = this.#nonceOwner(entry);
+      this.#owners.set(entry, owner);
+    }
+    return entry.nonces.spend(owner, ring, count);
   }
 
-  /** What `entry`'s ledger may ask of the service. */
+  /**
+   * What `entry`'s ledger may ask of the service. Made once per entry (`spend` runs for every
+   * encryption): each member reads the entry when called, so it never goes stale.
+   */
   #nonceOwner(entry: KeyEntry): NonceLedgerOwner {
     return {
       budget: this.#lifecycle.nonceBudget!,
