@@ -240,8 +240,12 @@ export class ClusterKeyBackend extends CryptoBackend implements KeyBackend {
       if (entry === undefined) throw new KeywardError('KEY_STATE', 'the key has no material any more');
       return entry.stored;
     };
+    // Counted under an earlier version only while the current one's cannot be published: encrypt
+    // with that version then, as a replica that has not seen the rotation yet would.
+    const under = (version: number): KeyRing =>
+      version === ring.currentVersion ? ring : { ...ring, currentVersion: version };
     const spent = nonces.spend(namespace, name, uid, ring.currentVersion, count, stored);
-    return spent === undefined ? ring : spent.then(() => ring);
+    return typeof spent === 'number' ? under(spent) : spent.then(under);
   }
 
   /** Counts uses that succeeded (see CryptoBackend.recordUse). */

@@ -122,4 +122,52 @@ describe('NonceReservations (cluster engine)', () => {
     expect(out.durable).toBeGreaterThanOrEqual(200);
     expect(out.flushes).toBeLessThanOrEqual(3);
   });
+
+  // Fault suite, "kill -9 etcd": a Key rotated during the outage reached the engine as the
+  // apiserver came back, the new version's first reservation could not be written, and an
+  // encryption under that key got 503 although the engine held an unspent reservation of v1.
+  it('a new version whose reservation cannot be published encrypts under the earlier reservation', async () => {
+    const out = sink();
+    let now = 1_000_000;
+    const n = new NonceReservations(out, 1 << 20, () => now);
+    expect(await n.spend('ns', 'k', 'u', 1, 1, () => stored())).toBe(1);
+    const v1Reserved = out.durable;
+    out.fail = true;
+    // The rotation is seen: v2 has no reservation and none can be published.
+    expect(await n.spend('ns', 'k', 'u', 2, 1, () => stored())).toBe(1);
+    const flushes = out.flushes;
+    // Within a second of the failure the next ones use v1 at once, without another write.
+    expect(await Promise.all([1, 2, 3].map(() => n.spend('ns', 'k', 'u', 2, 1, () => stored())))).toEqual([
+      1, 1, 1,
+    ]);
+    expect(out.flushes).toBe(flushes);
+    expect(n.counters('ns', 'k', 'u').get(1)).toEqual({ used: 5, reserved: v1Reserved });
+    expect(n.counters('ns', 'k', 'u').get(2)?.used ?? 0).toBe(0);
+    // After it, v2's reservation is tried again; once published, v2 is used.
+    now += 1_000;
+    expect(await n.spend('ns', 'k', 'u', 2, 1, () => stored())).toBe(1);
+    expect(out.flushes).toBe(flushes + 1);
+    out.fail = false;
+    now += 1_000;
+    expect(await n.spend('ns', 'k', 'u', 2, 1, () => stored())).toBe(2);
+    expect(out.durable).toBeGreaterThanOrEqual(1);
+  });
+
+  it('never spends past an earlier reservation: with none left, the new version refuses', async () => {
+    const out = sink();
+    // A budget of 2048 reserves in blocks of 2: v1 holds 3 after its first encryption.
+    const n = new NonceReservations(out, 2048, () => 0);
+    expect(await n.spend('ns', 'k', 'u', 1, 1, () => stored())).toBe(1);
+    expect(n.counters('ns', 'k', 'u').get(1)).toEqual({ used: 1, reserved: 3 });
+    out.fail = true;
+    expect(await n.spend('ns', 'k', 'u', 2, 2, () => stored())).toBe(1);
+    await expect(n.spend('ns', 'k', 'u', 2, 1, () => stored())).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+    });
+    expect(n.counters('ns', 'k', 'u').get(1)).toEqual({ used: 3, reserved: 3 });
+    // A version with no earlier one refuses as before.
+    await expect(n.spend('ns', 'other', 'u', 1, 1, () => stored())).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+    });
+  });
 });

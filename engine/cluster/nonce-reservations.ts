@@ -16,11 +16,21 @@
  * Replicas reserving at once can pass the budget by what the others reserved since the operator
  * last folded (a block is budget/1024); with the default budget of 2^30 that stays far below the
  * 2^32 bound of NIST SP 800-38D (docs/crypto.md).
+ *
+ * A rotation seen while the apiserver cannot take writes (it has just come back, etcd is down)
+ * would otherwise stop every encryption under the key: its new version has no reservation yet. So
+ * when a version's reservation cannot be published and this process still holds an unspent
+ * reservation of an earlier version, the encryptions are counted under that version and made with
+ * it, as a replica that had not yet seen the rotation would; and for RETRY_AFTER_MS after a failed
+ * write the next ones go there without waiting for another. Nothing is encrypted uncounted.
  */
 import { KeywardError } from '../errors.ts';
 import { decideNonces, type NonceCounter, nonceCount } from '../keys/nonce-budget.ts';
 import type { StoredKey } from '../kube/material-secret.ts';
 import { NONCE_COUNTER } from './usage-report.ts';
+
+/** After a reservation could not be published, how long encryptions use an earlier one first. */
+const RETRY_AFTER_MS = 1_000;
 
 /** Where reservations go: the usage counter and its publisher. */
 export interface ReservationSink {
@@ -45,17 +55,23 @@ export class NonceReservations {
   readonly #counters = new Map<string, Map<number, NonceCounter>>();
   /** One reservation write at a time per key version; others wait and decide again. */
   readonly #pending = new Map<string, Promise<void>>();
+  /** Per key version, when its last reservation write failed. */
+  readonly #failedAt = new Map<string, number>();
+  readonly #now: () => number;
 
-  constructor(sink: ReservationSink, budget: number) {
+  constructor(sink: ReservationSink, budget: number, now: () => number = Date.now) {
     this.#sink = sink;
     this.#budget = budget;
+    this.#now = now;
   }
 
   /**
    * Counts `count` random-nonce encryptions under `version` of the key whose material is
-   * `stored()` (read again after each wait: the operator may have folded or rotated meanwhile).
-   * Resolves once they are covered by a published reservation; throws UNAVAILABLE when the
-   * version's budget is spent or the reservation cannot be published.
+   * `stored()` (read again after each wait: the operator may have folded or rotated meanwhile),
+   * and returns the version they are counted under: `version`, or an earlier one while `version`'s
+   * reservation cannot be published (see the module comment). Resolves once they are covered by a
+   * published reservation; throws UNAVAILABLE when the version's budget is spent, or when its
+   * reservation cannot be published and no earlier one covers them.
    */
   spend(
     namespace: string,
@@ -64,9 +80,10 @@ export class NonceReservations {
     version: number,
     count: number,
     stored: () => StoredKey,
-  ): void | Promise<void> {
+  ): number | Promise<number> {
     // The common case stays synchronous: no promise per encryption while a reservation covers it.
-    if (this.#decide(namespace, name, uid, version, count, stored).decision.action === 'proceed') return;
+    if (this.#decide(namespace, name, uid, version, count, stored).decision.action === 'proceed')
+      return version;
     return this.#slow(namespace, name, uid, version, count, stored);
   }
 
@@ -97,7 +114,7 @@ export class NonceReservations {
     version: number,
     count: number,
     stored: () => StoredKey,
-  ): Promise<void> {
+  ): Promise<number> {
     const ref = `${namespace}/${name}@${uid ?? ''}#${version}`;
     for (;;) {
       const waiting = this.#pending.get(ref);
@@ -106,7 +123,14 @@ export class NonceReservations {
         continue;
       }
       const { decision, base } = this.#decide(namespace, name, uid, version, count, stored);
-      if (decision.action === 'proceed') return;
+      if (decision.action === 'proceed') return version;
+      if (decision.action === 'reserve') {
+        const failedAt = this.#failedAt.get(ref);
+        if (failedAt !== undefined && this.#now() - failedAt < RETRY_AFTER_MS) {
+          const earlier = this.#earlier(namespace, name, uid, version, count, stored);
+          if (earlier !== undefined) return earlier;
+        }
+      }
       if (decision.action === 'rotate') {
         throw new KeywardError(
           'UNAVAILABLE',
@@ -121,7 +145,9 @@ export class NonceReservations {
         this.#sink.record(namespace, name, uid, version, reserved);
         try {
           await this.#sink.flush();
+          this.#failedAt.delete(ref);
         } catch {
+          this.#failedAt.set(ref, this.#now());
           throw new KeywardError(
             'UNAVAILABLE',
             "the key's nonce reservation cannot be recorded (the usage report is not writable); encryption resumes once it is",
@@ -133,10 +159,33 @@ export class NonceReservations {
       this.#pending.set(ref, write);
       try {
         await write;
+      } catch (err) {
+        const earlier = this.#earlier(namespace, name, uid, version, count, stored);
+        if (earlier !== undefined) return earlier;
+        throw err;
       } finally {
         this.#pending.delete(ref);
       }
     }
+  }
+
+  /**
+   * The latest version before `version` whose published reservation in this process still covers
+   * `count` more encryptions, which are then spent from it; undefined when none does.
+   */
+  #earlier(
+    namespace: string,
+    name: string,
+    uid: string | undefined,
+    version: number,
+    count: number,
+    stored: () => StoredKey,
+  ): number | undefined {
+    const versions = [...this.counters(namespace, name, uid).keys()].filter((v) => v < version);
+    for (const v of versions.sort((a, b) => b - a)) {
+      if (this.#decide(namespace, name, uid, v, count, stored).decision.action === 'proceed') return v;
+    }
+    return undefined;
   }
 
   /** Forgets the counters of a key incarnation (its material is gone). */

@@ -7,7 +7,8 @@
  *   namespace list still works and shows it with `materialError`, other keys serve; a replaced
  *   master-key Secret fails every key until the right one is restored;
  * - random-nonce encryptions are reserved through the usage report before they happen, and the
- *   engine refuses past the budget until the operator rotates.
+ *   engine refuses past the budget until the operator rotates; a rotation seen while the report
+ *   cannot be written encrypts under the earlier version's unspent reservation, never uncounted.
  */
 import { createSecretKey, randomBytes } from 'node:crypto';
 import { KubeConfig, type V1Secret } from '@kubernetes/client-node';
@@ -30,8 +31,9 @@ import {
   engineServiceAccount,
   type KeyFixture,
   operatorNamespace,
+  rotateKey,
 } from './engine-helpers.ts';
-import { createNamespace, waitFor } from './harness.ts';
+import { createNamespace, kubectl, waitFor } from './harness.ts';
 
 const silent = pino({ level: 'silent' });
 const BUDGET = 30;
@@ -242,5 +244,61 @@ describe('random-nonce reservations (issue #11: cluster engines did not count)',
     // Decryption is unaffected.
     const list = await engine.backend.list(ns);
     expect(list.find((k) => k.name === 'hot')?.state).toBe('Enabled');
+  });
+});
+
+/** Lets the engine's ServiceAccount write its usage report, or not (a real 403 from RBAC). */
+async function usageReportWritable(writable: boolean): Promise<void> {
+  const verbs = writable ? ['create', 'update'] : ['get'];
+  await kubectl([
+    'patch',
+    'role',
+    'keyward-engine',
+    '-n',
+    op.namespace,
+    '--type=json',
+    '-p',
+    JSON.stringify([{ op: 'replace', path: '/rules/1/verbs', value: verbs }]),
+  ]);
+}
+
+describe('a rotation seen while the usage report cannot be written', () => {
+  // Fault suite, "kill -9 etcd": the rotated key's first encryption under its new version needed a
+  // reservation as the apiserver came back, could not publish it, and the caller got 503.
+  it('encrypts under the earlier version while its reservation lasts, then under the new one once published', async () => {
+    const key = await createKey(op, ns, 'turn');
+    await waitFor('turn cached', async () => ((await engine.backend.get(ns, 'turn')) ? true : undefined));
+    const encrypt = () => engine.backend.encrypt(ns, 'turn', { plaintext: Buffer.from('p') });
+    // A budget of 30 reserves one ahead: v1 holds a reservation of 2 after its first encryption.
+    expect((await encrypt()).keyVersion).toBe(1);
+    try {
+      await usageReportWritable(false);
+      await rotateKey(op, key);
+      await waitFor('v2 seen', async () =>
+        (await engine.backend.get(ns, 'turn'))?.currentVersion === 2 ? true : undefined,
+      );
+      expect((await encrypt()).keyVersion).toBe(1);
+      // v1's reservation is spent and v2's cannot be published: refused, not encrypted uncounted.
+      await expect(encrypt()).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    } finally {
+      await usageReportWritable(true);
+    }
+    const next = await waitFor(
+      'an encryption under v2',
+      async () =>
+        encrypt().then(
+          (r) => r,
+          () => undefined,
+        ),
+      30_000,
+    );
+    expect(next.keyVersion).toBe(2);
+    const cm = await core().readNamespacedConfigMap({
+      name: usageReportName('engine-prot'),
+      namespace: op.namespace,
+    });
+    const versions = parseUsageReport(cm.data)?.keys[`${ns}/turn`]?.versions;
+    expect(versions?.['1']?.nonces).toBe(2);
+    expect(versions?.['2']?.nonces).toBeGreaterThanOrEqual(1);
   });
 });
