@@ -21,7 +21,7 @@ async function start(root: string, nodeArgs: string[], extra: string[], env: str
     join(root, 'node_modules/node/bin/node'),
     [
       ...nodeArgs,
-      join(root, 'engine/cli/main.ts'),
+      join(root, 'engine/cli/keyward.mjs'),
       'serve',
       '--data-dir',
       dir,

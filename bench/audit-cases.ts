@@ -32,7 +32,7 @@ interface AutocannonResult {
 type Autocannon = (opts: Record<string, unknown>) => Promise<AutocannonResult>;
 const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 
-const MAIN = join(import.meta.dirname, '../engine/cli/main.ts');
+const MAIN = join(import.meta.dirname, '../engine/cli/keyward.mjs');
 const TOKEN = `bench-${randomBytes(16).toString('hex')}`;
 const PLAINTEXT_1K = randomBytes(1024).toString('base64');
 const KEY_PATH = '/v1/namespaces/default/keys/bench';

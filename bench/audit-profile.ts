@@ -28,7 +28,7 @@ interface Profile {
 const autocannon = createRequire(import.meta.url)('autocannon') as (
   o: Record<string, unknown>,
 ) => Promise<{ requests: { average: number }; non2xx: number }>;
-const MAIN = join(import.meta.dirname, '../engine/cli/main.ts');
+const MAIN = join(import.meta.dirname, '../engine/cli/keyward.mjs');
 
 async function main(): Promise<void> {
   const batch = process.argv[2] === 'batch';

@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { KEYWARD_ENV } from './keyward-env.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const MAIN = join(ROOT, 'engine/cli/main.ts');
+const MAIN = join(ROOT, 'engine/cli/keyward.mjs');
 const TOKEN = `soak-${randomBytes(16).toString('hex')}`;
 const KEYS = '/v1/namespaces/default/keys';
 

@@ -5,7 +5,9 @@
  *            `ldd` lists for it, /etc/passwd and /etc/group naming uid 65532, and /tmp
  *   layer 2  the production dependencies (`npm ci --omit=dev --ignore-scripts`), without .bin,
  *            type declarations and source maps
- *   layer 3  the project's runtime files: exactly what .dockerignore lets into a Docker build
+ *   layer 3  the project's runtime files: exactly what .dockerignore lets into a Docker build,
+ *            and the stripped-sources cache made from them by the image's node
+ *            (engine/boot/stripped-sources.mjs), so the image never loads Node's TypeScript stripper
  *
  * There is no shell and no npm in it. It runs as 65532:65532 and writes nothing outside /tmp, so
  * it works on a read-only root filesystem. Every file belongs to root and has mode 0644 or 0755,
@@ -80,7 +82,8 @@ export function buildKeywardImage(options: KeywardImageOptions = {}): KeywardIma
     log('dependency layer: npm ci --omit=dev');
     const deps = dependencyEntries(cacheDir, scratch);
     const app = contextFiles(REPO_ROOT).map((path) => fileEntry(join(REPO_ROOT, path), `app/${path}`));
-    log(`app layer: ${app.length} files from .dockerignore`);
+    log(`app layer: ${app.length} files from .dockerignore, and the stripped-sources cache`);
+    app.push(fileEntry(strippedSources(pkg.devDependencies.node ?? '', scratch), `app/${STRIPPED_SOURCES}`));
     const image = buildImage({
       ref,
       created,
@@ -93,7 +96,7 @@ export function buildKeywardImage(options: KeywardImageOptions = {}): KeywardIma
       config: {
         User: `${IMAGE_UID}:${IMAGE_UID}`,
         Env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'NODE_ENV=production', 'HOME=/tmp'],
-        Entrypoint: ['/usr/local/bin/node', '/app/engine/cli/main.ts'],
+        Entrypoint: ['/usr/local/bin/node', '/app/engine/cli/keyward.mjs'],
         Cmd: ['--help'],
         WorkingDir: '/app',
         ExposedPorts: { '8443/tcp': {}, '8080/tcp': {} },
@@ -258,6 +261,22 @@ function dependencyEntries(cacheDir: string | undefined, scratch: string): TarEn
   };
   walk(join(staged, 'node_modules'), 'app/node_modules');
   return entries;
+}
+
+/** Where the image holds the stripped-sources cache, under /app (as `npm start` does). */
+export const STRIPPED_SOURCES = '.keyward-cache/stripped-sources.json';
+
+/** Writes the stripped-sources cache of the working tree with the pinned node; returns its path. */
+function strippedSources(nodeVersion: string, scratch: string): string {
+  const out = join(scratch, 'stripped-sources.json');
+  execFileSync(
+    pinnedNodeBinary(nodeVersion),
+    [join(REPO_ROOT, 'engine/boot/strip-sources.mjs'), '--out', out],
+    {
+      stdio: 'ignore',
+    },
+  );
+  return out;
 }
 
 /** A file entry with a normalised mode: 0755 when any execute bit is set, else 0644. */

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KEYWARD_ENV } from '../../bench/keyward-env.ts';
 
-const MAIN = join(import.meta.dirname, '../../engine/cli/main.ts');
+const MAIN = join(import.meta.dirname, '../../engine/cli/keyward.mjs');
 const TOKEN = `memory-${randomBytes(16).toString('hex')}`;
 const MiB = 1024 * 1024;
 

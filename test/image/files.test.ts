@@ -43,7 +43,10 @@ describe('one file list for the Dockerfile and npm run image', () => {
       new RegExp(`^ARG NODE_VERSION=${pkg.devDependencies.node?.replaceAll('.', '\\.')}$`, 'm'),
     );
     expect(dockerfile).toMatch(/^USER 65532:65532$/m);
-    expect(dockerfile).toContain('ENTRYPOINT ["/usr/local/bin/node", "/app/engine/cli/main.ts"]');
+    expect(dockerfile).toContain('ENTRYPOINT ["/usr/local/bin/node", "/app/engine/cli/keyward.mjs"]');
+    // The image's stripped-sources cache, as npm run image makes it (keyward-image.ts STRIPPED_SOURCES).
+    expect(dockerfile).toContain('RUN node engine/boot/strip-sources.mjs');
+    expect(dockerfile).toContain('COPY --from=stripped --chown=0:0 /app/.keyward-cache ./.keyward-cache');
   });
 
   it('the Dockerfile prunes the same dependency files as npm run image', () => {

@@ -5,13 +5,16 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cacheCurrent, readCache } from '../../engine/boot/stripped-sources.mjs';
 import { contextFiles } from '../../scripts/image/files.ts';
 import {
   buildKeywardImage,
   type KeywardImage,
   pinnedNodeBinary,
   REPO_ROOT,
+  STRIPPED_SOURCES,
   sharedLibraries,
 } from '../../scripts/image/keyward-image.ts';
 
@@ -56,7 +59,7 @@ describe('npm run image', () => {
     };
     expect(config.config).toMatchObject({
       User: '65532:65532',
-      Entrypoint: ['/usr/local/bin/node', '/app/engine/cli/main.ts'],
+      Entrypoint: ['/usr/local/bin/node', '/app/engine/cli/keyward.mjs'],
       WorkingDir: '/app',
     });
     const entries = manifest.layers.flatMap((l) =>
@@ -95,7 +98,23 @@ describe('npm run image', () => {
         !p.startsWith('app/node_modules') &&
         entries[paths.indexOf(p)]?.[0]?.startsWith('-'),
     );
-    expect(app.map((p) => p.slice('app/'.length)).sort()).toEqual(contextFiles(REPO_ROOT));
+    expect(app.map((p) => p.slice('app/'.length)).sort()).toEqual(
+      [...contextFiles(REPO_ROOT), STRIPPED_SOURCES].sort(),
+    );
+    // The stripped-sources cache covers every runtime module, each for its exact source, made by
+    // the image's node: the image never loads Node's TypeScript stripper.
+    const appLayer = join(dir, 'app-layer');
+    execFileSync('mkdir', ['-p', appLayer]);
+    execFileSync('tar', ['-xzf', blob(manifest.layers.at(-1)?.digest as string), '-C', appLayer]);
+    const cache = readCache(join(appLayer, 'app', STRIPPED_SOURCES));
+    expect(cache).toBeDefined();
+    const modules = contextFiles(REPO_ROOT).filter(
+      (f) => f.endsWith('.ts') && /^(engine|operator)\//.test(f),
+    );
+    expect([...(cache?.keys() ?? [])].sort()).toEqual(
+      modules.map((f) => pathToFileURL(join(REPO_ROOT, f)).href).sort(),
+    );
+    expect(cacheCurrent(cache!)).toBe(true);
     expect(paths).toContain('app/node_modules/fastify/package.json');
     expect(paths.some((p) => p.startsWith('app/node_modules/vitest'))).toBe(false);
   });
