@@ -3,8 +3,10 @@
  * caller's identity through {@link HttpAudit.identify}). One record per request to an API route,
  * served or refused (401 and 403 included, with whatever identity was established).
  *
- * Cost: a preSerialization hook notes the key version, error code or batch counts from the reply
- * object (no parsing of serialized bodies), and an onSend hook queues the record. With
+ * Cost: the route's handler notes the key version or batch counts from its result
+ * (`noteResult`), and an onSend hook queues the record (reading an error's code from its body: the
+ * error path only). No preSerialization hook: a hook runner more per request, measured in the
+ * serving thread's allocations (docs/performance.md, "Audit log"). With
  * `required` (`--audit-required`) the response waits until the record is written, and a request
  * that cannot be recorded gets 503 instead of its result; while the log is failing, requests are
  * refused before they are served (and /readyz answers 503, so a Service stops routing here).
@@ -72,6 +74,16 @@ function versionFromBody(body: unknown): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** The `error.code` of an error response's body (errors.ts `sendError`), if it has one. */
+function errorCode(body: string): string | undefined {
+  try {
+    const code = (JSON.parse(body) as { error?: { code?: unknown } }).error?.code;
+    return typeof code === 'string' ? code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** See the module comment. */
 export class HttpAudit {
   readonly log: AuditLogHandle;
@@ -102,6 +114,19 @@ export class HttpAudit {
     facts(request).batch = counts;
   }
 
+  /** Records what a route's result tells: its key version, or a batch's item counts. */
+  noteResult(request: FastifyRequest, result: unknown): void {
+    if (typeof result !== 'object' || result === null || Buffer.isBuffer(result)) return;
+    const r = result as { keyVersion?: unknown; currentVersion?: unknown; results?: unknown };
+    if (typeof r.keyVersion === 'number') facts(request).version = r.keyVersion;
+    else if (typeof r.currentVersion === 'number') facts(request).version = r.currentVersion;
+    if (Array.isArray(r.results)) {
+      let failed = 0;
+      for (const item of r.results) if ((item as { error?: unknown }).error !== undefined) failed++;
+      facts(request).batch = { ok: r.results.length - failed, failed };
+    }
+  }
+
   /** Adds the hooks to `app` (before its routes are registered) and the metrics to `registry`. */
   install(app: FastifyInstance, registry?: Registry): void {
     app.decorateRequest('keywardAudit', null);
@@ -113,32 +138,13 @@ export class HttpAudit {
         done(audited && !this.log.healthy ? auditUnavailable() : undefined);
       });
     }
-    app.addHook('preSerialization', (request, _reply, payload, done) => {
-      if (typeof payload === 'object' && payload !== null) {
-        const p = payload as {
-          keyVersion?: unknown;
-          currentVersion?: unknown;
-          error?: { code?: unknown };
-          results?: unknown;
-        };
-        const f = facts(request);
-        if (typeof p.keyVersion === 'number') f.version = p.keyVersion;
-        else if (typeof p.currentVersion === 'number') f.version = p.currentVersion;
-        if (p.error !== undefined && typeof p.error.code === 'string') f.outcome = p.error.code;
-        if (Array.isArray(p.results)) {
-          let failed = 0;
-          for (const r of p.results) if ((r as { error?: unknown }).error !== undefined) failed++;
-          f.batch = { ok: p.results.length - failed, failed };
-        }
-      }
-      done(null, payload);
-    });
     app.addHook('onSend', (request, reply, payload, done) => {
       const url = request.routeOptions.url;
       const route = url === undefined ? undefined : this.#routes.get(`${request.method} ${url}`);
       const f = request.keywardAudit;
       if (route === undefined || f?.done === true) return done(null, payload);
-      const event = this.#event(request, reply, route, f);
+      if (reply.statusCode >= 400 && typeof payload === 'string') facts(request).outcome = errorCode(payload);
+      const event = this.#event(request, reply, route, request.keywardAudit);
       facts(request).done = true;
       reply.header('x-request-id', event.requestId);
       if (!this.required) {

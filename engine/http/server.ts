@@ -331,6 +331,7 @@ function registerRoute(
           reply.raw.once('close', wipe);
         },
       });
+      audit?.noteResult(request, result);
       reply.code(route.status);
       if (Buffer.isBuffer(result)) reply.type('application/json; charset=utf-8');
       return result;
