@@ -6,7 +6,7 @@
  * Then it idles `--settle` seconds and samples again. Prints a summary (peak, median per minute,
  * growth after the first minute, settled) and writes the samples to `--out` as JSON.
  *
- * Usage: node bench/soak.ts [--minutes 10] [--settle 30] [--node-args "--max-semi-space-size=8"]
+ * Usage: node bench/soak.ts [--minutes 10] [--settle 30] [--node-args="--max-semi-space-size=8"]
  *        [--threads 2] [--no-audit] [--node-defaults] [--out bench/results/soak.json]
  * The engine runs with the flags and malloc settings it ships with (keyward-env.ts), or with
  * Node's and glibc's defaults (`--node-defaults`); `--node-args` come on top.
