@@ -5,8 +5,8 @@
  *
  * Cost: the route's handler notes the key version or batch counts from its result
  * (`noteResult`), and an onSend hook queues the record (reading an error's code from its body: the
- * error path only). No preSerialization hook: a hook runner more per request, measured in the
- * serving thread's allocations (docs/performance.md, "Audit log"). With
+ * error path only). There is no preSerialization hook: it would cost every request a hook runner
+ * more (docs/performance.md, "Audit log", third pass). With
  * `required` (`--audit-required`) the response waits until the record is written, and a request
  * that cannot be recorded gets 503 instead of its result; while the log is failing, requests are
  * refused before they are served (and /readyz answers 503, so a Service stops routing here).

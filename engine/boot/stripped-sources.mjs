@@ -1,7 +1,7 @@
 // Keyward's TypeScript modules with their types already stripped, so that a process started
 // through engine/cli/keyward.mjs never loads Node's TypeScript stripper: a WebAssembly module that
-// holds about 17 MiB resident in every process (and thread) that uses it, measured on Node 24
-// (docs/performance.md, memory). Plain JavaScript on purpose: it runs before any `.ts` file can.
+// holds about 16 MiB resident in every process that uses it (`keyward serve` idle, Node 24.21;
+// docs/performance.md, memory). Plain JavaScript on purpose: it runs before any `.ts` file can.
 //
 // The cache (CACHE_FILE) is written by strip-sources.mjs in a process of its own: at `npm run
 // image`, and at start when it is missing or any file it lists has changed. Each entry holds the

@@ -67,7 +67,7 @@ async function stripperPerThread(entry: string): Promise<Map<number, boolean>> {
 }
 
 describe('the stripped-sources cache (engine/boot)', () => {
-  // Node's TypeScript stripper is a WebAssembly module of about 17 MiB resident per process
+  // Node's TypeScript stripper is a WebAssembly module of about 16 MiB resident per process
   // (issue #16): a server started as users start it must not load it on any thread.
   it('keyward serve started through keyward.mjs never loads the stripper, on its main thread or in a worker', async () => {
     const threads = await stripperPerThread('keyward.mjs');

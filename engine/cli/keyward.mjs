@@ -26,7 +26,7 @@ function pinnedNode() {
 
 if (major >= REQUIRED_MAJOR) {
   // The modules come with their types already stripped (a cache checked against each source), so
-  // this process never loads Node's TypeScript stripper: about 17 MiB less resident memory.
+  // this process never loads Node's TypeScript stripper: about 16 MiB less resident memory.
   const { useStrippedSources } = await import('../boot/stripped-sources.mjs');
   useStrippedSources();
   await import(pathToFileURL(main).href);

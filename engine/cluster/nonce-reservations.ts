@@ -190,7 +190,10 @@ export class NonceReservations {
 
   /** Forgets the counters of a key incarnation (its material is gone). */
   forget(namespace: string, name: string, uid: string | undefined): void {
-    this.#counters.delete(`${namespace}/${name}@${uid ?? ''}`);
+    const ref = `${namespace}/${name}@${uid ?? ''}`;
+    this.#counters.delete(ref);
+    for (const failed of this.#failedAt.keys())
+      if (failed.startsWith(`${ref}#`)) this.#failedAt.delete(failed);
   }
 
   /** What this process reserved and spent per version of a key incarnation (tests, metrics). */

@@ -2,9 +2,9 @@
  * The worker's TypeScript modules with their types stripped, for worker-entry.mjs, so that no
  * worker loads Node's stripper (measured: about 10 MiB resident per thread; docs/performance.md,
  * memory). They come from the stripped-sources cache when it has them (engine/boot), else from the
- * stripper on this thread. The module graph is followed through
- * static value imports and re-exports of relative `.ts` paths; a module missed here is still
- * loaded by Node in the worker, only at that memory cost.
+ * stripper on this thread. The module graph is followed through static value imports and
+ * re-exports of relative `.ts` paths; a module missed here is still loaded by Node in the worker,
+ * only at that memory cost.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
