@@ -31,14 +31,21 @@ if (major >= REQUIRED_MAJOR) {
   useStrippedSources();
   await import(pathToFileURL(main).href);
 } else {
-  const node = process.env.KEYWARD_NO_PINNED_NODE === '1' ? undefined : pinnedNode();
+  // A launcher started by this one is on an old Node too: the pinned one is stale (say so, rather
+  // than start itself again).
+  const relaunched = process.env.KEYWARD_LAUNCHER === '1';
+  const node = process.env.KEYWARD_NO_PINNED_NODE === '1' || relaunched ? undefined : pinnedNode();
   if (node === undefined) {
     process.stderr.write(
       `keyward: needs Node ${REQUIRED_MAJOR} or later (this is Node ${process.versions.node}); run "npm ci" in the Keyward folder, then "npx keyward ..." or "npm start"\n`,
     );
     process.exit(1);
   }
-  const child = spawn(node, [main, ...process.argv.slice(2)], { stdio: 'inherit' });
+  // The pinned Node runs this launcher, so its process serves the stripped sources too.
+  const child = spawn(node, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    env: { ...process.env, KEYWARD_LAUNCHER: '1' },
+  });
   // Ctrl-C reaches the child directly (same process group): a second SIGINT from here would cut
   // its graceful shutdown short. SIGTERM and SIGHUP come to this pid alone, so they are passed on.
   process.on('SIGINT', () => {});

@@ -48,6 +48,39 @@ describe('the keyward launcher', () => {
     expect(r.status).toBe(1);
   });
 
+  it.skipIf(old === undefined)('on an old Node, the CLI process loads no TypeScript stripper either', () => {
+    // Each process reports at exit whether it loaded Node's stripper (engine/boot says why it must not).
+    const probe =
+      'data:text/javascript,' +
+      encodeURIComponent(
+        "process.on('exit', () => process.stderr.write('STRIPPER ' + process.version + ' ' + process.moduleLoadList.some((m) => m.includes('amaro')) + '\\n'));",
+      );
+    const r = spawnSync(old!, [LAUNCHER, '--version'], {
+      encoding: 'utf8',
+      env: { ...process.env, NODE_OPTIONS: `--import=${probe}` },
+    });
+    expect(r.stdout.trim()).toBe('0.1.0');
+    const reports = [...r.stderr.matchAll(/^STRIPPER (v\d+)\S* (true|false)$/gm)].map(
+      (m) => `${m[1]} ${m[2]}`,
+    );
+    // The CLI on the pinned Node 24 (it exits first), and the launcher on the old Node.
+    expect(reports).toHaveLength(2);
+    expect(reports[0]).toBe('v24 false');
+    expect(reports[1]).toMatch(/^v2[0-3] false$/);
+  });
+
+  it.skipIf(old === undefined)(
+    'a launcher started by the launcher on an old Node stops with one line',
+    () => {
+      const r = spawnSync(old!, [LAUNCHER, '--version'], {
+        encoding: 'utf8',
+        env: { ...process.env, KEYWARD_LAUNCHER: '1' },
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/^keyward: needs Node 24 or later/);
+    },
+  );
+
   it.skipIf(old === undefined)('on an old Node without the pinned one, says so in one line', () => {
     const r = spawnSync(old!, [LAUNCHER, '--version'], {
       encoding: 'utf8',
