@@ -42,9 +42,10 @@ const WORKER = new URL('./audit-worker.ts', import.meta.url);
 const ENTRY = new URL('../pool/worker-entry.mjs', import.meta.url);
 /**
  * The audit thread's V8 young generation: it allocates a few kilobytes per record and keeps
- * nothing young for long, so a small one costs only more frequent, tiny scavenges.
+ * nothing young for long, so a small one costs only more frequent, tiny scavenges. Its old
+ * generation is capped as the crypto workers' is, for the same reason (pool-options.ts).
  */
-const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 6 };
+const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 6, maxOldGenerationSizeMb: 256 };
 /** Plain records reach the audit thread within this long (see `#schedule`). */
 const SEND_EVERY_MS = 10;
 /** ... or as soon as this many are queued. */

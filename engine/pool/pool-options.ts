@@ -45,8 +45,11 @@ export const POOL_DEFAULTS = {
   /**
    * A worker's young generation: V8's default let each worker's grow to 64 MiB under load; 12
    * keeps it at 8 (measured with bench/soak.ts; docs/performance.md, memory). The old generation
-   * keeps V8's limit: a 16 MiB batch body needs several times that while it is parsed, and a
-   * worker over its limit dies.
+   * is capped at 256 MiB not for the cap itself but for how V8 grows a heap below it: after each
+   * full collection it lets the old generation grow to its live size times a factor whose ceiling
+   * is 4 for limits of 1 GiB and more and about 1.3–1.4 at 256 MiB, and soaks had caught workers
+   * holding 22–37 MiB where 9 were live. A batch at the body limit needs about 64
+   * (test/http/batch-limit.test.ts fails at 32); a worker over its limit dies.
    */
-  workerResourceLimits: { maxYoungGenerationSizeMb: 12 },
+  workerResourceLimits: { maxYoungGenerationSizeMb: 12, maxOldGenerationSizeMb: 256 },
 } as const;
