@@ -2,10 +2,17 @@
 // engine/ and operator/ (tests excluded) with its types stripped by Node's stripper, keyed by the
 // SHA-256 of its source. Run in a process of its own (this one loads the stripper, so the server
 // need not): `node engine/boot/strip-sources.mjs [--out FILE]`. Writes atomically.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { stripTypeScriptTypes } from 'node:module';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { CACHE_FILE, CACHE_FORMAT, ROOT, sha256 } from './stripped-sources.mjs';
+import { CACHE_FILE, CACHE_FORMAT, ROOT, sha256, stripQuietly } from './stripped-sources.mjs';
 
 /** Directories whose modules run in a Keyward process. */
 const DIRS = ['engine', 'operator'];
@@ -42,14 +49,15 @@ if (args.length !== 0 && (args[0] !== '--out' || args.length !== 2)) {
   process.exit(2);
 }
 const out = args[1] ?? CACHE_FILE;
-process.emitWarning = () => {}; // stripTypeScriptTypes is "experimental"; Node's loader uses it too.
-/** @type {Record<string, { sha256: string, code: string }>} */
+/** @type {Record<string, import('./stripped-sources.mjs').CacheEntry>} */
 const files = {};
 for (const path of DIRS.filter((d) => existsSync(join(ROOT, d)))
   .flatMap(modules)
   .sort()) {
+  // Stat before the read: a file edited in between then fails the stat check at the next start.
+  const { size, mtimeMs } = statSync(join(ROOT, path));
   const text = readFileSync(join(ROOT, path), 'utf8');
-  files[path] = { sha256: sha256(text), code: stripTypeScriptTypes(text, { mode: 'strip' }) };
+  files[path] = { sha256: sha256(text), code: stripQuietly(text), size, mtimeMs };
 }
 mkdirSync(dirname(out), { recursive: true });
 const tmp = `${out}.${process.pid}.tmp`;

@@ -7,9 +7,11 @@
 // image`, and at start when it is missing or any file it lists has changed. Each entry holds the
 // SHA-256 of the source it was stripped from, and is served only to that exact source; any other
 // file is left to Node's own loader, so a stale or missing cache costs memory, never correctness.
+// Entries also hold their file's size and mtime: the check at start reads and hashes only files
+// whose stat differs, since the load hook hashes every module it serves anyway.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { registerHooks, stripTypeScriptTypes } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -23,7 +25,7 @@ const BUILDER = join(ROOT, 'engine', 'boot', 'strip-sources.mjs');
 export const CACHE_FORMAT = 1;
 
 /**
- * @typedef {{ sha256: string, code: string }} CacheEntry
+ * @typedef {{ sha256: string, code: string, size?: number, mtimeMs?: number }} CacheEntry
  * @typedef {{ format: number, node: string, files: Record<string, CacheEntry> }} CacheFile
  */
 
@@ -59,18 +61,21 @@ export function readCache(file = CACHE_FILE) {
 }
 
 /**
- * True when every file `cache` lists still has the source it was stripped from.
+ * True when every file `cache` lists still has the source it was stripped from, as far as a check
+ * at start need tell: a file whose size and mtime are those recorded is taken as unchanged, any
+ * other is read and hashed. (An edit that keeps both is still caught when the module loads.)
  * @param {Map<string, CacheEntry>} cache
  */
 export function cacheCurrent(cache) {
   for (const [url, entry] of cache) {
-    let text;
+    const path = fileURLToPath(url);
     try {
-      text = readFileSync(fileURLToPath(url), 'utf8');
+      const st = statSync(path);
+      if (st.size === entry.size && st.mtimeMs === entry.mtimeMs) continue;
+      if (sha256(readFileSync(path, 'utf8')) !== entry.sha256) return false;
     } catch {
       return false;
     }
-    if (sha256(text) !== entry.sha256) return false;
   }
   return true;
 }
@@ -96,10 +101,12 @@ export function strippedCode(url, text) {
   return cachedCode(url, text) ?? stripQuietly(text);
 }
 
-/** @param {string} text */
-function stripQuietly(text) {
-  // stripTypeScriptTypes warns that it is experimental: Node's own loader is the same stripper in
-  // the same mode.
+/**
+ * Node's stripper on `text`, without its warning that it is experimental (Node's own loader is
+ * the same stripper in the same mode).
+ * @param {string} text
+ */
+export function stripQuietly(text) {
   const emitWarning = process.emitWarning;
   process.emitWarning = () => {};
   try {

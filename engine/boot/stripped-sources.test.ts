@@ -1,6 +1,15 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -109,6 +118,17 @@ console.log(JSON.stringify({ v: x.v, loaded: process.moduleLoadList.some((m) => 
     // Edited: the cache is rebuilt at start.
     writeFileSync(mod, 'export const v: number = 2;\n');
     expect(run()).toEqual({ v: 2, loaded: false });
+    expect(readFileSync(cache, 'utf8')).toContain('export const v         = 2;');
+    // Edited so that the start's stat check cannot tell (the cache records the edited file's size
+    // and mtime): the load hook's hash still refuses the stale entry, and Node strips the module.
+    writeFileSync(mod, 'export const v: number = 5;\n');
+    const c = JSON.parse(readFileSync(cache, 'utf8')) as {
+      files: Record<string, { size: number; mtimeMs: number }>;
+    };
+    const st = statSync(mod);
+    c.files['engine/x.ts'] = { ...c.files['engine/x.ts']!, size: st.size, mtimeMs: st.mtimeMs };
+    writeFileSync(cache, JSON.stringify(c));
+    expect(run()).toEqual({ v: 5, loaded: true });
     expect(readFileSync(cache, 'utf8')).toContain('export const v         = 2;');
     // Edited where the cache cannot be rebuilt (no builder): the stale entry is not served; Node
     // strips the module itself.
