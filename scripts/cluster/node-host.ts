@@ -12,8 +12,22 @@ export class NodePreflightError extends Error {
   override name = 'NodePreflightError';
 }
 
-function run(cmd: string, args: string[]): { ok: boolean; out: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+/**
+ * Runs a preflight probe: `ok` when it exits 0, `out` its output, or why it could not run at all
+ * (not on PATH, timed out), so that the preflight's one line never ends in nothing.
+ */
+export function runProbe(cmd: string, args: string[], timeoutMs = 15_000): { ok: boolean; out: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs });
+  if (r.error !== undefined) {
+    const code = (r.error as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT'
+        ? `${cmd} is not installed or not on PATH (${process.env.PATH ?? ''})`
+        : code === 'ETIMEDOUT'
+          ? `${cmd} did not answer within ${timeoutMs / 1000} s`
+          : `${cmd} cannot run: ${r.error.message}`;
+    return { ok: false, out: why };
+  }
   return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() };
 }
 
@@ -37,12 +51,12 @@ export function assertRoot(what = 'up --node'): void {
 export function assertKernel(): void {
   const filesystems = readFileSync('/proc/filesystems', 'utf8');
   if (!/\boverlay\b/.test(filesystems)) {
-    run('modprobe', ['overlay']);
+    runProbe('modprobe', ['overlay']);
     if (!/\boverlay\b/.test(readFileSync('/proc/filesystems', 'utf8')))
       throw new NodePreflightError('the kernel has no overlayfs (containerd unpacks images onto it)');
   }
   if (!existsSync('/proc/sys/net/bridge/bridge-nf-call-iptables')) {
-    run('modprobe', ['br_netfilter']);
+    runProbe('modprobe', ['br_netfilter']);
     if (!existsSync('/proc/sys/net/bridge/bridge-nf-call-iptables'))
       throw new NodePreflightError(
         'the kernel has no br_netfilter (Services between pods on the bridge need it)',
@@ -57,16 +71,16 @@ export function assertKernel(): void {
         `no ${controller} cgroup controller (the kubelet needs memory, cpu and pids)`,
       );
   }
-  const probe = run('ip', ['link', 'add', 'kw-probe0', 'type', 'veth', 'peer', 'name', 'kw-probe1']);
-  run('ip', ['link', 'del', 'kw-probe0']);
+  const probe = runProbe('ip', ['link', 'add', 'kw-probe0', 'type', 'veth', 'peer', 'name', 'kw-probe1']);
+  runProbe('ip', ['link', 'del', 'kw-probe0']);
   if (!probe.ok) throw new NodePreflightError(`cannot create a veth pair (pods need them): ${probe.out}`);
-  const bridge = run('ip', ['link', 'add', 'kw-probe2', 'type', 'bridge']);
-  run('ip', ['link', 'del', 'kw-probe2']);
+  const bridge = runProbe('ip', ['link', 'add', 'kw-probe2', 'type', 'bridge']);
+  runProbe('ip', ['link', 'del', 'kw-probe2']);
   if (!bridge.ok) throw new NodePreflightError(`cannot create a bridge: ${bridge.out}`);
-  const ipt = run('iptables', ['-t', 'nat', '-S', 'POSTROUTING']);
+  const ipt = runProbe('iptables', ['-t', 'nat', '-S', 'POSTROUTING']);
   if (!ipt.ok)
     throw new NodePreflightError(`iptables does not work (kube-proxy needs it): ${ipt.out.split('\n')[0]}`);
-  const clash = rangeClash(run('ip', ['-4', 'route', 'show', 'table', 'all']).out);
+  const clash = rangeClash(runProbe('ip', ['-4', 'route', 'show', 'table', 'all']).out);
   if (clash) throw new NodePreflightError(clash);
 }
 
@@ -155,8 +169,8 @@ export function installEgressGuard(): void {
 
 /** True when the egress guard is in place (a test checks it rather than sending traffic off the machine). */
 export function egressGuardInstalled(): boolean {
-  const r = run('iptables', ['-w', '5', '-t', 'mangle', '-S', 'FORWARD']);
-  const chain = run('iptables', ['-w', '5', '-t', 'mangle', '-S', EGRESS_CHAIN]);
+  const r = runProbe('iptables', ['-w', '5', '-t', 'mangle', '-S', 'FORWARD']);
+  const chain = runProbe('iptables', ['-w', '5', '-t', 'mangle', '-S', EGRESS_CHAIN]);
   return (
     r.out.split('\n')[1]?.includes(`-j ${EGRESS_CHAIN}`) === true && /-i kw-node0 .*-j DROP/.test(chain.out)
   );
@@ -186,9 +200,9 @@ export function nodeLeftovers(): string[] {
     )
       out.push(`mount ${point}`);
   }
-  if (run('ip', ['link', 'show', NODE.bridge]).ok) out.push(`link ${NODE.bridge}`);
+  if (runProbe('ip', ['link', 'show', NODE.bridge]).ok) out.push(`link ${NODE.bridge}`);
   for (const family of ['iptables-save', 'ip6tables-save']) {
-    const saved = run(family, []).out;
+    const saved = runProbe(family, []).out;
     for (const line of saved.split('\n')) {
       if (NODE_CHAIN_PREFIXES.some((p) => line.startsWith(`:${p}`)))
         out.push(`${family.replace('-save', '')} chain ${line.split(' ')[0]?.slice(1)}`);

@@ -12,7 +12,7 @@ import {
   tokenFile,
   upstreamResolvers,
 } from '../../scripts/cluster/node-config.ts';
-import { rangeClash } from '../../scripts/cluster/node-host.ts';
+import { rangeClash, runProbe } from '../../scripts/cluster/node-host.ts';
 import { NODE, NODE_PATHS } from '../../scripts/cluster/node-layout.ts';
 
 /** Just the fields these tests read. */
@@ -118,5 +118,22 @@ describe('the preflight refuses ranges that collide with the machine', () => {
     );
     expect(rangeClash('10.0.0.128/25 via 192.0.2.1 dev eth0')).toMatch(/Service range/);
     expect(rangeClash('10.0.1.0/24 via 192.0.2.1 dev eth0')).toBeNull();
+  });
+});
+
+describe("the preflight's probes say why a command failed", () => {
+  // A machine without iptables on PATH once got "iptables does not work (kube-proxy needs it): "
+  // and nothing after it: the spawn error was dropped.
+  it('names a command that is not installed', () => {
+    const r = runProbe('keyward-no-such-command', ['-S']);
+    expect(r.ok).toBe(false);
+    expect(r.out).toMatch(/^keyward-no-such-command is not installed or not on PATH \(/);
+  });
+  it('gives up on a command that hangs', () => {
+    expect(runProbe('sleep', ['10'], 200)).toEqual({ ok: false, out: 'sleep did not answer within 0.2 s' });
+  });
+  it("reports a failing command's own output", () => {
+    expect(runProbe('sh', ['-c', 'echo no chain >&2; exit 1'])).toEqual({ ok: false, out: 'no chain' });
+    expect(runProbe('sh', ['-c', 'echo ok'])).toEqual({ ok: true, out: 'ok' });
   });
 });
