@@ -42,6 +42,19 @@ export interface ReservationSink {
   flush(): Promise<void>;
 }
 
+/** One call of `spend`: whose encryptions, how many, and how to read the key's stored material. */
+interface Spending {
+  namespace: string;
+  name: string;
+  uid: string | undefined;
+  count: number;
+  stored: () => StoredKey;
+}
+
+/** The key of a key incarnation's counters. */
+const incarnation = (namespace: string, name: string, uid: string | undefined): string =>
+  `${namespace}/${name}@${uid ?? ''}`;
+
 /** The operator's cursor entry for this instance's nonce counter of `version`. */
 export function nonceCursorName(version: number): string {
   return `v${version}.${NONCE_COUNTER}`;
@@ -81,53 +94,39 @@ export class NonceReservations {
     count: number,
     stored: () => StoredKey,
   ): number | Promise<number> {
+    const s: Spending = { namespace, name, uid, count, stored };
     // The common case stays synchronous: no promise per encryption while a reservation covers it.
-    if (this.#decide(namespace, name, uid, version, count, stored).decision.action === 'proceed')
-      return version;
-    return this.#slow(namespace, name, uid, version, count, stored);
+    if (this.#decide(s, version).decision.action === 'proceed') return version;
+    return this.#slow(s, version);
   }
 
   /** Decides against the stored count plus this engine's own; a `proceed` is spent at once. */
-  #decide(
-    namespace: string,
-    name: string,
-    uid: string | undefined,
-    version: number,
-    count: number,
-    stored: () => StoredKey,
-  ): { decision: ReturnType<typeof decideNonces>; base: number } {
-    const counter = this.#counter(namespace, name, uid, version);
-    const base = this.#base(stored(), version);
+  #decide(s: Spending, version: number): { decision: ReturnType<typeof decideNonces>; base: number } {
+    const counter = this.#counter(s, version);
+    const base = this.#base(s.stored(), version);
     const decision = decideNonces(
       { used: base + counter.used, reserved: base + counter.reserved },
-      count,
+      s.count,
       this.#budget,
     );
-    if (decision.action === 'proceed') counter.used += count;
+    if (decision.action === 'proceed') counter.used += s.count;
     return { decision, base };
   }
 
-  async #slow(
-    namespace: string,
-    name: string,
-    uid: string | undefined,
-    version: number,
-    count: number,
-    stored: () => StoredKey,
-  ): Promise<number> {
-    const ref = `${namespace}/${name}@${uid ?? ''}#${version}`;
+  async #slow(s: Spending, version: number): Promise<number> {
+    const ref = `${incarnation(s.namespace, s.name, s.uid)}#${version}`;
     for (;;) {
       const waiting = this.#pending.get(ref);
       if (waiting !== undefined) {
         await waiting.catch(() => undefined);
         continue;
       }
-      const { decision, base } = this.#decide(namespace, name, uid, version, count, stored);
+      const { decision, base } = this.#decide(s, version);
       if (decision.action === 'proceed') return version;
       if (decision.action === 'reserve') {
         const failedAt = this.#failedAt.get(ref);
         if (failedAt !== undefined && this.#now() - failedAt < RETRY_AFTER_MS) {
-          const earlier = this.#earlier(namespace, name, uid, version, count, stored);
+          const earlier = this.#earlier(s, version);
           if (earlier !== undefined) return earlier;
         }
       }
@@ -140,9 +139,9 @@ export class NonceReservations {
         );
       }
       const reserved = decision.reserved - base;
-      const counter = this.#counter(namespace, name, uid, version);
+      const counter = this.#counter(s, version);
       const write = (async () => {
-        this.#sink.record(namespace, name, uid, version, reserved);
+        this.#sink.record(s.namespace, s.name, s.uid, version, reserved);
         try {
           await this.#sink.flush();
           this.#failedAt.delete(ref);
@@ -160,7 +159,7 @@ export class NonceReservations {
       try {
         await write;
       } catch (err) {
-        const earlier = this.#earlier(namespace, name, uid, version, count, stored);
+        const earlier = this.#earlier(s, version);
         if (earlier !== undefined) return earlier;
         throw err;
       } finally {
@@ -173,24 +172,17 @@ export class NonceReservations {
    * The latest version before `version` whose published reservation in this process still covers
    * `count` more encryptions, which are then spent from it; undefined when none does.
    */
-  #earlier(
-    namespace: string,
-    name: string,
-    uid: string | undefined,
-    version: number,
-    count: number,
-    stored: () => StoredKey,
-  ): number | undefined {
-    const versions = [...this.counters(namespace, name, uid).keys()].filter((v) => v < version);
+  #earlier(s: Spending, version: number): number | undefined {
+    const versions = [...this.counters(s.namespace, s.name, s.uid).keys()].filter((v) => v < version);
     for (const v of versions.sort((a, b) => b - a)) {
-      if (this.#decide(namespace, name, uid, v, count, stored).decision.action === 'proceed') return v;
+      if (this.#decide(s, v).decision.action === 'proceed') return v;
     }
     return undefined;
   }
 
   /** Forgets the counters of a key incarnation (its material is gone). */
   forget(namespace: string, name: string, uid: string | undefined): void {
-    const ref = `${namespace}/${name}@${uid ?? ''}`;
+    const ref = incarnation(namespace, name, uid);
     this.#counters.delete(ref);
     for (const failed of this.#failedAt.keys())
       if (failed.startsWith(`${ref}#`)) this.#failedAt.delete(failed);
@@ -198,11 +190,11 @@ export class NonceReservations {
 
   /** What this process reserved and spent per version of a key incarnation (tests, metrics). */
   counters(namespace: string, name: string, uid: string | undefined): ReadonlyMap<number, NonceCounter> {
-    return this.#counters.get(`${namespace}/${name}@${uid ?? ''}`) ?? new Map();
+    return this.#counters.get(incarnation(namespace, name, uid)) ?? new Map();
   }
 
-  #counter(namespace: string, name: string, uid: string | undefined, version: number): NonceCounter {
-    const ref = `${namespace}/${name}@${uid ?? ''}`;
+  #counter(s: Spending, version: number): NonceCounter {
+    const ref = incarnation(s.namespace, s.name, s.uid);
     let versions = this.#counters.get(ref);
     if (versions === undefined) {
       versions = new Map();
