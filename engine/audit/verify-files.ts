@@ -46,11 +46,10 @@ export async function expandInputs(paths: readonly string[]): Promise<string[]> 
 }
 
 /**
- * Reads every master-key version of a master key file: 32 raw bytes or 44 characters of standard
- * base64 (version 1, as `KEYWARD_MASTER_KEY_FILE` and the master-key Secret's entry hold it), or
- * the versioned form `keyward master-key rotate` writes (engine/store/master-key-file.ts).
+ * Reads the master key file at `path` and parses it with `parse`, with one line for each way that
+ * fails; the file's bytes are zeroed once parsed (what `parse` returns is the caller's to zero).
  */
-export async function readMasterKeyVersions(path: string): Promise<KeyObject[]> {
+async function parseMasterKeyFileAt<T>(path: string, parse: (bytes: Buffer) => T): Promise<T> {
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
@@ -59,17 +58,24 @@ export async function readMasterKeyVersions(path: string): Promise<KeyObject[]> 
       `cannot read the master key file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
     );
   }
-  // Every master-key version the file holds (engine/store/master-key-file.ts: raw, base64, or the
-  // versioned form a master-key rotation writes); checkpoints name theirs by key id.
-  let versions: Map<number, Buffer>;
   try {
-    versions = parseMasterKeyFile(bytes);
+    return parse(bytes);
   } catch (err) {
     if (err instanceof MasterKeyFileError) throw new VerifyInputError(`${path} ${err.message}`);
     throw err;
   } finally {
     bytes.fill(0);
   }
+}
+
+/**
+ * Reads every master-key version of a master key file: 32 raw bytes or 44 characters of standard
+ * base64 (version 1, as `KEYWARD_MASTER_KEY_FILE` and the master-key Secret's entry hold it), or
+ * the versioned form `keyward master-key rotate` writes (engine/store/master-key-file.ts).
+ */
+export async function readMasterKeyVersions(path: string): Promise<KeyObject[]> {
+  // Every master-key version the file holds; checkpoints name theirs by key id.
+  const versions = await parseMasterKeyFileAt(path, parseMasterKeyFile);
   try {
     return [...versions.values()].map((k) => createSecretKey(k));
   } finally {
@@ -87,23 +93,7 @@ export async function readMasterKeyFile(path: string): Promise<KeyObject> {
  * kept for versions a master-key rotation retired (engine/store/master-key-file.ts).
  */
 export async function readCheckpointKeys(path: string): Promise<CheckpointKey[]> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (err) {
-    throw new VerifyInputError(
-      `cannot read the master key file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
-    );
-  }
-  let contents: ReturnType<typeof parseMasterKeyFileContents>;
-  try {
-    contents = parseMasterKeyFileContents(bytes);
-  } catch (err) {
-    if (err instanceof MasterKeyFileError) throw new VerifyInputError(`${path} ${err.message}`);
-    throw err;
-  } finally {
-    bytes.fill(0);
-  }
+  const contents = await parseMasterKeyFileAt(path, parseMasterKeyFileContents);
   try {
     return await Promise.all([
       ...[...contents.keys.values()].map((k) => deriveCheckpointKey(createSecretKey(k))),

@@ -119,6 +119,17 @@ describe('keyward audit verify exit codes', { timeout: 120_000 }, () => {
     const wrong = await runCli(['audit', 'verify', file, '--master-key-file', wrongKey]);
     expect(wrong.code).toBe(2);
     expect(wrong.out).toMatch(/no master key given matches/);
+    // A master key file that cannot be read, or holds no master key: one line naming the file.
+    const missingKey = join(dataDir, 'missing.key');
+    const unreadable = await runCli(['audit', 'verify', file, '--master-key-file', missingKey]);
+    expect(unreadable.code).toBe(2);
+    expect(unreadable.stderr).toContain(`cannot read the master key file ${missingKey} (ENOENT)`);
+    const junkKey = join(dataDir, 'junk.key');
+    writeFileSync(junkKey, 'not a master key\n');
+    const junk = await runCli(['audit', 'verify', file, '--master-key-file', junkKey]);
+    expect(junk.code).toBe(2);
+    expect(junk.stderr.trim().split('\n')).toHaveLength(1);
+    expect(junk.stderr).toContain(`${junkKey} `);
     const noKey = await runCli(['audit', 'verify', file]);
     expect(noKey.code).toBe(2);
     expect(noKey.stderr).toMatch(/need the master key.*--chain-only/);
