@@ -18,6 +18,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { POOL_DEFAULTS } from '../pool/pool-options.ts';
 import type { WorkerHeap } from '../pool/protocol.ts';
 import { workerSources } from '../pool/worker-sources.ts';
 import { type AuditLogHandle, type AuditStats, MAX_PENDING_EVENTS } from './audit-log.ts';
@@ -45,7 +46,10 @@ const ENTRY = new URL('../pool/worker-entry.mjs', import.meta.url);
  * nothing young for long, so a small one costs only more frequent, tiny scavenges. Its old
  * generation is capped as the crypto workers' is, for the same reason (pool-options.ts).
  */
-const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 6, maxOldGenerationSizeMb: 256 };
+const RESOURCE_LIMITS = {
+  maxYoungGenerationSizeMb: 6,
+  maxOldGenerationSizeMb: POOL_DEFAULTS.workerResourceLimits.maxOldGenerationSizeMb,
+};
 /** Plain records reach the audit thread within this long (see `#schedule`). */
 const SEND_EVERY_MS = 10;
 /** ... or as soon as this many are queued. */
