@@ -1,5 +1,5 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   cpSync,
   existsSync,
@@ -136,4 +136,31 @@ console.log(JSON.stringify({ v: x.v, loaded: process.moduleLoadList.some((m) => 
     writeFileSync(mod, 'export const v: number = 3;\n');
     expect(run()).toEqual({ v: 3, loaded: true });
   }, 60_000);
+
+  it('the builder has --help, refuses any other flag in one line, and writes where --out says', () => {
+    const builder = join(ROOT, 'engine/boot/strip-sources.mjs');
+    const run = (args: string[]) => spawnSync(process.execPath, [builder, ...args], { encoding: 'utf8' });
+    const help = run(['--help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^usage: node engine\/boot\/strip-sources\.mjs \[--out FILE\]/);
+    for (const bad of [['--bogus'], ['--out'], ['--out', 'a', 'b']]) {
+      const r = run(bad);
+      expect(r.status, bad.join(' ')).toBe(2);
+      expect(r.stderr).toBe('strip-sources: the only option is --out FILE\n');
+    }
+    const out = join(scratch, 'out', 'cache.json');
+    const built = run(['--out', out]);
+    expect(built.status, built.stderr).toBe(0);
+    const cache = JSON.parse(readFileSync(out, 'utf8')) as {
+      files: Record<string, { sha256: string; size: number; mtimeMs: number }>;
+    };
+    const entry = cache.files['engine/cli/main.ts']!;
+    expect(entry.sha256).toBe(
+      createHash('sha256')
+        .update(readFileSync(join(ROOT, 'engine/cli/main.ts')))
+        .digest('hex'),
+    );
+    expect(entry.size).toBe(statSync(join(ROOT, 'engine/cli/main.ts')).size);
+    expect(Object.keys(cache.files).some((f) => f.endsWith('.test.ts'))).toBe(false);
+  });
 });
