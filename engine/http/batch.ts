@@ -10,6 +10,7 @@ import { fromWire } from '../pool/request-runner.ts';
 import { BATCH_BODY, batchItemError, decodeBatchItem, encodeBatchOutput } from '../wire/batch-items.ts';
 import { parseJsonBody } from '../wire/json-body.ts';
 import { check } from '../wire/validate.ts';
+import { releaseBuffer } from './release-buffer.ts';
 import type { RouteContext } from './routes.ts';
 
 /**
@@ -81,6 +82,7 @@ async function runInWorker(ctx: RouteContext, op: BatchOperation, raw: Buffer): 
     throw err;
   } finally {
     raw.fill(0); // it may hold plaintexts
+    releaseBuffer(raw);
   }
   if (outcome.type === 'error') throw fromWire(outcome.error);
   ctx.observeBatch(op, outcome.items);
@@ -89,7 +91,7 @@ async function runInWorker(ctx: RouteContext, op: BatchOperation, raw: Buffer): 
   ctx.noteBatch(ok, outcome.items - ok);
   const body = Buffer.from(outcome.body);
   // Decrypted plaintexts are in it: zeroed once it has been handed to the socket.
-  if (op === 'decrypt') ctx.wipeAfterSend(body);
+  ctx.releaseAfterSend(body, { wipe: op === 'decrypt' });
   return body;
 }
 

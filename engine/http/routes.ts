@@ -64,8 +64,11 @@ export interface RouteContext {
   raw?: Buffer;
   /** Tells the audit log a batch's item counts (its record's `batch`). */
   noteBatch(ok: number, failed: number): void;
-  /** Zeroes `bytes` once the response that carries them has been handed to the socket. */
-  wipeAfterSend(bytes: Buffer): void;
+  /**
+   * Once the response that carries `bytes` has been handed to the socket: zeroes them if `wipe`,
+   * and frees their memory (release-buffer.ts).
+   */
+  releaseAfterSend(bytes: Buffer, o: { wipe: boolean }): void;
 }
 
 /** One API route. */

@@ -34,6 +34,7 @@ import {
 import { errorHandler, sendError } from './errors.ts';
 import { HttpMetrics, UNKNOWN_KEY } from './metrics.ts';
 import { buildOpenApi } from './openapi.ts';
+import { releaseBuffer } from './release-buffer.ts';
 import { ROUTES, type RouteDef } from './routes.ts';
 
 /** Options of `buildServer`. */
@@ -323,12 +324,16 @@ function registerRoute(
         count: (operation, result, n = 1) => metrics.count(label(), operation, result, n),
         observeBatch: (operation, size) => metrics.batchSize.observe({ operation }, size),
         noteBatch: (ok, failed) => audit?.noteBatch(request, { ok, failed }),
-        wipeAfterSend: (bytes) => {
-          const wipe = (): void => {
-            bytes.fill(0);
+        releaseAfterSend: (bytes, o) => {
+          let done = false;
+          const release = (): void => {
+            if (done) return;
+            done = true;
+            if (o.wipe) bytes.fill(0);
+            releaseBuffer(bytes);
           };
-          reply.raw.once('finish', wipe);
-          reply.raw.once('close', wipe);
+          reply.raw.once('finish', release);
+          reply.raw.once('close', release);
         },
       });
       audit?.noteResult(request, result);
