@@ -4,7 +4,7 @@
  * Why: V8 counts the bytes of every live ArrayBuffer as external memory, and once enough more of
  * it is held than after the last full collection, it starts another full (mark-compact)
  * collection of the whole heap. A batch request of 100 items makes the serving thread hold about
- * 450 KB in large buffers (the body, and the response the worker serialized) while it allocates
+ * 310 KB in large buffers (the body, and the response the worker serialized) while it allocates
  * little else, so before this the serving thread ran a full collection every 60 or so batch
  * requests, and V8's helper threads spent a tenth of the machine marking
  * (docs/performance.md, "Large buffers freed at once").

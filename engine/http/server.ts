@@ -325,10 +325,8 @@ function registerRoute(
         observeBatch: (operation, size) => metrics.batchSize.observe({ operation }, size),
         noteBatch: (ok, failed) => audit?.noteBatch(request, { ok, failed }),
         releaseAfterSend: (bytes, o) => {
-          let done = false;
+          // Runs on `finish` and again on `close`: the second finds the buffer empty.
           const release = (): void => {
-            if (done) return;
-            done = true;
             if (o.wipe) bytes.fill(0);
             releaseBuffer(bytes);
           };
