@@ -325,8 +325,11 @@ function registerRoute(
         observeBatch: (operation, size) => metrics.batchSize.observe({ operation }, size),
         noteBatch: (ok, failed) => audit?.noteBatch(request, { ok, failed }),
         releaseAfterSend: (bytes, o) => {
-          // Runs on `finish` and again on `close`: the second finds the buffer empty.
+          // Runs on `finish` and again on `close`; filling a freed buffer would throw.
+          let done = false;
           const release = (): void => {
+            if (done) return;
+            done = true;
             if (o.wipe) bytes.fill(0);
             releaseBuffer(bytes);
           };
